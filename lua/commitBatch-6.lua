@@ -1,0 +1,77 @@
+--[[
+  Commits a processed batch: refused unless the caller still holds the batch
+  with the same fencing token (a batch reclaimed or released since is not the
+  caller's to write). Acknowledges the queue entry, deletes the raw records,
+  stores the batch's counts and failed records, adds them to the job's
+  counters once, and finalizes the job when it was the last batch of a sealed
+  job. One atomic script: exactly-once accounting and finalization.
+
+  Input:
+    KEYS[1] job hash
+    KEYS[2] queue stream
+    KEYS[3] records hash
+    KEYS[4] batches hash
+    KEYS[5] failed hash
+    KEYS[6] events stream
+
+    ARGV[1] consumer group name
+    ARGV[2] batch index
+    ARGV[3] fencing token from the claim
+    ARGV[4] processed record count
+    ARGV[5] failed record count
+    ARGV[6] batch outcome: "COMPLETED" or "FAILED"
+    ARGV[7] failed records (msgpack), or "" when none failed
+    ARGV[8] retention in ms, or "" to keep the job forever
+
+  Output:
+    {"OK", finalized (0|1), state, summary}  summary: the jobSummary include's figures
+    {"STALE"}          the caller no longer holds the batch: nothing was written
+    {"JOB_NOT_FOUND"}  the job was deleted
+]]
+local rcall = redis.call
+local jobKey = KEYS[1]
+local queueKey = KEYS[2]
+local recordsKey = KEYS[3]
+local batchesKey = KEYS[4]
+local failedKey = KEYS[5]
+local eventsKey = KEYS[6]
+local idx = ARGV[2]
+
+--- @include "includes/applyRetention"
+--- @include "includes/appendEvent"
+--- @include "includes/finalizeIfDone"
+--- @include "includes/jobSummary"
+
+if rcall("EXISTS", jobKey) == 0 then
+  return {"JOB_NOT_FOUND"}
+end
+local batch = rcall("HMGET", batchesKey, "s:" .. idx, "t:" .. idx, "e:" .. idx)
+if batch[1] ~= "PROCESSING" or batch[2] ~= ARGV[3] then
+  return {"STALE"}
+end
+
+rcall("XACK", queueKey, ARGV[1], batch[3])
+rcall("XDEL", queueKey, batch[3])
+rcall("HDEL", recordsKey, idx)
+rcall("HSET", batchesKey, "s:" .. idx, ARGV[6], "p:" .. idx, ARGV[4], "f:" .. idx, ARGV[5])
+rcall("HDEL", batchesKey, "o:" .. idx)
+if ARGV[7] ~= "" then
+  rcall("HSET", failedKey, idx, ARGV[7])
+end
+rcall("HINCRBY", jobKey, "processed_records", ARGV[4])
+rcall("HINCRBY", jobKey, "failed_records", ARGV[5])
+if ARGV[6] == "FAILED" then
+  rcall("HINCRBY", jobKey, "failed_batches", 1)
+else
+  rcall("HINCRBY", jobKey, "completed_batches", 1)
+end
+appendEvent(eventsKey, {"type", "batch:" .. string.lower(ARGV[6]), "batch", idx,
+  "processed", ARGV[4], "failed", ARGV[5]})
+
+local finalized = finalizeIfDone(jobKey, KEYS, ARGV[8])
+local state = rcall("HGET", jobKey, "state")
+if state == "ABORTED" or state == "FAILED" then
+  -- A late commit into a job that already ended: keep its keys on the clock.
+  applyRetention(KEYS, ARGV[8])
+end
+return {"OK", finalized, state, jobSummary(jobKey)}

@@ -1,0 +1,39 @@
+--[[
+  Ends a job that has not reached a final state, with the given terminal
+  state: ABORTED (a user's abort) or FAILED (preparation could not read the
+  source). No batch is claimed afterwards and finalization emits nothing
+  further. Starts the retention clock on every key.
+
+  Input:
+    KEYS[1] job hash
+    KEYS[2] queue stream
+    KEYS[3] records hash
+    KEYS[4] batches hash
+    KEYS[5] failed hash
+    KEYS[6] events stream
+
+    ARGV[1] terminal state: "ABORTED" or "FAILED"
+    ARGV[2] error message, or ""
+    ARGV[3] retention in ms, or "" to keep the job forever
+
+  Output:
+    1 ended, 0 unknown job or already in a final state
+]]
+local rcall = redis.call
+local jobKey = KEYS[1]
+
+--- @include "includes/serverTime"
+--- @include "includes/applyRetention"
+--- @include "includes/appendEvent"
+
+local state = rcall("HGET", jobKey, "state")
+if state ~= "PREPARING" and state ~= "PROCESSING" and state ~= "PAUSED" then
+  return 0
+end
+rcall("HSET", jobKey, "state", ARGV[1], "completed_at", serverTime())
+if ARGV[2] ~= "" then
+  rcall("HSET", jobKey, "error", ARGV[2])
+end
+appendEvent(KEYS[6], {"type", "job:completed", "state", ARGV[1]})
+applyRetention(KEYS, ARGV[3])
+return 1

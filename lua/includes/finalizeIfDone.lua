@@ -1,0 +1,27 @@
+-- Moves a sealed, running job whose every batch is terminal to its final state
+-- (FAILED if any batch failed, else COMPLETED), records job:completed on the
+-- event stream and starts the retention clock on every key. Returns 1 when this
+-- call did it, 0 otherwise: exactly one caller across all workers ever sees 1.
+-- allKeys is the six-key job layout (job, queue, records, batches, failed, events).
+--- @include "includes/serverTime"
+--- @include "includes/applyRetention"
+--- @include "includes/appendEvent"
+local function finalizeIfDone(jobKey, allKeys, retentionMs)
+  local f = redis.call("HMGET", jobKey, "state", "sealed", "total_batches",
+    "completed_batches", "failed_batches")
+  if f[1] ~= "PROCESSING" or f[2] ~= "1" then
+    return 0
+  end
+  local failed = tonumber(f[5] or "0")
+  if tonumber(f[4] or "0") + failed < tonumber(f[3] or "0") then
+    return 0
+  end
+  local final = "COMPLETED"
+  if failed > 0 then
+    final = "FAILED"
+  end
+  redis.call("HSET", jobKey, "state", final, "completed_at", serverTime())
+  appendEvent(allKeys[6], {"type", "job:completed", "state", final})
+  applyRetention(allKeys, retentionMs)
+  return 1
+end

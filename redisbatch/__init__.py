@@ -1,0 +1,76 @@
+"""redisbatch: distributed batch imports on Redis.
+
+One orchestrator ``prepare``s a source into batches held in Redis; any number
+of workers claim and process them; exactly one of them finalizes the job.
+"""
+
+from ._codec import ABSENT
+from ._events import (
+    BatchClaimed,
+    BatchCompleted,
+    BatchFailed,
+    BatchStarted,
+    DistributedPrepared,
+    Event,
+    JobCompleted,
+    RecordFailed,
+    RecordProcessed,
+    RecordRetried,
+)
+from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
+from ._facade import DistributedImport
+from ._parsers import CsvParser, Parser
+from ._pipeline import Hooks
+from ._results import (
+    BatchContext,
+    BatchResult,
+    JobStatus,
+    JobSummary,
+    PrepareResult,
+    PreviewResult,
+    ProcessedRecord,
+    ProcessingContext,
+    ValidationError,
+    WorkerSummary,
+)
+from ._schema import MISSING, Field, FieldCheck, Schema
+from ._sources import BytesSource, FileSource, IterableSource
+
+__all__ = [
+    "ABSENT",
+    "MISSING",
+    "BatchClaimed",
+    "BatchCompleted",
+    "BatchContext",
+    "BatchFailed",
+    "BatchResult",
+    "BatchStarted",
+    "BytesSource",
+    "ConfigurationError",
+    "CsvParser",
+    "DistributedImport",
+    "DistributedPrepared",
+    "Event",
+    "Field",
+    "FieldCheck",
+    "FileSource",
+    "Hooks",
+    "IterableSource",
+    "JobCompleted",
+    "JobExistsError",
+    "JobStatus",
+    "JobSummary",
+    "Parser",
+    "PrepareResult",
+    "PreviewResult",
+    "ProcessedRecord",
+    "ProcessingContext",
+    "RecordFailed",
+    "RecordProcessed",
+    "RecordRetried",
+    "RedisBatchError",
+    "Schema",
+    "SourceError",
+    "ValidationError",
+    "WorkerSummary",
+]

@@ -1,0 +1,124 @@
+"""Turns parsed items into stored batches: pure, no I/O.
+
+Assigns record indexes (after skipping empty rows), keeps the job's column
+header, and encodes each full batch once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._codec import ABSENT, StoredBatch, encode_batch, encode_columns
+from ._exceptions import SourceError
+from ._parsers import Header, ParseFailure
+
+__all__ = ["Batcher", "EncodedBatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """A batch ready for the storeBatch script."""
+
+    index: int
+    count: int
+    payload: bytes
+    columns: bytes  # the job's header when it changed with this batch, else b""
+
+
+def _row_is_empty(values: Any) -> bool:
+    return all(value is None or value == "" for value in values)
+
+
+class Batcher:
+    """Accumulates records; ``add`` returns a batch each time one is full."""
+
+    def __init__(self, batch_size: int, *, skip_empty_rows: bool, origin: str) -> None:
+        self.batch_size = batch_size
+        self.skip_empty_rows = skip_empty_rows
+        self.origin = origin
+        self.columns: list[str] = []
+        self._position: dict[str, int] = {}
+        self._header_map: list[int] | None = None  # header position -> column position
+        self._columns_changed = False
+        self._rows: list[list[Any]] = []
+        self._failures: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._first_index = 0
+        self.next_batch = 0
+        self.total_records = 0
+
+    def _column(self, name: str) -> int:
+        position = self._position.get(name)
+        if position is None:
+            position = len(self.columns)
+            self.columns.append(name)
+            self._position[name] = position
+            self._columns_changed = True
+        return position
+
+    def add(self, item: Any) -> EncodedBatch | None:
+        if isinstance(item, list):
+            if self.skip_empty_rows and _row_is_empty(item):
+                return None
+            header_map = self._header_map
+            if header_map is None:
+                self._rows.append(item)
+            else:
+                row: list[Any] = [ABSENT] * len(self.columns)
+                for source_position, value in enumerate(item):
+                    row[header_map[source_position]] = value
+                self._rows.append(row)
+        elif isinstance(item, dict):
+            if self.skip_empty_rows and _row_is_empty(item.values()):
+                return None
+            positions = [self._column(str(key)) for key in item]
+            row = [ABSENT] * len(self.columns)
+            for position, value in zip(positions, item.values(), strict=True):
+                row[position] = value
+            self._rows.append(row)
+        elif isinstance(item, Header):
+            positions = [self._column(name) for name in item.columns]
+            identity = positions == list(range(len(self.columns)))
+            self._header_map = None if identity else positions
+            return None
+        elif isinstance(item, ParseFailure):
+            self._failures[len(self._rows)] = (item.message, item.raw)
+            self._rows.append([])
+        else:
+            position = self._first_index + len(self._rows)
+            self._failures[len(self._rows)] = (
+                f"record {position} is a {type(item).__name__}, not a mapping",
+                {"value": repr(item)},
+            )
+            self._rows.append([])
+        if len(self._rows) >= self.batch_size:
+            return self._cut()
+        return None
+
+    def finish(self) -> EncodedBatch | None:
+        """The last, partial batch, if any records are left."""
+        return self._cut() if self._rows else None
+
+    def _cut(self) -> EncodedBatch:
+        batch = StoredBatch(self._first_index, self._rows, self._failures)
+        try:
+            payload = encode_batch(batch)
+        except TypeError as exc:
+            raise SourceError(
+                f"{self.origin}: records {self._first_index}..."
+                f"{self._first_index + len(self._rows) - 1}: {exc}"
+            ) from None
+        count = len(self._rows)
+        encoded = EncodedBatch(
+            index=self.next_batch,
+            count=count,
+            payload=payload,
+            columns=encode_columns(self.columns) if self._columns_changed else b"",
+        )
+        self._columns_changed = False
+        self.next_batch += 1
+        self.total_records += count
+        self._first_index += count
+        self._rows = []
+        self._failures = {}
+        return encoded

@@ -1,0 +1,174 @@
+"""What both facades share: settings, store, pipeline, events, and the flows
+behind every public method. A facade is this plus a driver."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from ._batcher import Batcher
+from ._config import Settings
+from ._effects import Flow, Sleep
+from ._events import EventEmitter
+from ._exceptions import ConfigurationError
+from ._keys import check_job_id
+from ._parsers import Parser
+from ._pipeline import Hooks, Processor, RecordPipeline
+from ._prepare import prepare
+from ._results import BatchResult, JobStatus, PrepareResult, WorkerSummary
+from ._schema import Schema
+from ._scripts import Reply
+from ._sources import ByteSource, IterableSource
+from ._store import FINAL_STATES, Store
+from ._worker import emit_job_completed, process_batch
+
+__all__ = ["Core", "default_worker_id", "parse_batch_id"]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def parse_batch_id(batch_id: str | int) -> int:
+    """``"batch-7"`` (as results name batches) or ``7`` -> 7."""
+    if isinstance(batch_id, int) and not isinstance(batch_id, bool):
+        return batch_id
+    if isinstance(batch_id, str):
+        text = batch_id.removeprefix("batch-")
+        if text.isdigit():
+            return int(text)
+    raise ConfigurationError(f"batch_id must look like 'batch-<index>', got {batch_id!r}")
+
+
+class Core:
+    """The I/O-free half of a facade."""
+
+    def __init__(self, schema: Schema | None, hooks: Hooks | None, settings: Settings) -> None:
+        if schema is not None and not isinstance(schema, Schema):
+            raise TypeError(f"schema must be a Schema or None, got {type(schema).__name__}")
+        if hooks is not None and not isinstance(hooks, Hooks):
+            raise TypeError(f"hooks must be a Hooks or None, got {type(hooks).__name__}")
+        self.settings = settings
+        self.schema = schema
+        self.emitter = EventEmitter()
+        self.store = Store(
+            settings.namespace,
+            stale_timeout=settings.stale_batch_timeout,
+            max_batch_attempts=settings.max_batch_attempts,
+            retention=settings.retention,
+        )
+        self.pipeline = RecordPipeline(
+            schema,
+            hooks=hooks,
+            continue_on_error=settings.continue_on_error,
+            max_retries=settings.max_retries,
+            retry_delay=settings.retry_delay,
+            emitter=self.emitter,
+        )
+
+    # ------------------------------------------------------------ prepare
+
+    def open_source(self, source: Any, parser: Parser | None) -> tuple[Iterator[Any], str]:
+        """Opens the source (raising SourceError before any job exists)."""
+        if isinstance(source, IterableSource):
+            if parser is not None:
+                raise ConfigurationError("an IterableSource yields records: pass no parser")
+            return source.open(), source.describe()
+        if isinstance(source, ByteSource):
+            if parser is None:
+                raise ConfigurationError(
+                    f"{source!r} holds bytes: pass a parser (CsvParser(), ...)"
+                )
+            if not isinstance(parser, Parser):
+                raise TypeError(f"parser must be a Parser, got {type(parser).__name__}")
+            origin = source.describe()
+            return parser.records(source.open(), origin), origin
+        raise TypeError(f"source must be a Source, got {type(source).__name__}")
+
+    def prepare_flow(
+        self, source: Any, parser: Parser | None, job_id: str | None
+    ) -> Flow[PrepareResult]:
+        job_id = uuid.uuid4().hex if job_id is None else check_job_id(job_id)
+        items, origin = self.open_source(source, parser)
+        batcher = Batcher(
+            self.settings.batch_size,
+            skip_empty_rows=self.schema is not None and self.schema.skip_empty_rows,
+            origin=origin,
+        )
+        return prepare(self.store, self.emitter, job_id, items, batcher, origin)
+
+    # ------------------------------------------------------------ workers
+
+    def batch_flow(self, job_id: str, processor: Processor, worker_id: str) -> Flow[BatchResult]:
+        check_job_id(job_id)
+        if not callable(processor):
+            raise TypeError("processor must be callable")
+        result, _ = yield from process_batch(
+            self.store,
+            self.pipeline,
+            self.emitter,
+            job_id,
+            processor,
+            worker_id,
+            self.settings.heartbeat_interval,
+        )
+        return result
+
+    def worker_flow(
+        self, job_id: str, processor: Processor, worker_id: str | None, wait: bool
+    ) -> Flow[WorkerSummary]:
+        check_job_id(job_id)
+        if not callable(processor):
+            raise TypeError("processor must be callable")
+        worker_id = worker_id or default_worker_id()
+        batches = processed = failed = 0
+        finalized = False
+        first_delay, longest_delay = self.settings.poll_interval
+        delay = first_delay
+        while True:
+            result, claim = yield from process_batch(
+                self.store,
+                self.pipeline,
+                self.emitter,
+                job_id,
+                processor,
+                worker_id,
+                self.settings.heartbeat_interval,
+            )
+            finalized = finalized or result.job_complete
+            if result.claimed:
+                if result.accepted:
+                    batches += 1
+                    processed += result.processed_count
+                    failed += result.failed_count
+                delay = first_delay
+                continue
+            if claim.reason == Reply.JOB_NOT_FOUND or claim.state in FINAL_STATES:
+                break
+            if claim.dead_lettered:
+                continue
+            if not wait:
+                break
+            yield Sleep(delay)
+            delay = min(delay * 2, longest_delay)
+        return WorkerSummary(
+            worker_id=worker_id,
+            batches=batches,
+            processed=processed,
+            failed=failed,
+            finalized=finalized,
+        )
+
+    # ------------------------------------------------------------ control
+
+    def resume_flow(self, job_id: str) -> Flow[bool]:
+        resumed, finalized = yield from self.store.resume(check_job_id(job_id))
+        if finalized is not None:
+            emit_job_completed(self.emitter, job_id, finalized)
+        return resumed
+
+    def status_flow(self, job_id: str) -> Flow[JobStatus | None]:
+        return self.store.status(check_job_id(job_id))

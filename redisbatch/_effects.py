@@ -1,0 +1,84 @@
+"""What a flow asks its driver to do.
+
+Flows — preparing a job, processing a batch — are generators with no I/O of
+their own: they ``yield`` one of these effects and receive its result (or
+have its exception thrown in at the ``yield``). A driver (``_sync``, and the
+async one) performs them. A flow can be unit-tested by feeding it replies by
+hand: no Redis, no event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ._scripts import ScriptCall
+
+__all__ = [
+    "Call",
+    "Command",
+    "Effect",
+    "Flow",
+    "Lease",
+    "Pipeline",
+    "Sleep",
+    "StartHeartbeat",
+    "StopHeartbeat",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call user code (processor, hook, checker); a coroutine result is awaited."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait this many seconds (retry backoff, polling)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One plain Redis command, for keys outside a job's hash tag."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """Several script calls in one round trip; the result is their replies in order."""
+
+    calls: tuple[ScriptCall, ...]
+
+
+@dataclass(slots=True)
+class Lease:
+    """A claimed batch held by this worker: what its heartbeat needs."""
+
+    heartbeat: ScriptCall
+    interval: float
+    lost: bool = False  # set when a heartbeat found the batch taken away
+
+
+@dataclass(frozen=True, slots=True)
+class StartHeartbeat:
+    """Heartbeat the lease every ``lease.interval`` seconds until stopped."""
+
+    lease: Lease
+
+
+@dataclass(frozen=True, slots=True)
+class StopHeartbeat:
+    lease: Lease
+
+
+Effect = Call | Sleep | Command | Pipeline | ScriptCall | StartHeartbeat | StopHeartbeat
+Flow = Generator[Effect, Any, T]

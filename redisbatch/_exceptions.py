@@ -1,0 +1,36 @@
+"""Every exception redisbatch raises on purpose.
+
+::
+
+    RedisBatchError                      base of everything below
+    ├── JobExistsError                   prepare() with a job id already in use
+    ├── SourceError                      a source could not be opened or read
+    └── ConfigurationError (+ValueError) invalid options or an unusable client
+
+Redis connection failures are not wrapped: redis-py's own exceptions
+propagate, and no count has been changed twice when they do.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigurationError", "JobExistsError", "RedisBatchError", "SourceError"]
+
+
+class RedisBatchError(Exception):
+    """Base class of every redisbatch exception."""
+
+
+class JobExistsError(RedisBatchError):
+    """A job with this id already exists in the namespace."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} already exists")
+        self.job_id = job_id
+
+
+class SourceError(RedisBatchError):
+    """The source could not be opened, read, decoded or parsed as a document."""
+
+
+class ConfigurationError(RedisBatchError, ValueError):
+    """An option or the Redis client given to redisbatch cannot work."""

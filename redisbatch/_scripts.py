@@ -1,0 +1,98 @@
+"""The Lua scripts: found on disk, includes inlined once, hashed once.
+
+Scripts live in the top-level ``lua/`` folder of a checkout and in
+``redisbatch/lua`` of an installed wheel. A script ``lua/<name>-<numkeys>.lua``
+pulls shared functions from ``lua/includes/`` with a line
+``--- @include "includes/<function>"``; each include is inlined once, after
+its own includes.
+
+Scripts reply with a table whose first element is a :class:`Reply` code (or,
+for the few scripts documented so, a plain integer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Reply", "Script", "ScriptCall", "lua_dir", "scripts"]
+
+_INCLUDE = re.compile(r'^--- @include "([\w/]+)"\s*$', re.MULTILINE)
+_SCRIPT_NAME = re.compile(r"^(?P<name>[a-z][A-Za-z]*)-(?P<numkeys>\d+)\.lua$")
+
+
+class Reply(StrEnum):
+    """Every code a script can reply with; the only place they are named."""
+
+    OK = "OK"
+    JOB_EXISTS = "JOB_EXISTS"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    JOB_NOT_PROCESSING = "JOB_NOT_PROCESSING"
+    NO_PENDING_BATCHES = "NO_PENDING_BATCHES"
+    STALE = "STALE"
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One loaded script: its inlined source and SHA1."""
+
+    name: str
+    numkeys: int
+    source: str
+    sha: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """A request to run a script, yielded by the store flows to a driver."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+def lua_dir() -> Path:
+    """The folder holding the scripts, in a wheel or in a checkout."""
+    packaged = Path(__file__).with_name("lua")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "lua"
+
+
+def _inline(path: Path, root: Path, seen: set[str]) -> str:
+    text = path.read_text(encoding="utf-8")
+
+    def expand(match: re.Match[str]) -> str:
+        include = match.group(1)
+        if include in seen:
+            return ""
+        seen.add(include)
+        return _inline(root / f"{include}.lua", root, seen)
+
+    return _INCLUDE.sub(expand, text)
+
+
+@cache
+def scripts() -> dict[str, Script]:
+    """Every script by name (``claimBatch``, ``commitBatch``, ...), loaded once."""
+    root = lua_dir()
+    loaded: dict[str, Script] = {}
+    for path in sorted(root.glob("*.lua")):
+        match = _SCRIPT_NAME.match(path.name)
+        if match is None:
+            raise RuntimeError(f"script file name must be <verbNoun>-<numkeys>.lua: {path}")
+        source = _inline(path, root, set())
+        loaded[match["name"]] = Script(
+            name=match["name"],
+            numkeys=int(match["numkeys"]),
+            source=source,
+            sha=hashlib.sha1(source.encode("utf-8")).hexdigest(),
+        )
+    if not loaded:
+        raise RuntimeError(f"no Lua scripts found in {root}")
+    return loaded

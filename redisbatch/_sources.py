@@ -1,0 +1,106 @@
+"""Where records come from (API contract, section 5).
+
+A byte source opens into an iterator of chunks (``open``), which the parser
+turns into records; an :class:`IterableSource` yields records itself. Opening
+happens before a job exists, so a missing file raises :class:`SourceError`
+without leaving a job behind; a failure while reading raises it mid-stream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import SourceError
+
+__all__ = ["ByteSource", "BytesSource", "FileSource", "IterableSource", "Source"]
+
+CHUNK_SIZE = 1 << 16
+
+
+class ByteSource:
+    """Base of sources that produce bytes for a parser."""
+
+    def describe(self) -> str:
+        """How error messages name this source."""
+        raise NotImplementedError
+
+    def open(self) -> Iterator[bytes]:
+        """Opens the source; raises :class:`SourceError` when it cannot be opened."""
+        raise NotImplementedError
+
+
+class FileSource(ByteSource):
+    """A file on disk, read in chunks: memory stays bounded whatever its size."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"FileSource({str(self.path)!r})"
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def open(self) -> Iterator[bytes]:
+        try:
+            handle = self.path.open("rb")
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot open: {exc.strerror or exc}") from exc
+        return self._chunks(handle)
+
+    def _chunks(self, handle: Any) -> Iterator[bytes]:
+        with handle:
+            while True:
+                try:
+                    chunk = handle.read(CHUNK_SIZE)
+                except OSError as exc:
+                    raise SourceError(f"{self.path}: read failed: {exc}") from exc
+                if not chunk:
+                    return
+                yield chunk
+
+
+class BytesSource(ByteSource):
+    """Bytes (or text, encoded as UTF-8) already in memory."""
+
+    def __init__(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"BytesSource takes bytes or str, got {type(data).__name__}")
+        self.data = bytes(data)
+
+    def __repr__(self) -> str:
+        return f"BytesSource(<{len(self.data)} bytes>)"
+
+    def describe(self) -> str:
+        return "<bytes>"
+
+    def open(self) -> Iterator[bytes]:
+        data = self.data
+        return (data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE))
+
+
+class IterableSource:
+    """Records given by the caller: any iterable of dicts (a generator streams)."""
+
+    def __init__(self, iterable: Iterable[dict[str, Any]]) -> None:
+        self.iterable = iterable
+
+    def __repr__(self) -> str:
+        return f"IterableSource({type(self.iterable).__name__})"
+
+    def describe(self) -> str:
+        return "<iterable>"
+
+    def open(self) -> Iterator[Any]:
+        try:
+            return iter(self.iterable)
+        except TypeError as exc:
+            raise SourceError(f"IterableSource: not iterable: {exc}") from exc
+
+
+Source = ByteSource | IterableSource

@@ -1,0 +1,381 @@
+"""The job store: every state change of a job as a script call, and every
+script reply turned into a typed result in one place.
+
+Methods return flows (generators yielding effects, see ``_effects``), so the
+sync and async facades share them: only the driver differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._batcher import EncodedBatch
+from ._codec import (
+    StoredBatch,
+    decode_batch,
+    decode_columns,
+    decode_failed,
+    iter_raw_records,
+)
+from ._effects import Command, Flow, Pipeline
+from ._exceptions import JobExistsError
+from ._keys import CONSUMER_GROUP, JobKeys, jobs_index_key
+from ._results import JobStatus, JobSummary, ProcessedRecord
+from ._scripts import Reply, ScriptCall, scripts
+
+__all__ = [
+    "FINAL_STATES",
+    "Claim",
+    "CommitReply",
+    "Store",
+    "StoreReply",
+]
+
+FINAL_STATES: Final = frozenset(("COMPLETED", "FAILED", "ABORTED"))
+_CHUNK: Final = 200  # batches read per round trip by failed_records
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any) -> int:
+    return int(value) if value not in (None, b"", "") else 0
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value not in (None, b"", "") else None
+
+
+def _summary(fields: Sequence[Any]) -> JobSummary:
+    """A JobSummary from the jobSummary include's reply."""
+    state, total, processed, failed, created, completed = fields
+    total_i, processed_i, failed_i = _int(total), _int(processed), _int(failed)
+    started = _float(created) or 0.0
+    ended = _float(completed) or started
+    return JobSummary(
+        total=total_i,
+        processed=processed_i,
+        failed=failed_i,
+        skipped=max(0, total_i - processed_i - failed_i),
+        elapsed_ms=max(0.0, (ended - started) * 1000.0),
+        state=_text(state),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claim's reply. ``batch`` is set when a batch was claimed."""
+
+    reason: Reply
+    state: str | None = None
+    batch_index: int | None = None
+    token: str = ""
+    attempt: int = 0
+    batch: StoredBatch | None = None
+    columns: tuple[str, ...] = ()
+    total_records: int = 0
+    dead_lettered: tuple[tuple[int, int], ...] = ()  # (batch index, attempts)
+    finalized: JobSummary | None = None
+
+    def records(self) -> Any:
+        assert self.batch is not None
+        return iter_raw_records(self.batch, list(self.columns))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitReply:
+    accepted: bool
+    reason: Reply
+    finalized: JobSummary | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReply:
+    """The outcome of storing batches: the job's state and unclaimed batches after."""
+
+    stopped_state: str | None  # set when the job was aborted/failed meanwhile
+    unclaimed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    total_records: int
+    total_batches: int
+    state: str | None
+    finalized: JobSummary | None
+
+
+class Store:
+    """The job store of one namespace, with the worker settings scripts need."""
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        stale_timeout: float,
+        max_batch_attempts: int,
+        retention: float | None,
+    ) -> None:
+        self.namespace = namespace
+        self.index_key = jobs_index_key(namespace)
+        self.stale_ms = max(1, round(stale_timeout * 1000))
+        self.max_batch_attempts = max_batch_attempts
+        self.retention_ms = "" if retention is None else str(round(retention * 1000))
+        self._scripts = scripts()
+
+    def keys(self, job_id: str) -> JobKeys:
+        return JobKeys.of(self.namespace, job_id)
+
+    def _call(self, name: str, keys: Sequence[str], *args: Any) -> ScriptCall:
+        script = self._scripts[name]
+        return ScriptCall(script, tuple(keys[: script.numkeys]), args)
+
+    # ------------------------------------------------------------ prepare
+
+    def create(self, job_id: str, batch_size: int) -> Flow[float]:
+        keys = self.keys(job_id)
+        reply = yield self._call("createJob", (keys.job, keys.queue), CONSUMER_GROUP, batch_size)
+        if _text(reply[0]) == Reply.JOB_EXISTS:
+            raise JobExistsError(job_id)
+        created_at = float(reply[1])
+        yield Command(("ZADD", self.index_key, created_at, job_id))
+        return created_at
+
+    def store_batches(self, job_id: str, batches: Iterable[EncodedBatch]) -> Flow[StoreReply]:
+        keys = self.keys(job_id)
+        calls = tuple(
+            self._call(
+                "storeBatch",
+                keys.all,
+                CONSUMER_GROUP,
+                b.index,
+                b.count,
+                b.payload,
+                b.columns,
+            )
+            for b in batches
+        )
+        replies = yield Pipeline(calls)
+        unclaimed = 0
+        for reply in replies:
+            code = _text(reply[0])
+            if code != Reply.OK:
+                return StoreReply(
+                    stopped_state=_text(reply[1]) if len(reply) > 1 else "DELETED", unclaimed=0
+                )
+            unclaimed = int(reply[2])
+        return StoreReply(stopped_state=None, unclaimed=unclaimed)
+
+    def seal(self, job_id: str) -> Flow[Sealed]:
+        reply = yield self._call("sealJob", self.keys(job_id).all, self.retention_ms)
+        code = _text(reply[0])
+        if code != Reply.OK:
+            return Sealed(0, 0, _text(reply[1]) if len(reply) > 1 else None, None)
+        return Sealed(
+            total_records=int(reply[3]),
+            total_batches=int(reply[4]),
+            state=_text(reply[2]),
+            finalized=_summary(reply[5]) if int(reply[1]) else None,
+        )
+
+    def end(self, job_id: str, state: str, error: str = "") -> Flow[bool]:
+        reply = yield self._call("endJob", self.keys(job_id).all, state, error, self.retention_ms)
+        return bool(int(reply))
+
+    # ------------------------------------------------------------ workers
+
+    def claim(self, job_id: str, worker_id: str) -> Flow[Claim]:
+        reply = yield self._call(
+            "claimBatch",
+            self.keys(job_id).all,
+            CONSUMER_GROUP,
+            worker_id,
+            self.stale_ms,
+            self.max_batch_attempts,
+            self.retention_ms,
+        )
+        return self.parse_claim(reply)
+
+    @staticmethod
+    def parse_claim(reply: Sequence[Any]) -> Claim:
+        code = Reply(_text(reply[0]))
+        if code == Reply.OK:
+            _, idx, token, attempt, payload, columns, total, dead = reply
+            return Claim(
+                reason=code,
+                batch_index=int(idx),
+                token=_text(token),
+                attempt=int(attempt),
+                batch=decode_batch(payload),
+                columns=tuple(decode_columns(columns)),
+                total_records=int(total),
+                dead_lettered=_pairs(dead),
+            )
+        if code == Reply.NO_PENDING_BATCHES:
+            _, state, finalized, dead, summary = reply
+            return Claim(
+                reason=code,
+                state=_text(state),
+                dead_lettered=_pairs(dead),
+                finalized=_summary(summary) if int(finalized) else None,
+            )
+        if code == Reply.JOB_NOT_PROCESSING:
+            return Claim(reason=code, state=_text(reply[1]))
+        return Claim(reason=code)
+
+    def heartbeat_call(self, job_id: str, worker_id: str, idx: int, token: str) -> ScriptCall:
+        keys = self.keys(job_id)
+        return self._call(
+            "heartbeatBatch", (keys.queue, keys.batches), CONSUMER_GROUP, worker_id, idx, token
+        )
+
+    def commit(
+        self,
+        job_id: str,
+        idx: int,
+        token: str,
+        *,
+        processed: int,
+        failed: int,
+        batch_state: str,
+        failed_payload: bytes,
+    ) -> Flow[CommitReply]:
+        reply = yield self._call(
+            "commitBatch",
+            self.keys(job_id).all,
+            CONSUMER_GROUP,
+            idx,
+            token,
+            processed,
+            failed,
+            batch_state,
+            failed_payload,
+            self.retention_ms,
+        )
+        code = Reply(_text(reply[0]))
+        if code != Reply.OK:
+            return CommitReply(accepted=False, reason=code)
+        return CommitReply(
+            accepted=True,
+            reason=code,
+            finalized=_summary(reply[3]) if int(reply[1]) else None,
+        )
+
+    def release(self, job_id: str, idx: int, worker_id: str) -> Flow[bool]:
+        keys = self.keys(job_id)
+        reply = yield self._call(
+            "releaseBatch", (keys.job, keys.queue, keys.batches), CONSUMER_GROUP, idx, worker_id
+        )
+        return bool(int(reply))
+
+    def reclaim_stale(self, job_id: str, timeout: float) -> Flow[int]:
+        keys = self.keys(job_id)
+        reply = yield self._call(
+            "reclaimStale",
+            (keys.job, keys.queue, keys.batches),
+            CONSUMER_GROUP,
+            max(0, round(timeout * 1000)),
+        )
+        return int(reply)
+
+    # ------------------------------------------------------------ control
+
+    def pause(self, job_id: str) -> Flow[bool]:
+        reply = yield self._call("pauseJob", (self.keys(job_id).job,))
+        return bool(int(reply))
+
+    def resume(self, job_id: str) -> Flow[tuple[bool, JobSummary | None]]:
+        reply = yield self._call("resumeJob", self.keys(job_id).all, self.retention_ms)
+        resumed = bool(int(reply[0]))
+        finalized = _summary(reply[2]) if resumed and int(reply[1]) else None
+        return resumed, finalized
+
+    def delete(self, job_id: str) -> Flow[bool]:
+        keys = self.keys(job_id)
+        removed = yield Command(("DEL", *keys.all))
+        yield Command(("ZREM", self.index_key, job_id))
+        return bool(int(removed))
+
+    # ------------------------------------------------------------ reading
+
+    def status(self, job_id: str) -> Flow[JobStatus | None]:
+        keys = self.keys(job_id)
+        reply = yield self._call("jobStatus", (keys.job, keys.queue), CONSUMER_GROUP)
+        if not reply:
+            return None
+        claimed = int(reply[0])
+        fields = {_text(reply[i]): reply[i + 1] for i in range(1, len(reply), 2)}
+        state = _text(fields["state"])
+        total_batches = _int(fields.get("total_batches"))
+        completed = _int(fields.get("completed_batches"))
+        failed = _int(fields.get("failed_batches"))
+        error = fields.get("error")
+        return JobStatus(
+            job_id=job_id,
+            state=state,
+            total_records=_int(fields.get("total_records")),
+            total_batches=total_batches,
+            pending_batches=max(0, total_batches - completed - failed - claimed),
+            processing_batches=claimed,
+            completed_batches=completed,
+            failed_batches=failed,
+            processed_records=_int(fields.get("processed_records")),
+            failed_records=_int(fields.get("failed_records")),
+            is_complete=state in FINAL_STATES,
+            created_at=_float(fields.get("created_at")) or 0.0,
+            started_at=_float(fields.get("started_at")),
+            completed_at=_float(fields.get("completed_at")),
+            error=None if error is None else _text(error),
+        )
+
+    def failed_chunk(self, job_id: str, first: int, last: int) -> Flow[list[ProcessedRecord]]:
+        """Failed records of batches ``first``..``last - 1``, in source order."""
+        keys = self.keys(job_id)
+        indexes = list(range(first, last))
+        failed = yield Command(("HMGET", keys.failed, *indexes))
+        states = yield Command(
+            ("HMGET", keys.batches, *(f"{kind}:{i}" for i in indexes for kind in ("s", "a")))
+        )
+        records: list[ProcessedRecord] = []
+        columns: list[str] | None = None
+        for offset, idx in enumerate(indexes):
+            state, attempts = states[2 * offset], states[2 * offset + 1]
+            if state is not None and _text(state) == "DEAD":
+                if columns is None:
+                    columns = decode_columns((yield Command(("HGET", keys.job, "columns"))) or b"")
+                payload = yield Command(("HGET", keys.records, idx))
+                if payload:
+                    records.extend(_dead_lettered(decode_batch(payload), columns, _int(attempts)))
+            elif failed[offset]:
+                records.extend(decode_failed(failed[offset]))
+        return records
+
+    def total_batches(self, job_id: str) -> Flow[int]:
+        value = yield Command(("HGET", self.keys(job_id).job, "total_batches"))
+        return _int(value)
+
+
+def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:
+    if not flat:
+        return ()
+    values = [int(v) for v in flat]
+    return tuple(zip(values[::2], values[1::2], strict=True))
+
+
+def _dead_lettered(batch: StoredBatch, columns: list[str], attempts: int) -> list[ProcessedRecord]:
+    message = f"batch dead-lettered after {max(1, attempts - 1)} attempts"
+    return [
+        ProcessedRecord(
+            index=index,
+            raw=raw,
+            parsed=raw,
+            status="failed",
+            errors=[],
+            processing_error=message,
+            retry_count=0,
+        )
+        for index, raw, _ in iter_raw_records(batch, columns)
+    ]

@@ -1,0 +1,137 @@
+"""The sync driver: performs a flow's effects with a redis-py client.
+
+Heartbeats run on one daemon thread per held batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions
+
+from ._effects import (
+    Call,
+    Command,
+    Flow,
+    Lease,
+    Pipeline,
+    Sleep,
+    StartHeartbeat,
+    StopHeartbeat,
+)
+from ._scripts import Reply, ScriptCall
+
+__all__ = ["SyncDriver"]
+
+T = TypeVar("T")
+log = logging.getLogger("redisbatch")
+
+
+class _Heartbeat:
+    def __init__(self, driver: SyncDriver, lease: Lease) -> None:
+        self.lease = lease
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(
+            target=self._beat, args=(driver,), name="redisbatch-heartbeat", daemon=True
+        )
+        self.thread.start()
+
+    def _beat(self, driver: SyncDriver) -> None:
+        lease = self.lease
+        while not self.stopped.wait(lease.interval):
+            try:
+                reply = driver.script(lease.heartbeat)
+            except redis.exceptions.RedisError as exc:
+                log.warning("heartbeat failed (will retry): %s", exc)
+                continue
+            if reply[0] in (Reply.STALE, Reply.STALE.encode()):
+                lease.lost = True
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+class SyncDriver:
+    """Runs flows against one sync client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def script(self, call: ScriptCall) -> Any:
+        script = call.script
+        try:
+            return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(script.source)
+            return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+
+    def pipeline(self, calls: tuple[ScriptCall, ...]) -> list[Any]:
+        """Script calls in one round trip; any that met NOSCRIPT (a restarted
+        server) ran nothing and are sent again once their script is loaded."""
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                call = calls[i]
+                pipe.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+                )
+            results = pipe.execute(raise_on_error=False)
+            missing = []
+            for i, result in zip(todo, results, strict=True):
+                if isinstance(result, redis.exceptions.NoScriptError):
+                    missing.append(i)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    replies[i] = result
+            if not missing:
+                return replies
+            for script in {calls[i].script for i in missing}:
+                self.client.script_load(script.source)
+            todo = missing
+        raise redis.exceptions.NoScriptError("scripts could not be loaded")
+
+    def run(self, flow: Flow[T]) -> T:
+        heartbeats: dict[int, _Heartbeat] = {}
+        send: Any = None
+        throw: BaseException | None = None
+        try:
+            while True:
+                try:
+                    effect = flow.throw(throw) if throw is not None else flow.send(send)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                send, throw = None, None
+                try:
+                    if isinstance(effect, Call):
+                        send = effect.fn(*effect.args)
+                    elif isinstance(effect, ScriptCall):
+                        send = self.script(effect)
+                    elif isinstance(effect, Pipeline):
+                        send = self.pipeline(effect.calls)
+                    elif isinstance(effect, Command):
+                        send = self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
+                    elif isinstance(effect, Sleep):
+                        time.sleep(effect.seconds)
+                    elif isinstance(effect, StartHeartbeat):
+                        heartbeats[id(effect.lease)] = _Heartbeat(self, effect.lease)
+                    elif isinstance(effect, StopHeartbeat):
+                        beat = heartbeats.pop(id(effect.lease), None)
+                        if beat is not None:
+                            beat.stop()
+                    else:  # pragma: no cover - a new effect type without a driver branch
+                        raise TypeError(f"unknown effect {effect!r}")
+                except Exception as exc:
+                    throw = exc
+        finally:
+            for beat in heartbeats.values():
+                beat.stop()
+            flow.close()

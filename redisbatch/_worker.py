@@ -1,0 +1,152 @@
+"""The worker's flow for one batch: claim, process, commit, maybe finalize."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+from ._codec import encode_failed
+from ._effects import Flow, Lease, StartHeartbeat, StopHeartbeat
+from ._events import (
+    BatchClaimed,
+    BatchCompleted,
+    BatchFailed,
+    BatchStarted,
+    EventEmitter,
+    JobCompleted,
+)
+from ._pipeline import Processor, RecordPipeline, batch_id_of
+from ._results import BatchResult, JobSummary, ProcessingContext
+from ._store import Claim, Store
+
+__all__ = ["emit_job_completed", "process_batch"]
+
+
+def _context(
+    job_id: str, batch_id: str, batch_index: int, total: int, worker_id: str, index: int
+) -> ProcessingContext:
+    return ProcessingContext(
+        job_id=job_id,
+        batch_id=batch_id,
+        batch_index=batch_index,
+        record_index=index,
+        total_records=total,
+        worker_id=worker_id,
+        idempotency_key=f"{job_id}:{index}",
+    )
+
+
+def emit_job_completed(emitter: EventEmitter, job_id: str, summary: JobSummary) -> None:
+    emitter.emit(JobCompleted(job_id=job_id, timestamp=time.time(), summary=summary))
+
+
+def _not_claimed(job_id: str, claim: Claim) -> BatchResult:
+    return BatchResult(
+        claimed=False,
+        job_id=job_id,
+        batch_id=None,
+        batch_index=None,
+        processed_count=0,
+        failed_count=0,
+        job_complete=claim.finalized is not None,
+        accepted=False,
+        reason=str(claim.reason),
+    )
+
+
+def process_batch(
+    store: Store,
+    pipeline: RecordPipeline,
+    emitter: EventEmitter,
+    job_id: str,
+    processor: Processor,
+    worker_id: str,
+    heartbeat_interval: float,
+) -> Flow[tuple[BatchResult, Claim]]:
+    """Claims one batch and runs it; returns the result and the claim reply."""
+    claim = yield from store.claim(job_id, worker_id)
+    for dead_index, attempts in claim.dead_lettered:
+        emitter.emit(
+            BatchFailed(
+                job_id=job_id,
+                timestamp=time.time(),
+                batch_id=batch_id_of(dead_index),
+                batch_index=dead_index,
+                error=f"batch dead-lettered after {attempts} attempts",
+            )
+        )
+    if claim.batch_index is None or claim.batch is None:
+        if claim.finalized is not None:
+            emit_job_completed(emitter, job_id, claim.finalized)
+        return _not_claimed(job_id, claim), claim
+
+    idx = claim.batch_index
+    batch_id = batch_id_of(idx)
+    now = time.time()
+    emitter.emit(
+        BatchClaimed(
+            job_id=job_id, timestamp=now, batch_id=batch_id, batch_index=idx, worker_id=worker_id
+        )
+    )
+    emitter.emit(
+        BatchStarted(
+            job_id=job_id,
+            timestamp=now,
+            batch_id=batch_id,
+            batch_index=idx,
+            record_count=len(claim.batch.rows),
+        )
+    )
+    lease = Lease(
+        heartbeat=store.heartbeat_call(job_id, worker_id, idx, claim.token),
+        interval=heartbeat_interval,
+    )
+    yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
+    contexts = partial(_context, job_id, batch_id, idx, claim.total_records, worker_id)
+    outcome = yield from pipeline.run(claim.records(), contexts, processor, lease)
+    yield StopHeartbeat(lease)
+    commit = yield from store.commit(
+        job_id,
+        idx,
+        claim.token,
+        processed=outcome.processed,
+        failed=len(outcome.failed),
+        batch_state=outcome.state,
+        failed_payload=encode_failed(outcome.failed) if outcome.failed else b"",
+    )
+    result = BatchResult(
+        claimed=True,
+        job_id=job_id,
+        batch_id=batch_id,
+        batch_index=idx,
+        processed_count=outcome.processed if commit.accepted else 0,
+        failed_count=len(outcome.failed) if commit.accepted else 0,
+        job_complete=commit.finalized is not None,
+        accepted=commit.accepted,
+        reason=None if commit.accepted else str(commit.reason),
+    )
+    if commit.accepted:
+        event: Any
+        if outcome.state == "FAILED":
+            event = BatchFailed(
+                job_id=job_id,
+                timestamp=time.time(),
+                batch_id=batch_id,
+                batch_index=idx,
+                error=outcome.error or "batch failed",
+            )
+        else:
+            event = BatchCompleted(
+                job_id=job_id,
+                timestamp=time.time(),
+                batch_id=batch_id,
+                batch_index=idx,
+                processed_count=outcome.processed,
+                failed_count=len(outcome.failed),
+                total_count=len(claim.batch.rows),
+            )
+        emitter.emit(event)
+        if commit.finalized is not None:
+            emit_job_completed(emitter, job_id, commit.finalized)
+    return result, claim
