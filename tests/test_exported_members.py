@@ -1,0 +1,15 @@
+"""The package surface."""
+
+from __future__ import annotations
+
+import redisbatch
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted, and every public name of the package is in it."""
+    exported = redisbatch.__all__
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    public = {name for name in vars(redisbatch) if not name.startswith("_")}
+    assert set(exported) == public
+    for name in exported:
+        assert getattr(redisbatch, name) is not None
