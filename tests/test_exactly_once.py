@@ -9,7 +9,9 @@ from typing import Any
 from redisbatch import DistributedImport, IterableSource, JobCompleted, WorkerSummary
 
 
-def test_eight_concurrent_workers_finalize_once(make_import: Callable[..., DistributedImport]) -> None:
+def test_eight_concurrent_workers_finalize_once(
+    make_import: Callable[..., DistributedImport],
+) -> None:
     """8 workers on 200 one-record batches: one job_complete, one job:completed, exact counts."""
     job = make_import(batch_size=1).prepare(IterableSource({"n": i} for i in range(200))).job_id
     completed: list[JobCompleted] = []

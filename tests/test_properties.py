@@ -166,7 +166,9 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
     return StoreMachine
 
 
-def test_store_invariants_hold_under_random_interleavings(client: redis.Redis, is_real: bool) -> None:
+def test_store_invariants_hold_under_random_interleavings(
+    client: redis.Redis, is_real: bool
+) -> None:
     """No batch is counted twice or lost, and the job finalizes exactly once."""
     run_state_machine_as_test(
         machine_for(client),

@@ -44,9 +44,7 @@ class Raw:
 
     def heartbeat(self, job: str, worker: str, claim: Claim) -> Any:
         assert claim.batch_index is not None
-        return self.run_call(
-            self.store.heartbeat_call(job, worker, claim.batch_index, claim.token)
-        )
+        return self.run_call(self.store.heartbeat_call(job, worker, claim.batch_index, claim.token))
 
     def run_call(self, call: Any) -> Any:
         def flow() -> Any:
