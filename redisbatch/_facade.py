@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
+import redis.asyncio
 import redis.cluster
 
 from ._config import Settings, check_client_options
@@ -29,7 +30,7 @@ _FAILED_CHUNK = 200  # batches read per round trip by failed_records
 def _check_sync_client(client: Any) -> None:
     if not isinstance(client, redis.Redis | redis.cluster.RedisCluster):
         hint = ""
-        if type(client).__module__.startswith(("redis.asyncio", "fakeredis.aioredis")):
+        if isinstance(client, redis.asyncio.Redis | redis.asyncio.RedisCluster):
             hint = " (for a redis.asyncio client use AsyncDistributedImport)"
         raise TypeError(
             "redis must be a redis-py sync client (redis.Redis, redis.RedisCluster, "

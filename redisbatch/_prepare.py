@@ -74,6 +74,12 @@ def prepare(
             raise
         # The source broke mid-stream: keep what was read, fail the job, say where.
         message = str(exc) if isinstance(exc, SourceError) else f"{origin}: {exc!r}"
+        try:
+            last = batcher.finish()
+        except SourceError:  # the records that could not be encoded are the failure
+            last = None
+        if last is not None:
+            pending.append(last)
         yield from flush()
         yield from store.end(job_id, "FAILED", message)
         raise SourceError(message) from exc
