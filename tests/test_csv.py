@@ -82,7 +82,7 @@ def test_chunk_boundaries_do_not_matter(tmp_path: Path) -> None:
 
 def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
     """Opening a file that does not exist raises SourceError naming it."""
-    with pytest.raises(SourceError, match="nope.csv"):
+    with pytest.raises(SourceError, match=r"nope\.csv"):
         FileSource(tmp_path / "nope.csv").open()
 
 

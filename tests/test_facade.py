@@ -101,7 +101,7 @@ def test_empty_source_completes_at_prepare(make_import: Make) -> None:
 def test_unopenable_source_leaves_no_job(make_import: Make, tmp_path: Path, client: Any) -> None:
     """A missing file raises SourceError before any job exists."""
     di = make_import()
-    with pytest.raises(SourceError, match="missing.csv"):
+    with pytest.raises(SourceError, match=r"missing\.csv"):
         di.prepare(FileSource(tmp_path / "missing.csv"), CsvParser(), job_id="j")
     assert di.status("j") is None
     assert client.zcard(di._core.store.index_key) == 0
