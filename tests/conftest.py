@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from redisbatch import DistributedImport
-from redisbatch._embedded import EmbeddedServer, find_server_binary
+from redisbatch._embedded import EmbeddedCluster, EmbeddedServer, find_server_binary
 
 
 def _no_server(reason: str) -> None:
@@ -41,6 +41,18 @@ def real_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A real 3-master Redis Cluster started for this test session."""
+    if find_server_binary() is None:
+        _no_server("no server binary to start a cluster with")
+    cluster = EmbeddedCluster(3).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
