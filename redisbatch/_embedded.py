@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EmbeddedCluster", "EmbeddedServer", "find_server_binary"]
 
@@ -143,6 +144,10 @@ class EmbeddedServer:
         self.stop()
 
 
+def _command(client: Any, *args: Any) -> Any:
+    return client.execute_command(*args)
+
+
 class EmbeddedCluster:
     """A Redis Cluster of ``masters`` primaries on loopback, no replicas.
 
@@ -175,12 +180,12 @@ class EmbeddedCluster:
             for i, client in enumerate(clients):
                 first = i * per_node
                 last = 16383 if i == len(clients) - 1 else first + per_node - 1
-                client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+                _command(client, "CLUSTER ADDSLOTSRANGE", first, last)
             for client in clients[1:]:
-                client.execute_command("CLUSTER MEET", "127.0.0.1", self.servers[0].port)
+                _command(client, "CLUSTER MEET", "127.0.0.1", self.servers[0].port)
             deadline = time.monotonic() + timeout
             while True:
-                infos = [c.execute_command("CLUSTER INFO") for c in clients]
+                infos = [_command(c, "CLUSTER INFO") for c in clients]
                 if all(
                     str(info.get("cluster_state")) == "ok"
                     and int(info.get("cluster_known_nodes", 0)) == len(clients)
