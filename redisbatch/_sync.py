@@ -1,6 +1,6 @@
 """The sync driver: performs a flow's effects with a redis-py client.
 
-Heartbeats run on one daemon thread per held batch.
+Heartbeats run on one daemon thread per driver.
 """
 
 from __future__ import annotations
@@ -31,30 +31,58 @@ T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
 
-class _Heartbeat:
-    def __init__(self, driver: SyncDriver, lease: Lease) -> None:
-        self.lease = lease
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(
-            target=self._beat, args=(driver,), name="redisbatch-heartbeat", daemon=True
-        )
-        self.thread.start()
+class _Heartbeats:
+    """One daemon thread per driver heartbeating every lease it holds.
 
-    def _beat(self, driver: SyncDriver) -> None:
-        lease = self.lease
-        while not self.stopped.wait(lease.interval):
-            try:
-                reply = driver.script(lease.heartbeat)
-            except redis.exceptions.RedisError as exc:
-                log.warning("heartbeat failed (will retry): %s", exc)
-                continue
-            if reply[0] in (Reply.STALE, Reply.STALE.encode()):
-                lease.lost = True
-                return
+    Adding and removing a lease is a dict operation under a condition, so a
+    batch costs no thread start or join.
+    """
 
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join()
+    def __init__(self, driver: SyncDriver) -> None:
+        self._driver = driver
+        self._due: dict[int, tuple[Lease, float]] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, lease: Lease) -> None:
+        with self._changed:
+            self._due[id(lease)] = (lease, time.monotonic() + lease.interval)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="redisbatch-heartbeat", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, lease: Lease) -> None:
+        with self._changed:
+            self._due.pop(id(lease), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due:
+                    self._changed.wait()
+                now = time.monotonic()
+                next_due = min(due for _, due in self._due.values())
+                if next_due > now:
+                    self._changed.wait(next_due - now)
+                    continue
+                ready = [lease for lease, due in self._due.values() if due <= now]
+                for lease in ready:
+                    self._due[id(lease)] = (lease, now + lease.interval)
+            for lease in ready:
+                self._beat(lease)
+
+    def _beat(self, lease: Lease) -> None:
+        try:
+            reply = self._driver.script(lease.heartbeat)
+        except redis.exceptions.RedisError as exc:
+            log.warning("heartbeat failed (will retry): %s", exc)
+            return
+        if reply[0] in (Reply.STALE, Reply.STALE.encode()):
+            lease.lost = True
+            self.remove(lease)
 
 
 class SyncDriver:
@@ -62,6 +90,7 @@ class SyncDriver:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self.heartbeats = _Heartbeats(self)
 
     def script(self, call: ScriptCall) -> Any:
         script = call.script
@@ -100,7 +129,7 @@ class SyncDriver:
         raise redis.exceptions.NoScriptError("scripts could not be loaded")
 
     def run(self, flow: Flow[T]) -> T:
-        heartbeats: dict[int, _Heartbeat] = {}
+        leases: list[Lease] = []
         send: Any = None
         throw: BaseException | None = None
         try:
@@ -122,16 +151,16 @@ class SyncDriver:
                     elif isinstance(effect, Sleep):
                         time.sleep(effect.seconds)
                     elif isinstance(effect, StartHeartbeat):
-                        heartbeats[id(effect.lease)] = _Heartbeat(self, effect.lease)
+                        leases.append(effect.lease)
+                        self.heartbeats.add(effect.lease)
                     elif isinstance(effect, StopHeartbeat):
-                        beat = heartbeats.pop(id(effect.lease), None)
-                        if beat is not None:
-                            beat.stop()
+                        self.heartbeats.remove(effect.lease)
+                        leases.remove(effect.lease)
                     else:  # pragma: no cover - a new effect type without a driver branch
                         raise TypeError(f"unknown effect {effect!r}")
                 except Exception as exc:
                     throw = exc
         finally:
-            for beat in heartbeats.values():
-                beat.stop()
+            for lease in leases:
+                self.heartbeats.remove(lease)
             flow.close()
