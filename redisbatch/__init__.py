@@ -20,7 +20,7 @@ from ._events import (
 from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
 from ._facade import DistributedImport
 from ._parsers import CsvParser, Parser
-from ._pipeline import Hooks
+from ._pipeline import DuplicateChecker, DuplicateResult, Hooks
 from ._results import (
     BatchContext,
     BatchResult,
@@ -50,6 +50,8 @@ __all__ = [
     "CsvParser",
     "DistributedImport",
     "DistributedPrepared",
+    "DuplicateChecker",
+    "DuplicateResult",
     "Event",
     "Field",
     "FieldCheck",

@@ -12,6 +12,7 @@ from typing import Any
 from ._codec import ABSENT, StoredBatch, encode_batch, encode_columns
 from ._exceptions import SourceError
 from ._parsers import Header, ParseFailure
+from ._unique import UniqueKeys
 
 __all__ = ["Batcher", "EncodedBatch"]
 
@@ -21,9 +22,11 @@ class EncodedBatch:
     """A batch ready for the storeBatch script."""
 
     index: int
+    first_index: int
     count: int
     payload: bytes
     columns: bytes  # the job's header when it changed with this batch, else b""
+    unique_entries: bytes  # see _unique; b"" without unique_fields
 
 
 def _row_is_empty(values: Any) -> bool:
@@ -33,8 +36,17 @@ def _row_is_empty(values: Any) -> bool:
 class Batcher:
     """Accumulates records; ``add`` returns a batch each time one is full."""
 
-    def __init__(self, batch_size: int, *, skip_empty_rows: bool, origin: str) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        *,
+        skip_empty_rows: bool,
+        origin: str,
+        unique: UniqueKeys | None = None,
+    ) -> None:
         self.batch_size = batch_size
+        self.unique = unique
+        self._unique_entries = bytearray()
         self.skip_empty_rows = skip_empty_rows
         self.origin = origin
         self.columns: list[str] = []
@@ -60,6 +72,8 @@ class Batcher:
         if isinstance(item, list):
             if self.skip_empty_rows and _row_is_empty(item):
                 return None
+            if self.unique is not None:
+                self.unique.add_row(item, len(self._rows), self._unique_entries)
             header_map = self._header_map
             if header_map is None:
                 self._rows.append(item)
@@ -71,6 +85,8 @@ class Batcher:
         elif isinstance(item, dict):
             if self.skip_empty_rows and _row_is_empty(item.values()):
                 return None
+            if self.unique is not None:
+                self.unique.add_record(item, len(self._rows), self._unique_entries)
             positions = [self._column(str(key)) for key in item]
             row = [ABSENT] * len(self.columns)
             for position, value in zip(positions, item.values(), strict=True):
@@ -80,6 +96,8 @@ class Batcher:
             positions = [self._column(name) for name in item.columns]
             identity = positions == list(range(len(self.columns)))
             self._header_map = None if identity else positions
+            if self.unique is not None:
+                self.unique.use_header(item.columns)
             return None
         elif isinstance(item, ParseFailure):
             self._failures[len(self._rows)] = (item.message, item.raw)
@@ -111,10 +129,13 @@ class Batcher:
         count = len(self._rows)
         encoded = EncodedBatch(
             index=self.next_batch,
+            first_index=self._first_index,
             count=count,
             payload=payload,
             columns=encode_columns(self.columns) if self._columns_changed else b"",
+            unique_entries=bytes(self._unique_entries),
         )
+        self._unique_entries.clear()
         self._columns_changed = False
         self.next_batch += 1
         self.total_records += count

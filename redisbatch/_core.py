@@ -16,13 +16,14 @@ from ._events import EventEmitter
 from ._exceptions import ConfigurationError
 from ._keys import check_job_id
 from ._parsers import Parser
-from ._pipeline import Hooks, Processor, RecordPipeline
+from ._pipeline import DuplicateChecker, Hooks, Processor, RecordPipeline
 from ._prepare import prepare
 from ._results import BatchResult, JobStatus, PrepareResult, WorkerSummary
 from ._schema import Schema
 from ._scripts import Reply
 from ._sources import ByteSource, IterableSource
 from ._store import FINAL_STATES, Store
+from ._unique import UniqueKeys
 from ._worker import emit_job_completed, process_batch
 
 __all__ = ["Core", "default_worker_id", "parse_batch_id"]
@@ -46,11 +47,19 @@ def parse_batch_id(batch_id: str | int) -> int:
 class Core:
     """The I/O-free half of a facade."""
 
-    def __init__(self, schema: Schema | None, hooks: Hooks | None, settings: Settings) -> None:
+    def __init__(
+        self,
+        schema: Schema | None,
+        hooks: Hooks | None,
+        settings: Settings,
+        duplicate_checker: DuplicateChecker | None = None,
+    ) -> None:
         if schema is not None and not isinstance(schema, Schema):
             raise TypeError(f"schema must be a Schema or None, got {type(schema).__name__}")
         if hooks is not None and not isinstance(hooks, Hooks):
             raise TypeError(f"hooks must be a Hooks or None, got {type(hooks).__name__}")
+        if duplicate_checker is not None and not callable(duplicate_checker):
+            raise TypeError("duplicate_checker must be callable")
         self.settings = settings
         self.schema = schema
         self.emitter = EventEmitter()
@@ -63,6 +72,7 @@ class Core:
         self.pipeline = RecordPipeline(
             schema,
             hooks=hooks,
+            duplicate_checker=duplicate_checker,
             continue_on_error=settings.continue_on_error,
             max_retries=settings.max_retries,
             retry_delay=settings.retry_delay,
@@ -93,10 +103,14 @@ class Core:
     ) -> Flow[PrepareResult]:
         job_id = uuid.uuid4().hex if job_id is None else check_job_id(job_id)
         items, origin = self.open_source(source, parser)
+        validator = self.pipeline.validator
         batcher = Batcher(
             self.settings.batch_size,
             skip_empty_rows=self.schema is not None and self.schema.skip_empty_rows,
             origin=origin,
+            unique=UniqueKeys(validator)
+            if validator is not None and validator.schema.unique_fields
+            else None,
         )
         return prepare(self.store, self.emitter, job_id, items, batcher, origin)
 

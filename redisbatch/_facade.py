@@ -5,7 +5,7 @@ Each method is a flow from ``Core`` run by the ``SyncDriver``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -17,7 +17,7 @@ from ._core import Core, default_worker_id, parse_batch_id
 from ._events import Handler
 from ._keys import check_job_id
 from ._parsers import Parser
-from ._pipeline import Hooks, Processor
+from ._pipeline import DuplicateChecker, Hooks, Processor
 from ._results import BatchResult, JobStatus, PrepareResult, ProcessedRecord, WorkerSummary
 from ._schema import Schema
 from ._sync import SyncDriver
@@ -54,7 +54,7 @@ class DistributedImport:
         stale_batch_timeout: float = 900.0,
         max_batch_attempts: int = 5,
         hooks: Hooks | None = None,
-        duplicate_checker: Callable[..., Any] | None = None,
+        duplicate_checker: DuplicateChecker | None = None,
         namespace: str = "redisbatch",
         retention: float | None = 7 * 24 * 3600,
         max_pending_batches: int | None = None,
@@ -74,6 +74,7 @@ class DistributedImport:
                 retention=retention,
                 max_pending_batches=max_pending_batches,
             ),
+            duplicate_checker,
         )
         self._driver = SyncDriver(redis)
         self.redis = redis

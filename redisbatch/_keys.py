@@ -41,6 +41,7 @@ class JobKeys:
     batches: str
     failed: str
     events: str
+    unique: str
 
     @classmethod
     def of(cls, namespace: str, job_id: str) -> JobKeys:
@@ -52,9 +53,18 @@ class JobKeys:
             batches=f"{base}:batches",
             failed=f"{base}:failed",
             events=f"{base}:events",
+            unique=f"{base}:unique",
         )
 
     @property
-    def all(self) -> tuple[str, str, str, str, str, str]:
-        """The six keys in the order every six-key script declares them."""
-        return (self.job, self.queue, self.records, self.batches, self.failed, self.events)
+    def all(self) -> tuple[str, str, str, str, str, str, str]:
+        """The seven keys in the order every seven-key script declares them."""
+        return (
+            self.job,
+            self.queue,
+            self.records,
+            self.batches,
+            self.failed,
+            self.events,
+            self.unique,
+        )

@@ -1,30 +1,45 @@
 """The record pipeline (API contract, section 3): one batch's records through
-aliases, hooks, validation, the processor with retries, and back.
+aliases, hooks, validation, uniqueness, the duplicate checker, the processor
+with retries, and back.
 
 It is a flow (see ``_effects``): user code is called through ``Call``
 effects and backoff waits are ``Sleep`` effects, so the sync and async
-facades run this same code. Everything decided by the schema alone is
-compiled once, in ``RecordPipeline.__init__``.
+facades run this same code. What the schema alone decides is compiled once,
+in ``RecordPipeline.__init__``; without a ``before_validate`` hook a whole
+batch is validated at once (``Validator.check_rows``), and a valid record
+with no hooks costs one context and one processor call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
+from ._codec import ABSENT, StoredBatch
 from ._effects import Call, Flow, Lease, Sleep
 from ._events import EventEmitter, RecordFailed, RecordProcessed, RecordRetried
+from ._fastpath import Checked
 from ._results import ProcessedRecord, ProcessingContext, ValidationError
 from ._schema import Schema
 from ._validate import Validator, error
 
-__all__ = ["BatchOutcome", "Hooks", "RecordPipeline", "batch_id_of"]
+__all__ = [
+    "BatchOutcome",
+    "DuplicateChecker",
+    "DuplicateResult",
+    "Hooks",
+    "RecordPipeline",
+    "batch_id_of",
+]
 
 Processor = Callable[[Any, ProcessingContext], Any]
+
+#: Duplicates found at prepare time: batch position -> [(field, first index), ...].
+Duplicates = dict[int, list[tuple[str, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +50,19 @@ class Hooks:
     after_validate: Callable[[ProcessedRecord, ProcessingContext], Any] | None = None
     before_process: Callable[[Any, ProcessingContext], Any] | None = None
     after_process: Callable[[ProcessedRecord, ProcessingContext], Any] | None = None
+
+
+class DuplicateResult(msgspec.Struct, frozen=True):
+    """What a duplicate checker may return instead of a plain bool."""
+
+    is_duplicate: bool
+    existing_id: Any = None
+
+
+class DuplicateChecker(Protocol):
+    """``(record, ctx) -> bool | DuplicateResult``: is this record already stored elsewhere?"""
+
+    def __call__(self, record: Any, ctx: ProcessingContext) -> bool | DuplicateResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +83,19 @@ def _is_invalid(errors: list[ValidationError]) -> bool:
     return any(e.severity == "error" for e in errors)
 
 
+def _raw(columns: list[str], row: list[Any]) -> dict[str, Any]:
+    return {c: v for c, v in zip(columns, row, strict=False) if v is not ABSENT}
+
+
 class RecordPipeline:
-    """One schema, hooks and retry policy, compiled once; ``run`` per batch."""
+    """One schema, hooks, checker and retry policy, compiled once; ``run`` per batch."""
 
     def __init__(
         self,
         schema: Schema | None,
         *,
         hooks: Hooks | None,
+        duplicate_checker: DuplicateChecker | None = None,
         continue_on_error: bool,
         max_retries: int,
         retry_delay: float,
@@ -71,57 +104,116 @@ class RecordPipeline:
         self.schema = schema
         self.validator = Validator(schema) if schema is not None else None
         self.hooks = hooks or Hooks()
+        self.duplicate_checker = duplicate_checker
         self.continue_on_error = continue_on_error
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.emitter = emitter
+        self.record_type = None if schema is None else schema.record_type
+        self._struct_fields: tuple[str, ...] = (
+            ()
+            if self.record_type is None
+            else tuple(f.encode_name for f in msgspec.structs.fields(self.record_type))
+        )
+        hooks = self.hooks
+        self._plain = (
+            hooks.before_validate is None
+            and hooks.after_validate is None
+            and hooks.before_process is None
+            and hooks.after_process is None
+            and duplicate_checker is None
+        )
 
     # ------------------------------------------------------------ pure steps
 
     def check(self, index: int, raw: dict[str, Any]) -> ProcessedRecord:
-        """Steps 2, 4 and 5 for a record without hooks (``preview`` uses it)."""
-        record = self.validator.resolve_record(raw) if self.validator else raw
-        return self._validated(index, raw, record)
-
-    def _validated(
-        self, index: int, raw: dict[str, Any], record: dict[str, Any]
-    ) -> ProcessedRecord:
+        """Steps 2, 4 and 5 for one record, without hooks (``preview`` uses it)."""
         if self.validator is None:
-            parsed, errors = record, list[ValidationError]()
-        else:
-            parsed, errors = self.validator.validate(record)
+            return self._record(index, raw, (raw, []))
+        return self._record(index, raw, self.validator.validate(self.validator.resolve_record(raw)))
+
+    def _record(self, index: int, raw: dict[str, Any], checked: Checked) -> ProcessedRecord:
+        parsed, errors = checked
+        invalid = _is_invalid(errors)
+        if not invalid and self.record_type is not None:
+            try:
+                parsed = self.to_struct(parsed)
+            except msgspec.ValidationError as exc:
+                errors = [*errors, error("_record", "TYPE_MISMATCH", str(exc), None)]
+                invalid = True
         return ProcessedRecord(
             index=index,
             raw=raw,
             parsed=parsed,
-            status="invalid" if _is_invalid(errors) else "valid",
+            status="invalid" if invalid else "valid",
             errors=errors,
             processing_error=None,
             retry_count=0,
+        )
+
+    def to_struct(self, parsed: dict[str, Any]) -> Any:
+        """A valid record as the schema's Struct (``Schema.from_struct``)."""
+        return msgspec.convert(
+            {name: parsed.get(name) for name in self._struct_fields}, self.record_type
         )
 
     # ------------------------------------------------------------ one batch
 
     def run(
         self,
-        records: Iterator[tuple[int, dict[str, Any], str | None]],
+        batch: StoredBatch,
+        columns: list[str],
         contexts: Callable[[int], ProcessingContext],
         processor: Processor,
         lease: Lease | None,
+        duplicates: Duplicates | None = None,
     ) -> Flow[BatchOutcome]:
-        """Processes records until done, until one fails with
+        """Processes a batch's records until done, until one fails with
         ``continue_on_error=False``, or until the lease is lost."""
+        rows, failures, first = batch.rows, batch.failures, batch.first_index
+        checked: list[Checked | None] | None = None
+        if self.validator is not None and self.hooks.before_validate is None:
+            positions = [p for p in range(len(rows)) if p not in failures]
+            checked = [None] * len(rows)
+            for position, checked_row in zip(
+                positions,
+                self.validator.check_rows(columns, [rows[p] for p in positions]),
+                strict=True,
+            ):
+                checked[position] = checked_row
+        plain = self._plain and not duplicates and self.record_type is None
+        emitter = self.emitter
+        want_processed = emitter.wants(RecordProcessed.type)
         processed = 0
         failed: list[ProcessedRecord] = []
-        emitter = self.emitter
-        for index, raw, parse_error in records:
+        for position, row in enumerate(rows):
             if lease is not None and lease.lost:
                 break
+            index = first + position
             ctx = contexts(index)
-            result = yield from self._one(index, raw, parse_error, ctx, processor)
-            if result.status == "processed":
+            result: ProcessedRecord | None
+            if position in failures:
+                message, raw = failures[position]
+                result = ProcessedRecord(
+                    index=index,
+                    raw=raw,
+                    parsed=raw,
+                    status="invalid",
+                    errors=[error("_row", "PARSE_ERROR", message, None)],
+                    processing_error=None,
+                    retry_count=0,
+                )
+            elif plain and (checked is None or not checked[position][1]):  # type: ignore[index]
+                # The hot path: valid, no hooks, no checker, no duplicates.
+                parsed = _raw(columns, row) if checked is None else checked[position][0]  # type: ignore[index]
+                result = yield from self._process(index, columns, row, parsed, [], ctx, processor)
+            else:
+                pre = None if checked is None else checked[position]
+                dups = None if duplicates is None else duplicates.get(position)
+                result = yield from self._one(index, columns, row, pre, dups, ctx, processor)
+            if result is None:
                 processed += 1
-                if emitter.wants(RecordProcessed.type):
+                if want_processed:
                     emitter.emit(
                         RecordProcessed(
                             job_id=ctx.job_id,
@@ -151,29 +243,42 @@ class RecordPipeline:
     def _one(
         self,
         index: int,
-        raw: dict[str, Any],
-        parse_error: str | None,
+        columns: list[str],
+        row: list[Any],
+        pre: Checked | None,
+        duplicates: list[tuple[str, int]] | None,
         ctx: ProcessingContext,
         processor: Processor,
-    ) -> Flow[ProcessedRecord]:
-        if parse_error is not None:
-            return ProcessedRecord(
-                index=index,
-                raw=raw,
-                parsed=raw,
-                status="invalid",
-                errors=[error("_row", "PARSE_ERROR", parse_error, None)],
-                processing_error=None,
-                retry_count=0,
-            )
+    ) -> Flow[ProcessedRecord | None]:
+        """Steps 3 to 11 for one record; None when it was processed."""
         hooks = self.hooks
-        record = self.validator.resolve_record(raw) if self.validator else raw
-        if hooks.before_validate is not None:
-            try:
-                record = yield Call(hooks.before_validate, (record, ctx))
-            except Exception as exc:
-                return _hook_failed(index, raw, raw, "before_validate", exc)
-        result = self._validated(index, raw, record)
+        raw = _raw(columns, row)
+        if pre is None:
+            validator = self.validator
+            record = raw if validator is None else validator.resolve_record(raw)
+            if hooks.before_validate is not None:
+                try:
+                    record = yield Call(hooks.before_validate, (record, ctx))
+                except Exception as exc:
+                    return _hook_failed(index, raw, raw, "before_validate", exc)
+            pre = (record, []) if validator is None else validator.validate(record)
+        parsed, errors = pre
+        if duplicates:
+            errors = [
+                *errors,
+                *(
+                    error(
+                        field,
+                        "DUPLICATE_VALUE",
+                        f"{field} duplicates record {first_index}",
+                        parsed.get(field),
+                    )
+                    for field, first_index in duplicates
+                ),
+            ]
+        if self.duplicate_checker is not None and not _is_invalid(errors):
+            errors = yield from self._check_duplicate(parsed, errors, ctx)
+        result = self._record(index, raw, (parsed, errors))
         if hooks.after_validate is not None:
             try:
                 result = yield Call(hooks.after_validate, (result, ctx))
@@ -184,12 +289,62 @@ class RecordPipeline:
                 result = msgspec.structs.replace(result, status=status)
         if result.status == "invalid":
             return result
-        parsed = result.parsed
+        return (
+            yield from self._process(
+                index, columns, row, result.parsed, result.errors, ctx, processor
+            )
+        )
+
+    def _check_duplicate(
+        self, parsed: Any, errors: list[ValidationError], ctx: ProcessingContext
+    ) -> Flow[list[ValidationError]]:
+        """Step 7: asks the duplicate checker about a record that is still valid."""
+        assert self.duplicate_checker is not None
+        record = self.to_struct(parsed) if self.record_type is not None else parsed
+        try:
+            outcome = yield Call(self.duplicate_checker, (record, ctx))
+        except Exception as exc:
+            return [
+                *errors,
+                error("_record", "EXTERNAL_DUPLICATE", f"Duplicate check failed: {exc}", None),
+            ]
+        if isinstance(outcome, DuplicateResult):
+            duplicate, existing = outcome.is_duplicate, outcome.existing_id
+        else:
+            duplicate, existing = bool(outcome), None
+        if not duplicate:
+            return errors
+        message = "Duplicate of an existing record"
+        if existing is not None:
+            message += f" ({existing})"
+        return [
+            *errors,
+            error(
+                "_record",
+                "EXTERNAL_DUPLICATE",
+                message,
+                None,
+                metadata=None if existing is None else {"existing_id": existing},
+            ),
+        ]
+
+    def _process(
+        self,
+        index: int,
+        columns: list[str],
+        row: list[Any],
+        parsed: Any,
+        errors: list[ValidationError],
+        ctx: ProcessingContext,
+        processor: Processor,
+    ) -> Flow[ProcessedRecord | None]:
+        """Steps 9 to 11: before_process, the processor with retries, after_process."""
+        hooks = self.hooks
         if hooks.before_process is not None:
             try:
                 parsed = yield Call(hooks.before_process, (parsed, ctx))
             except Exception as exc:
-                return _hook_failed(index, raw, parsed, "before_process", exc)
+                return _hook_failed(index, _raw(columns, row), parsed, "before_process", exc)
         retries = 0
         while True:
             try:
@@ -200,10 +355,10 @@ class RecordPipeline:
                 if retries >= self.max_retries:
                     return ProcessedRecord(
                         index=index,
-                        raw=raw,
+                        raw=_raw(columns, row),
                         parsed=parsed,
                         status="failed",
-                        errors=result.errors,
+                        errors=errors,
                         processing_error=message,
                         retry_count=retries,
                     )
@@ -222,21 +377,22 @@ class RecordPipeline:
                     )
                 if self.retry_delay > 0:
                     yield Sleep(self.retry_delay * 2 ** (retries - 1))
+        if hooks.after_process is None:
+            return None
         done = ProcessedRecord(
             index=index,
-            raw=raw,
+            raw=_raw(columns, row),
             parsed=parsed,
             status="processed",
-            errors=result.errors,
+            errors=errors,
             processing_error=None,
             retry_count=retries,
         )
-        if hooks.after_process is not None:
-            try:
-                yield Call(hooks.after_process, (done, ctx))
-            except Exception as exc:
-                return _hook_failed(index, raw, parsed, "after_process", exc, retries)
-        return done
+        try:
+            yield Call(hooks.after_process, (done, ctx))
+        except Exception as exc:
+            return _hook_failed(index, done.raw, parsed, "after_process", exc, retries)
+        return None
 
 
 def _hook_failed(

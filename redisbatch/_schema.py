@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Literal
 
+import msgspec
+
 __all__ = ["FIELD_TYPES", "MISSING", "Field", "FieldCheck", "FieldType", "Schema"]
 
 FieldType = Literal[
@@ -100,6 +102,28 @@ class Schema:
     strict: bool = False
     skip_empty_rows: bool = False
     unique_fields: Sequence[str] = ()
+    record_type: type[msgspec.Struct] | None = None  # set by from_struct
+
+    @classmethod
+    def from_struct(
+        cls,
+        struct_type: type[msgspec.Struct],
+        *,
+        strict: bool = False,
+        skip_empty_rows: bool = False,
+        unique_fields: Sequence[str] = (),
+    ) -> Schema:
+        """A schema read off a msgspec Struct: valid records then reach the
+        processor (and every hook after ``before_validate``) as its instances."""
+        from ._struct_schema import fields_of
+
+        return cls(
+            fields_of(struct_type),
+            strict=strict,
+            skip_empty_rows=skip_empty_rows,
+            unique_fields=unique_fields,
+            record_type=struct_type,
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
+
 from ._batcher import EncodedBatch
 from ._codec import (
     StoredBatch,
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 FINAL_STATES: Final = frozenset(("COMPLETED", "FAILED", "ABORTED"))
-_CHUNK: Final = 200  # batches read per round trip by failed_records
+_json: Final = msgspec.json.Decoder(list[tuple[int, int, int]])
 
 
 def _text(value: Any) -> str:
@@ -79,10 +81,7 @@ class Claim:
     total_records: int = 0
     dead_lettered: tuple[tuple[int, int], ...] = ()  # (batch index, attempts)
     finalized: JobSummary | None = None
-
-    def records(self) -> Any:
-        assert self.batch is not None
-        return iter_raw_records(self.batch, list(self.columns))
+    duplicates: tuple[tuple[int, int, int], ...] = ()  # (position, unique field no., first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +148,14 @@ class Store:
         calls = tuple(
             self._call(
                 "storeBatch",
-                keys.all,
+                (keys.job, keys.queue, keys.records, keys.batches, keys.unique),
                 CONSUMER_GROUP,
                 b.index,
                 b.count,
                 b.payload,
                 b.columns,
+                b.unique_entries,
+                b.first_index,
             )
             for b in batches
         )
@@ -203,7 +204,7 @@ class Store:
     def parse_claim(reply: Sequence[Any]) -> Claim:
         code = Reply(_text(reply[0]))
         if code == Reply.OK:
-            _, idx, token, attempt, payload, columns, total, dead = reply
+            _, idx, token, attempt, payload, columns, total, dead, duplicates = reply
             return Claim(
                 reason=code,
                 batch_index=int(idx),
@@ -213,6 +214,7 @@ class Store:
                 columns=tuple(decode_columns(columns)),
                 total_records=int(total),
                 dead_lettered=_pairs(dead),
+                duplicates=tuple(_json.decode(duplicates)) if duplicates else (),
             )
         if code == Reply.NO_PENDING_BATCHES:
             _, state, finalized, dead, summary = reply

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
+from functools import partial
 from typing import Any, Final
 
+from ._codec import ABSENT
+from ._fastpath import Checked, FastValidator
 from ._results import ValidationError
 from ._schema import MISSING, Field, FieldCheck, Schema
 
@@ -36,6 +39,7 @@ CATEGORIES: Final = {
 
 _EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 _INTEGER_TEXT: Final = re.compile(r"^\s*[+-]?\d+\s*$")
+_EXACT_FLOAT_INT: Final = 2**53
 _TRUE: Final = frozenset(("true", "1", "yes"))
 _FALSE: Final = frozenset(("false", "0", "no"))
 
@@ -100,9 +104,9 @@ def _to_number(value: Any) -> Any:
     if isinstance(value, int | float):
         return value if math.isfinite(value) else _BAD
     if isinstance(value, str):
-        if _INTEGER_TEXT.match(value):
-            return int(value)
         try:
+            if _INTEGER_TEXT.match(value):
+                return int(value)
             number = float(value)
         except ValueError:
             return _BAD
@@ -115,10 +119,17 @@ def _to_integer(value: Any) -> Any:
         return _BAD
     if isinstance(value, int):
         return value
+    if isinstance(value, str):
+        # Integer text, or integral number text ("3.0", "1e3") as spreadsheets export it.
+        try:
+            if _INTEGER_TEXT.match(value):
+                return int(value)
+            value = float(value)
+        except ValueError:
+            return _BAD
     if isinstance(value, float):
-        return int(value) if value.is_integer() else _BAD
-    if isinstance(value, str) and _INTEGER_TEXT.match(value):
-        return int(value)
+        exact = math.isfinite(value) and value.is_integer() and abs(value) <= _EXACT_FLOAT_INT
+        return int(value) if exact else _BAD
     return _BAD
 
 
@@ -296,7 +307,7 @@ class _FieldChecker:
         ):
             errors.append(error(name, "INVALID_LENGTH", f"{name} {self._length_text()}", coerced))
             return None
-        if self.validator is not None and not self._run_validator(coerced, errors):
+        if self.validator is not None and not self.run_validator(coerced, errors):
             return None
         return coerced
 
@@ -339,7 +350,7 @@ class _FieldChecker:
             return f"length must be at least {self.min_length}"
         return f"length must be at most {self.max_length}"
 
-    def _run_validator(self, value: Any, errors: list[ValidationError]) -> bool:
+    def run_validator(self, value: Any, errors: list[ValidationError]) -> bool:
         """Runs ``validator``; False when it rejected the value with severity error."""
         assert self.validator is not None
         name = self.name
@@ -377,11 +388,12 @@ class _FieldChecker:
 class Validator:
     """A schema compiled once; ``validate`` runs per record."""
 
-    __slots__ = ("_aliases", "_checkers", "_known", "_strict", "schema")
+    __slots__ = ("_aliases", "_fast", "_known", "_strict", "checkers", "schema")
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
-        self._checkers = tuple(_FieldChecker(f) for f in schema.fields)
+        self.checkers = tuple(_FieldChecker(f) for f in schema.fields)
+        self._fast: dict[tuple[str, ...], FastValidator | None] = {}
         self._strict = schema.strict
         self._known = frozenset(f.name for f in schema.fields)
         aliases: dict[str, str] = {}
@@ -403,7 +415,7 @@ class Validator:
         """Steps 4 and 5: the coerced record and every error found."""
         errors: list[ValidationError] = []
         parsed = dict(record) if not self._strict else {}
-        for checker in self._checkers:
+        for checker in self.checkers:
             try:
                 value = checker.prepare(record.get(checker.name, MISSING))
             except Exception as exc:
@@ -425,3 +437,29 @@ class Validator:
                         error(key, "UNKNOWN_FIELD", f"{key} is not a field of the schema", value)
                     )
         return parsed, errors
+
+    def check_row(self, columns: Sequence[str], row: list[Any]) -> Checked:
+        """One stored row (values in ``columns`` order) through steps 2, 4 and 5."""
+        record = {
+            column: value
+            for column, value in zip(columns, row, strict=False)
+            if value is not ABSENT
+        }
+        return self.validate(self.resolve_record(record))
+
+    def check_rows(self, columns: Sequence[str], rows: list[list[Any]]) -> list[Checked]:
+        """Every row of a batch through steps 2, 4 and 5, in C where the schema allows."""
+        key = tuple(columns)
+        if key not in self._fast:
+            if len(self._fast) > 16:
+                self._fast.clear()
+            try:
+                self._fast[key] = FastValidator(
+                    self, key, partial(self.check_row, key), _EMAIL.pattern
+                )
+            except ValueError:
+                self._fast[key] = None
+        fast = self._fast[key]
+        if fast is None:
+            return [self.check_row(key, row) for row in rows]
+        return fast.check(rows)

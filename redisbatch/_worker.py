@@ -104,7 +104,13 @@ def process_batch(
     )
     yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
     contexts = partial(_context, job_id, batch_id, idx, claim.total_records, worker_id)
-    outcome = yield from pipeline.run(claim.records(), contexts, processor, lease)
+    duplicates: dict[int, list[tuple[str, int]]] = {}
+    unique_fields = () if pipeline.schema is None else pipeline.schema.unique_fields
+    for position, field_number, first in claim.duplicates:
+        duplicates.setdefault(position, []).append((unique_fields[field_number], first))
+    outcome = yield from pipeline.run(
+        claim.batch, list(claim.columns), contexts, processor, lease, duplicates
+    )
     yield StopHeartbeat(lease)
     commit = yield from store.commit(
         job_id,

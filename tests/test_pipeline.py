@@ -16,6 +16,7 @@ from redisbatch import (
     ProcessingContext,
     Schema,
 )
+from redisbatch._codec import StoredBatch
 from redisbatch._effects import Call, Sleep
 from redisbatch._events import EventEmitter
 from redisbatch._pipeline import RecordPipeline
@@ -45,6 +46,9 @@ def drive(flow: Any) -> tuple[Any, list[float]]:
             raise AssertionError(f"unexpected effect {effect}")
 
 
+one_record = StoredBatch(0, [[1]])
+
+
 def context(index: int) -> ProcessingContext:
     return ProcessingContext("j", "batch-0", 0, index, 1, "w", f"j:{index}")
 
@@ -65,7 +69,7 @@ def test_retries_back_off_exponentially_without_real_sleeps() -> None:
         if calls < 4:
             raise ConnectionError(f"try {calls}")
 
-    outcome, sleeps = drive(pipeline.run(iter([(0, {"a": 1}, None)]), context, flaky, None))
+    outcome, sleeps = drive(pipeline.run(one_record, ["a"], context, flaky, None))
     assert sleeps == [0.5, 1.0, 2.0]
     assert outcome.processed == 1 and outcome.failed == []
     assert [(e.attempt, e.max_retries, e.error) for e in retried] == [
@@ -89,7 +93,7 @@ def test_exhausted_retries_fail_the_record() -> None:
     def always(record: Any, ctx: ProcessingContext) -> None:
         raise ValueError("db down")
 
-    outcome, sleeps = drive(pipeline.run(iter([(0, {"a": 1}, None)]), context, always, None))
+    outcome, sleeps = drive(pipeline.run(one_record, ["a"], context, always, None))
     assert sleeps == [1.0, 2.0]
     [failed] = outcome.failed
     assert (failed.status, failed.processing_error, failed.retry_count) == ("failed", "db down", 2)

@@ -2,7 +2,8 @@
 -- (FAILED if any batch failed, else COMPLETED), records job:completed on the
 -- event stream and starts the retention clock on every key. Returns 1 when this
 -- call did it, 0 otherwise: exactly one caller across all workers ever sees 1.
--- allKeys is the six-key job layout (job, queue, records, batches, failed, events).
+-- allKeys is the seven-key job layout (job, queue, records, batches, failed, events,
+-- unique).
 --- @include "includes/serverTime"
 --- @include "includes/applyRetention"
 --- @include "includes/appendEvent"

@@ -3,17 +3,28 @@
   worker can claim it at once. Idempotent: storing an index that is already
   stored changes nothing (a retried pipeline or a resumed prepare is safe).
 
+  Uniqueness: each (digest, position, field) entry of ARGV[6] is looked up
+  in the unique hash; the first record to bring a digest owns it, and every
+  later one is a duplicate of it. Batches are stored in source order, so
+  "first" is first in the source whatever the workers do. The batch's
+  duplicates are kept on the batches hash (d:<index>, JSON) for its claim.
+
   Input:
     KEYS[1] job hash
     KEYS[2] queue stream
     KEYS[3] records hash (batch index -> msgpack rows)
     KEYS[4] batches hash (per-batch state)
+    KEYS[5] unique hash (a unique value's digest -> index of its first record)
 
     ARGV[1] consumer group name
     ARGV[2] batch index
     ARGV[3] number of records in the batch
     ARGV[4] the batch payload (msgpack)
     ARGV[5] the job's column header (msgpack), or "" when unchanged
+    ARGV[6] unique entries, 21 bytes each: a 16-byte digest, the record's
+            position in the batch (4 bytes, big-endian), the field's number
+            in unique_fields (1 byte); "" when the schema has none
+    ARGV[7] the index of the batch's first record
 
   Output:
     {"OK", state, unclaimed}  unclaimed: stored batches no worker has claimed yet
@@ -25,6 +36,7 @@ local jobKey = KEYS[1]
 local queueKey = KEYS[2]
 local recordsKey = KEYS[3]
 local batchesKey = KEYS[4]
+local uniqueKey = KEYS[5]
 local group = ARGV[1]
 local idx = ARGV[2]
 
@@ -48,6 +60,22 @@ if rcall("HEXISTS", batchesKey, "n:" .. idx) == 0 then
     "a:" .. idx, 0)
   rcall("HINCRBY", jobKey, "total_records", ARGV[3])
   rcall("HINCRBY", jobKey, "total_batches", 1)
+  local entries = ARGV[6]
+  if entries ~= "" then
+    local firstIndex = tonumber(ARGV[7])
+    local duplicates = {}
+    for i = 1, #entries, 21 do
+      local digest = string.sub(entries, i, i + 15)
+      local b1, b2, b3, b4, field = string.byte(entries, i + 16, i + 20)
+      local position = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+      if rcall("HSETNX", uniqueKey, digest, firstIndex + position) == 0 then
+        duplicates[#duplicates + 1] = {position, field, tonumber(rcall("HGET", uniqueKey, digest))}
+      end
+    end
+    if #duplicates > 0 then
+      rcall("HSET", batchesKey, "d:" .. idx, cjson.encode(duplicates))
+    end
+  end
 end
 
 local counts = rcall("HMGET", jobKey, "total_batches", "completed_batches", "failed_batches")

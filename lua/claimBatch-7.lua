@@ -16,6 +16,7 @@
     KEYS[4] batches hash
     KEYS[5] failed hash
     KEYS[6] events stream
+    KEYS[7] unique hash (a unique value's digest -> index of its first record)
 
     ARGV[1] consumer group name
     ARGV[2] worker id (consumer name)
@@ -24,7 +25,8 @@
     ARGV[5] retention in ms, or "" to keep the job forever
 
   Output:
-    {"OK", batch_index, token, attempt, payload, columns, total_records, dead_lettered}
+    {"OK", batch_index, token, attempt, payload, columns, total_records, dead_lettered,
+     duplicates}  duplicates: the batch's d:<index> JSON from storeBatch, or ""
     {"NO_PENDING_BATCHES", state, finalized (0|1), dead_lettered, summary}
     {"JOB_NOT_FOUND"}
     {"JOB_NOT_PROCESSING", state}
@@ -98,7 +100,7 @@ for _ = 1, 50 do
     end
     local job = rcall("HMGET", jobKey, "columns", "total_records")
     return {"OK", tonumber(idx), token, attempt, rcall("HGET", recordsKey, idx) or "",
-      job[1] or "", tonumber(job[2]), deadLettered}
+      job[1] or "", tonumber(job[2]), deadLettered, rcall("HGET", batchesKey, "d:" .. idx) or ""}
   end
 end
 

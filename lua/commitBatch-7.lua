@@ -13,6 +13,7 @@
     KEYS[4] batches hash
     KEYS[5] failed hash
     KEYS[6] events stream
+    KEYS[7] unique hash (a unique value's digest -> index of its first record)
 
     ARGV[1] consumer group name
     ARGV[2] batch index

@@ -11,6 +11,7 @@
     KEYS[4] batches hash
     KEYS[5] failed hash
     KEYS[6] events stream
+    KEYS[7] unique hash (a unique value's digest -> index of its first record)
 
     ARGV[1] retention in ms, or "" to keep the job forever
 

@@ -1,0 +1,90 @@
+"""``unique_fields``, decided at prepare time in source order.
+
+The orchestrator reads every record in source order, so it is the one place
+where "the first occurrence" is well defined whatever the workers do later.
+For each record and unique field it sends a 16-byte digest of the field's
+canonical value with the batch; the storeBatch script keeps digest -> first
+record index in the job's unique hash and marks later records as duplicates.
+The orchestrator itself keeps nothing between batches: its memory stays flat
+however long the file, and a crashed prepare loses no uniqueness state.
+
+Canonical values: the field's transforms and type coercion applied, strings
+compared case-insensitively, integral floats equal to ints. Empty values and
+values that fail coercion take no part (they are invalid or absent anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from hashlib import blake2b
+from typing import Any
+
+from ._validate import _BAD, Validator, is_empty
+
+__all__ = ["UniqueKeys"]
+
+ENTRY_SIZE = 21  # digest (16) + position in batch (4) + field number (1)
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, str):
+        return "s" + value.lower()
+    if isinstance(value, bool):
+        return f"b{value}"
+    if isinstance(value, int):
+        return f"n{value}"
+    if isinstance(value, float):
+        return f"n{int(value)}" if value.is_integer() else f"n{value!r}"
+    return f"o{value!r}"
+
+
+class UniqueKeys:
+    """Packs the unique-field digests of each stored record."""
+
+    def __init__(self, validator: Validator) -> None:
+        names = validator.schema.unique_fields
+        if len(names) > 255:
+            raise ValueError("at most 255 unique_fields")
+        by_name = {c.name: c for c in validator.checkers}
+        self.validator = validator
+        self.fields = tuple(names)
+        self._checkers = tuple(by_name[name] for name in names)
+        self._positions: list[tuple[int, int]] = []  # (field number, header position)
+
+    def use_header(self, columns: Sequence[str]) -> None:
+        resolved = self.validator.resolve_columns(columns)
+        self._positions = [
+            (number, resolved.index(name))
+            for number, name in enumerate(self.fields)
+            if name in resolved
+        ]
+
+    def _digest(self, number: int, value: Any) -> bytes | None:
+        checker = self._checkers[number]
+        try:
+            value = checker.prepare(value)
+        except Exception:
+            return None
+        if is_empty(value):
+            return None
+        coerced = checker.coerce(value)
+        if coerced is _BAD:
+            return None
+        text = f"{number}\x00{_canonical(coerced)}"
+        return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def add_row(self, row: list[Any], position: int, out: bytearray) -> None:
+        """Entries of a row in header order."""
+        for number, column in self._positions:
+            digest = self._digest(number, row[column])
+            if digest is not None:
+                out += digest + position.to_bytes(4, "big") + bytes((number,))
+
+    def add_record(self, record: dict[str, Any], position: int, out: bytearray) -> None:
+        """Entries of a free-form record."""
+        resolved = self.validator.resolve_record(record)
+        for number, name in enumerate(self.fields):
+            if name in resolved:
+                digest = self._digest(number, resolved[name])
+                if digest is not None:
+                    out += digest + position.to_bytes(4, "big") + bytes((number,))

@@ -1,0 +1,184 @@
+"""The batch fast path decides every row exactly as the field-by-field checker."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from redisbatch import ABSENT, Field, Schema
+from redisbatch._validate import Validator
+
+TEXT = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "1",
+            "-0",
+            "+5",
+            "42",
+            " 7 ",
+            "3.0",
+            "3.5",
+            "1e3",
+            "1E3",
+            "-1e400",
+            "1e20",
+            "9007199254740993",
+            "9007199254740993.0",
+            "nan",
+            "NaN",
+            "inf",
+            "-Infinity",
+            "1_000",
+            "٣",
+            "true",
+            "TRUE",
+            "False",
+            "yes",
+            "no",
+            "null",
+            "None",
+            "2024-02-29",
+            "2024-02-30",
+            "20240229",
+            "2024-01-02T10:11:12",
+            "2024-01-02T10:11:12Z",
+            "2024-01-02 10:11:12+02:00",
+            "2024-01-02T23:59:60",
+            "a@b.co",
+            " a@b.co",
+            "a@b",
+            "x@y.z.w",
+            "DE",
+            "de",
+            "FR",
+            "a;b;;c",
+            " ; ",
+            "a,b",
+            "😀",
+            "\x00",
+        ]
+    ),
+    st.text(max_size=12),
+)
+VALUE = st.one_of(
+    TEXT,
+    TEXT,
+    TEXT,
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.just(ABSENT),
+    st.just(datetime(2024, 1, 2, 3, 4, 5)),
+    st.just(datetime(2024, 1, 2, tzinfo=UTC)),
+    st.just(date(2024, 1, 2)),
+    st.lists(st.sampled_from(["a", " b ", "", 3]), max_size=3),
+)
+TYPES = ["string", "number", "integer", "boolean", "date", "datetime", "email", "array", "custom"]
+
+
+@st.composite
+def fields(draw: st.DrawFn, name: str) -> Field:
+    kind = draw(st.sampled_from(TYPES))
+    options: dict[str, Any] = {"required": draw(st.booleans())}
+    if kind in ("number", "integer") and draw(st.booleans()):
+        options["min"] = draw(st.sampled_from([0, -5, 1.5, 10]))
+    if kind in ("number", "integer") and draw(st.booleans()):
+        options["max"] = draw(st.sampled_from([100, 3, 1e300]))
+    if kind == "string" and draw(st.booleans()):
+        options["choices"] = draw(st.sampled_from([["DE", "FR"], ["DE", ""], [1, 2]]))
+    if kind in ("string", "email", "array") and draw(st.booleans()):
+        options["min_length"] = draw(st.integers(0, 3))
+    if kind in ("string", "email") and draw(st.booleans()):
+        options["max_length"] = draw(st.integers(0, 6))
+    if kind in ("string", "integer") and draw(st.booleans()):
+        options["pattern"] = draw(st.sampled_from([r"\d", "^D", "a"]))
+    if kind == "array":
+        options["separator"] = draw(st.sampled_from([",", ";"]))
+    if kind == "date" and draw(st.booleans()):
+        options["min"] = date(2024, 1, 1)
+    if draw(st.integers(0, 5)) == 0:
+        options["default"] = draw(st.sampled_from(["5", "DE", "2024-01-01", "x@y.io"]))
+    if draw(st.integers(0, 5)) == 0:
+        options["validator"] = lambda value: bool(str(value).strip("0"))
+    if draw(st.integers(0, 8)) == 0:
+        options["transform"] = lambda value: value.upper() if isinstance(value, str) else value
+    return Field(name, kind, **options)  # type: ignore[arg-type]
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[Schema, list[str], list[list[Any]]]:
+    count = draw(st.integers(1, 4))
+    schema_fields = [draw(fields(f"f{i}")) for i in range(count)]
+    schema = Schema(schema_fields, strict=draw(st.booleans()))
+    names = [f.name for f in schema_fields]
+    columns = draw(st.permutations(names))
+    columns = columns[: draw(st.integers(0, len(columns)))]
+    columns += draw(st.lists(st.sampled_from(["x", "Other", "F0"]), unique=True, max_size=2))
+    rows = draw(
+        st.lists(
+            st.lists(VALUE, min_size=len(columns), max_size=len(columns)), min_size=1, max_size=40
+        )
+    )
+    return schema, columns, rows
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of equal types (1 == 1.0 == True for ==); key order aside."""
+    (parsed_a, errors_a), (parsed_b, errors_b) = a, b
+    return repr(sorted(parsed_a.items())) == repr(sorted(parsed_b.items())) and repr(
+        errors_a
+    ) == repr(errors_b)
+
+
+@settings(max_examples=600, deadline=None)
+@given(cases())
+def test_fast_path_equals_field_by_field(case: tuple[Schema, list[str], list[list[Any]]]) -> None:
+    """For any schema, header and rows, check_rows == check_row per row (values and types)."""
+    schema, columns, rows = case
+    validator = Validator(schema)
+    fast = validator.check_rows(columns, rows)
+    slow = [validator.check_row(columns, row) for row in rows]
+    for row, got, want in zip(rows, fast, slow, strict=True):
+        assert same(got, want), (row, got, want)
+
+
+def test_the_users_schema_takes_the_fast_path() -> None:
+    """A typical schema compiles to the fast path (not the row-by-row fallback)."""
+    from redisbatch._demo import USERS_SCHEMA
+
+    validator = Validator(USERS_SCHEMA)
+    columns = ["email", "name", "age", "country", "signup_date"]
+    validator.check_rows(columns, [["a@b.co", "A", "3", "DE", "2024-01-01"]])
+    assert validator._fast[tuple(columns)] is not None
+
+
+NUMERIC = st.from_regex(r"\A\s?[+-]?\d{0,20}(\.\d{0,5})?([eE][+-]?\d{1,3})?\s?\Z")
+DATELIKE = st.from_regex(
+    r"\A\d{4}-\d{1,2}-\d{1,2}([T ]\d\d:\d\d(:\d\d(\.\d{1,7})?)?(Z|[+-]\d\d:\d\d)?)?\Z"
+)
+EMAILISH = st.from_regex(r"\A\s?[a-z.@]{0,6}@[a-z.]{0,6}\s?\Z")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(["number", "integer", "date", "email", "string"]),
+    values=st.lists(st.one_of(NUMERIC, DATELIKE, EMAILISH), min_size=1, max_size=70),
+    bounded=st.booleans(),
+)
+def test_typed_fields_agree_on_near_valid_text(kind: str, values: list[str], bounded: bool) -> None:
+    """Text that almost parses (numbers, dates, emails) is decided alike by both paths."""
+    options: dict[str, Any] = {}
+    if bounded and kind in ("number", "integer"):
+        options = {"min": -1000, "max": 1e6}
+    validator = Validator(Schema([Field("v", kind, required=True, **options)]))  # type: ignore[arg-type]
+    rows = [[v] for v in values]
+    fast = validator.check_rows(["v"], rows)
+    for row, got in zip(rows, fast, strict=True):
+        assert same(got, validator.check_row(["v"], row)), row
