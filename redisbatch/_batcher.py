@@ -121,7 +121,7 @@ class Batcher:
         batch = StoredBatch(self._first_index, self._rows, self._failures)
         try:
             payload = encode_batch(batch)
-        except TypeError as exc:
+        except (TypeError, OverflowError) as exc:  # a value msgpack cannot hold
             raise SourceError(
                 f"{self.origin}: records {self._first_index}..."
                 f"{self._first_index + len(self._rows) - 1}: {exc}"

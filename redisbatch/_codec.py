@@ -18,14 +18,20 @@ from ._results import ProcessedRecord
 
 __all__ = [
     "ABSENT",
+    "ReceivedBatch",
     "StoredBatch",
+    "array_header",
     "decode_batch",
     "decode_columns",
     "decode_failed",
+    "decode_row",
     "encode_batch",
     "encode_columns",
     "encode_failed",
+    "encode_row",
+    "ext_hook",
     "iter_raw_records",
+    "raw_record",
 ]
 
 _ABSENT_EXT: Final = 1
@@ -64,7 +70,8 @@ def _enc_hook(obj: Any) -> Any:
     raise TypeError(f"cannot store a value of type {type(obj).__name__}: {obj!r}")
 
 
-def _ext_hook(code: int, data: memoryview) -> Any:
+def ext_hook(code: int, data: memoryview) -> Any:
+    """The extension hook every decoder of stored rows needs (``ABSENT``)."""
     if code == _ABSENT_EXT:
         return ABSENT
     raise ValueError(f"unknown msgpack extension {code}")
@@ -77,8 +84,32 @@ def _lenient_hook(obj: Any) -> Any:
     return repr(obj)
 
 
+class ReceivedBatch(msgspec.Struct, array_like=True):
+    """A stored batch as a worker decodes it: each row left as its msgpack
+    bytes, to be decoded straight into typed values by the fast path, or into
+    plain values (``row``) where a row needs them."""
+
+    first_index: int
+    raw_rows: list[msgspec.Raw]
+    failures: dict[int, tuple[str, dict[str, Any]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.raw_rows)
+
+    def row(self, position: int) -> list[Any]:
+        """The row's values, in the order of the job's columns."""
+        return decode_row(self.raw_rows[position])
+
+
 _batch_encoder: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
-_batch_decoder: Final = msgspec.msgpack.Decoder(StoredBatch, ext_hook=_ext_hook)
+
+
+def encode_row(row: list[Any]) -> bytes:
+    return _batch_encoder.encode(row)
+
+
+_batch_decoder: Final = msgspec.msgpack.Decoder(ReceivedBatch, ext_hook=ext_hook)
+_row_decoder: Final = msgspec.msgpack.Decoder(list[Any], ext_hook=ext_hook)
 _columns_decoder: Final = msgspec.msgpack.Decoder(list[str])
 _failed_encoder: Final = msgspec.msgpack.Encoder(enc_hook=_lenient_hook)
 _failed_decoder: Final = msgspec.msgpack.Decoder(list[ProcessedRecord])
@@ -89,8 +120,17 @@ def encode_batch(batch: StoredBatch) -> bytes:
     return _batch_encoder.encode(batch)
 
 
-def decode_batch(payload: bytes) -> StoredBatch:
+def decode_batch(payload: bytes) -> ReceivedBatch:
     return _batch_decoder.decode(payload)
+
+
+def array_header(length: int) -> bytes:
+    """The msgpack header of an array of ``length`` items."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 def encode_columns(columns: list[str]) -> bytes:
@@ -109,23 +149,24 @@ def decode_failed(payload: bytes) -> list[ProcessedRecord]:
     return _failed_decoder.decode(payload)
 
 
+def decode_row(raw: bytes | msgspec.Raw) -> list[Any]:
+    return _row_decoder.decode(raw)
+
+
+def raw_record(columns: list[str], row: list[Any]) -> dict[str, Any]:
+    """A row as the dict the source gave: its columns, absent ones left out."""
+    return {c: v for c, v in zip(columns, row, strict=False) if v is not ABSENT}
+
+
 def iter_raw_records(
-    batch: StoredBatch, columns: list[str]
+    batch: ReceivedBatch, columns: list[str]
 ) -> Iterator[tuple[int, dict[str, Any], str | None]]:
     """Each record of a batch as ``(index, raw dict, parse failure message or None)``."""
     failures = batch.failures
-    index = batch.first_index
-    for position, row in enumerate(batch.rows):
+    for position in range(len(batch)):
+        index = batch.first_index + position
         failure = failures.get(position) if failures else None
         if failure is not None:
-            yield index + position, failure[1], failure[0]
-            continue
-        yield (
-            index + position,
-            {
-                column: value
-                for column, value in zip(columns, row, strict=False)
-                if value is not ABSENT
-            },
-            None,
-        )
+            yield index, failure[1], failure[0]
+        else:
+            yield index, raw_record(columns, batch.row(position)), None

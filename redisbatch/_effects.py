@@ -17,6 +17,7 @@ from ._scripts import ScriptCall
 
 __all__ = [
     "Call",
+    "CallEach",
     "Command",
     "Effect",
     "Flow",
@@ -36,6 +37,21 @@ class Call:
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CallEach:
+    """Call user code once per argument tuple, in order, stopping at the first
+    call that raises (or, with a lease, once the lease is lost).
+
+    The result is ``(done, error)``: calls ``args[:done]`` returned normally;
+    ``error`` is what ``args[done]`` raised, or None when all ran or the lease
+    was lost. One effect per run of records spares a generator round per record.
+    """
+
+    fn: Callable[..., Any]
+    args: list[tuple[Any, ...]]
+    lease: Lease | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,5 +96,5 @@ class StopHeartbeat:
     lease: Lease
 
 
-Effect = Call | Sleep | Command | Pipeline | ScriptCall | StartHeartbeat | StopHeartbeat
+Effect = Call | CallEach | Sleep | Command | Pipeline | ScriptCall | StartHeartbeat | StopHeartbeat
 Flow = Generator[Effect, Any, T]

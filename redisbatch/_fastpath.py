@@ -9,8 +9,10 @@ row. Fields whose rules msgspec cannot express (transforms, date bounds,
 arrays, custom types, ...) ride through the Struct untyped and are finished
 by their own field checker.
 
-Rows are converted in chunks: a chunk holding an invalid row is converted
-row by row, so one bad record does not cost its whole batch the fast path.
+Rows arrive as their msgpack bytes and are decoded straight into the
+Struct (no intermediate Python strings), in chunks of 32: a chunk holding an
+invalid row is decoded row by row, so one bad record does not cost its whole
+batch the fast path.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
 
-from ._codec import ABSENT
+from ._codec import ABSENT, array_header, ext_hook
 from ._schema import MISSING
 
 if TYPE_CHECKING:
@@ -39,7 +41,10 @@ _MAX_FLOAT: Final = sys.float_info.max
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED: Final = frozenset(dir(msgspec.Struct))
 
-Checked = tuple[dict[str, Any], list["ValidationError"]]
+#: A record's coerced values and its errors; the errors are an empty tuple for
+#: a row the fast path accepted (no list allocated per valid record).
+Checked = tuple[dict[str, Any], "Sequence[ValidationError]"]
+_NO_ERRORS: Final[tuple[ValidationError, ...]] = ()
 
 
 def _number_bound(value: Any) -> bool:
@@ -149,19 +154,19 @@ def _row_struct(
     if all(
         _IDENTIFIER.match(n) and not keyword.iskeyword(n) and n not in _RESERVED for n in resolved
     ):
-        return msgspec.defstruct("Row", fields, array_like=True), None
+        return msgspec.defstruct("Row", fields, array_like=True, gc=False), None
     generic = [(f"f{i}", t) for i, (_, t) in enumerate(fields)]
-    return msgspec.defstruct("Row", generic, array_like=True), tuple(resolved)
+    return msgspec.defstruct("Row", generic, array_like=True, gc=False), tuple(resolved)
 
 
 class FastValidator:
-    """One schema against one column header; ``check`` converts a batch of rows."""
+    """One schema against one column header; ``check`` decodes a batch of rows."""
 
     def __init__(
         self,
         validator: Validator,
         columns: Sequence[str],
-        slow: Callable[[list[Any]], Checked],
+        slow: Callable[[msgspec.Raw], Checked],
         email_pattern: str,
     ) -> None:
         """Raises ``ValueError`` when no row of this header could take the fast path."""
@@ -197,50 +202,71 @@ class FastValidator:
 
         self._absent = _absent_values(validator, resolved)
         self._row_type, self._names = _row_struct(fields, resolved)
-        self._rows_type = list[self._row_type]  # type: ignore[name-defined]
-        try:  # msgspec checks the types when first used: fail here, not mid-batch
-            msgspec.convert([], self._rows_type)
+        try:  # msgspec checks the types here: fail now, not mid-batch
+            self._chunk_decoder = msgspec.msgpack.Decoder(
+                list[self._row_type],  # type: ignore[name-defined]
+                strict=False,
+                ext_hook=ext_hook,
+            )
+            self._row_decoder = msgspec.msgpack.Decoder(
+                self._row_type, strict=False, ext_hook=ext_hook
+            )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"no fast path: {exc}") from None
-        self._width = len(resolved)
         self._slow = slow
+        self._needs_rest = bool(self._extras or self._finish or self._validators or self._absent)
 
-    def check(self, rows: list[list[Any]]) -> list[Checked]:
-        """The checked record of every row, in order."""
-        convert = msgspec.convert
-        row_type, rows_type = self._row_type, self._rows_type
-        results: list[Checked] = []
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
+    def check(self, raw_rows: list[msgspec.Raw]) -> list[Checked]:
+        """The checked record of every row (msgpack bytes), in order."""
+        structs = self._decode(raw_rows)
+        as_dict = msgspec.structs.asdict if self._names is None else self._zip_names
+        records: list[dict[str, Any] | None] = [
+            None if struct is None else as_dict(struct) for struct in structs
+        ]
+        strip = str.strip
+        for name, separator in self._arrays:  # column by column: tight loops
+            for position, parsed in enumerate(records):
+                if parsed is None:
+                    continue
+                value = parsed[name]
+                if type(value) is str and value:
+                    parsed[name] = list(filter(None, map(strip, value.split(separator))))
+                else:
+                    records[position] = None
+        if self._needs_rest:
+            records = [None if p is None else self._finish_rest(p) for p in records]
+        slow = self._slow
+        return [
+            slow(raw) if parsed is None else (parsed, _NO_ERRORS)
+            for raw, parsed in zip(raw_rows, records)  # noqa: B905 - same length
+        ]
+
+    def _decode(self, raw_rows: list[msgspec.Raw]) -> list[Any]:
+        """Each row as its Struct, or None where msgspec rejects it."""
+        chunk_decoder, row_decoder = self._chunk_decoder, self._row_decoder
+        structs: list[Any] = []
+        for start in range(0, len(raw_rows), _CHUNK):
+            chunk = raw_rows[start : start + _CHUNK]
             try:
-                converted: list[Any] = convert(chunk, rows_type, strict=False)
+                structs += chunk_decoder.decode(array_header(len(chunk)) + b"".join(chunk))
             except msgspec.ValidationError:
-                converted = []
-                for row in chunk:
+                for raw in chunk:
                     try:
-                        converted.append(convert(row, row_type, strict=False))
+                        structs.append(row_decoder.decode(raw))
                     except msgspec.ValidationError:
-                        converted.append(None)
-            for row, struct in zip(chunk, converted, strict=True):
-                checked = None if struct is None else self._finish_row(struct)
-                results.append(self._slow(row) if checked is None else checked)
-        return results
+                        structs.append(None)
+        return structs
 
-    def _finish_row(self, struct: Any) -> Checked | None:
-        if self._names is None:
-            parsed = msgspec.structs.asdict(struct)
-        else:
-            parsed = dict(zip(self._names, msgspec.structs.astuple(struct), strict=True))
+    def _zip_names(self, struct: Any) -> dict[str, Any]:
+        assert self._names is not None
+        return dict(zip(self._names, msgspec.structs.astuple(struct), strict=True))
+
+    def _finish_rest(self, parsed: dict[str, Any]) -> dict[str, Any] | None:
+        """Extras, fields only their checker decides, validators, absent fields;
+        None sends the row to the field-by-field checker."""
         for name in self._extras:
             if parsed[name] is ABSENT:
                 return None
-        for name, separator in self._arrays:
-            value = parsed[name]
-            if type(value) is not str or not value:
-                return None
-            parsed[name] = [
-                item.strip() for item in value.split(separator) if item and not item.isspace()
-            ]
         if self._finish:
             errors: list[ValidationError] = []
             for name, checker in self._finish:
@@ -260,4 +286,4 @@ class FastValidator:
                 return None
         if self._absent:
             parsed.update(self._absent)
-        return parsed, []
+        return parsed

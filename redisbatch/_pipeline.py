@@ -13,14 +13,14 @@ with no hooks costs one context and one processor call.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
 
-from ._codec import ABSENT, StoredBatch
-from ._effects import Call, Flow, Lease, Sleep
+from ._codec import ReceivedBatch, raw_record
+from ._effects import Call, CallEach, Flow, Lease, Sleep
 from ._events import EventEmitter, RecordFailed, RecordProcessed, RecordRetried
 from ._fastpath import Checked
 from ._results import ProcessedRecord, ProcessingContext, ValidationError
@@ -79,12 +79,22 @@ def batch_id_of(batch_index: int) -> str:
     return f"batch-{batch_index}"
 
 
-def _is_invalid(errors: list[ValidationError]) -> bool:
+def _is_invalid(errors: Sequence[ValidationError]) -> bool:
     return any(e.severity == "error" for e in errors)
 
 
-def _raw(columns: list[str], row: list[Any]) -> dict[str, Any]:
-    return {c: v for c, v in zip(columns, row, strict=False) if v is not ABSENT}
+class _Record:
+    """Where a record sits in its batch; its raw dict is decoded only if needed."""
+
+    __slots__ = ("batch", "columns", "position")
+
+    def __init__(self, batch: ReceivedBatch, columns: list[str], position: int) -> None:
+        self.batch = batch
+        self.columns = columns
+        self.position = position
+
+    def raw(self) -> dict[str, Any]:
+        return raw_record(self.columns, self.batch.row(self.position))
 
 
 class RecordPipeline:
@@ -146,7 +156,7 @@ class RecordPipeline:
             raw=raw,
             parsed=parsed,
             status="invalid" if invalid else "valid",
-            errors=errors,
+            errors=list(errors),
             processing_error=None,
             retry_count=0,
         )
@@ -161,7 +171,7 @@ class RecordPipeline:
 
     def run(
         self,
-        batch: StoredBatch,
+        batch: ReceivedBatch,
         columns: list[str],
         contexts: Callable[[int], ProcessingContext],
         processor: Processor,
@@ -170,58 +180,69 @@ class RecordPipeline:
     ) -> Flow[BatchOutcome]:
         """Processes a batch's records until done, until one fails with
         ``continue_on_error=False``, or until the lease is lost."""
-        rows, failures, first = batch.rows, batch.failures, batch.first_index
+        failures, first = batch.failures, batch.first_index
         checked: list[Checked | None] | None = None
         if self.validator is not None and self.hooks.before_validate is None:
-            positions = [p for p in range(len(rows)) if p not in failures]
-            checked = [None] * len(rows)
+            positions = [p for p in range(len(batch)) if p not in failures]
+            checked = [None] * len(batch)
+            raw_rows = batch.raw_rows
             for position, checked_row in zip(
                 positions,
-                self.validator.check_rows(columns, [rows[p] for p in positions]),
+                self.validator.check_raw_rows(columns, [raw_rows[p] for p in positions]),
                 strict=True,
             ):
                 checked[position] = checked_row
         plain = self._plain and not duplicates and self.record_type is None
         emitter = self.emitter
-        want_processed = emitter.wants(RecordProcessed.type)
         processed = 0
         failed: list[ProcessedRecord] = []
-        for position, row in enumerate(rows):
+        size = len(batch)
+
+        def is_hot(position: int) -> bool:
+            """Valid, no hooks, no checker, no duplicates: the processor is all there is."""
+            return (
+                plain and position not in failures and (checked is None or not checked[position][1])  # type: ignore[index]
+            )
+
+        position = 0
+        while position < size:
             if lease is not None and lease.lost:
                 break
-            index = first + position
-            ctx = contexts(index)
-            result: ProcessedRecord | None
-            if position in failures:
-                message, raw = failures[position]
-                result = ProcessedRecord(
-                    index=index,
-                    raw=raw,
-                    parsed=raw,
-                    status="invalid",
-                    errors=[error("_row", "PARSE_ERROR", message, None)],
-                    processing_error=None,
-                    retry_count=0,
-                )
-            elif plain and (checked is None or not checked[position][1]):  # type: ignore[index]
-                # The hot path: valid, no hooks, no checker, no duplicates.
-                parsed = _raw(columns, row) if checked is None else checked[position][0]  # type: ignore[index]
-                result = yield from self._process(index, columns, row, parsed, [], ctx, processor)
+            if is_hot(position):
+                end = position + 1
+                while end < size and is_hot(end):
+                    end += 1
+                calls = [
+                    (
+                        _Record(batch, columns, p).raw() if checked is None else checked[p][0],  # type: ignore[index]
+                        contexts(first + p),
+                    )
+                    for p in range(position, end)
+                ]
+                done, exc = yield CallEach(processor, calls, lease)
+                processed += done
+                self._emit_processed(calls[:done])
+                position += done
+                if exc is None:
+                    if position < end:
+                        break  # the lease was lost
+                    continue
+                parsed, ctx = calls[done]
+                result = yield from self._process(
+                    first + position, _Record(batch, columns, position), parsed, (), ctx,
+                    processor, first_error=exc,
+                )  # fmt: skip
             else:
-                pre = None if checked is None else checked[position]
+                ctx = contexts(first + position)
                 dups = None if duplicates is None else duplicates.get(position)
-                result = yield from self._one(index, columns, row, pre, dups, ctx, processor)
+                pre = None if checked is None else checked[position]
+                result = yield from self._single(
+                    batch, columns, position, pre, dups, ctx, processor
+                )
+            position += 1
             if result is None:
                 processed += 1
-                if want_processed:
-                    emitter.emit(
-                        RecordProcessed(
-                            job_id=ctx.job_id,
-                            timestamp=time.time(),
-                            batch_id=ctx.batch_id,
-                            record_index=index,
-                        )
-                    )
+                self._emit_processed([(None, ctx)])
                 continue
             failed.append(result)
             message = _failure_message(result)
@@ -231,7 +252,7 @@ class RecordPipeline:
                         job_id=ctx.job_id,
                         timestamp=time.time(),
                         batch_id=ctx.batch_id,
-                        record_index=index,
+                        record_index=result.index,
                         error=message,
                         record=result,
                     )
@@ -240,11 +261,54 @@ class RecordPipeline:
                 return BatchOutcome(processed, failed, "FAILED", message)
         return BatchOutcome(processed, failed, "COMPLETED", None)
 
+    def _single(
+        self,
+        batch: ReceivedBatch,
+        columns: list[str],
+        position: int,
+        pre: Checked | None,
+        duplicates: list[tuple[str, int]] | None,
+        ctx: ProcessingContext,
+        processor: Processor,
+    ) -> Flow[ProcessedRecord | None]:
+        """One record that is not on the hot path: a parse failure, or one with
+        hooks, a duplicate checker, duplicates or errors."""
+        failure = batch.failures.get(position)
+        if failure is not None:
+            message, raw = failure
+            return ProcessedRecord(
+                index=ctx.record_index,
+                raw=raw,
+                parsed=raw,
+                status="invalid",
+                errors=[error("_row", "PARSE_ERROR", message, None)],
+                processing_error=None,
+                retry_count=0,
+            )
+        return (
+            yield from self._one(
+                ctx.record_index, _Record(batch, columns, position), pre, duplicates, ctx, processor
+            )
+        )
+
+    def _emit_processed(self, calls: list[tuple[Any, ProcessingContext]]) -> None:
+        if not calls or not self.emitter.wants(RecordProcessed.type):
+            return
+        now = time.time()
+        for _, ctx in calls:
+            self.emitter.emit(
+                RecordProcessed(
+                    job_id=ctx.job_id,
+                    timestamp=now,
+                    batch_id=ctx.batch_id,
+                    record_index=ctx.record_index,
+                )
+            )
+
     def _one(
         self,
         index: int,
-        columns: list[str],
-        row: list[Any],
+        record_of: _Record,
         pre: Checked | None,
         duplicates: list[tuple[str, int]] | None,
         ctx: ProcessingContext,
@@ -252,7 +316,7 @@ class RecordPipeline:
     ) -> Flow[ProcessedRecord | None]:
         """Steps 3 to 11 for one record; None when it was processed."""
         hooks = self.hooks
-        raw = _raw(columns, row)
+        raw = record_of.raw()
         if pre is None:
             validator = self.validator
             record = raw if validator is None else validator.resolve_record(raw)
@@ -290,14 +354,12 @@ class RecordPipeline:
         if result.status == "invalid":
             return result
         return (
-            yield from self._process(
-                index, columns, row, result.parsed, result.errors, ctx, processor
-            )
+            yield from self._process(index, record_of, result.parsed, result.errors, ctx, processor)
         )
 
     def _check_duplicate(
-        self, parsed: Any, errors: list[ValidationError], ctx: ProcessingContext
-    ) -> Flow[list[ValidationError]]:
+        self, parsed: Any, errors: Sequence[ValidationError], ctx: ProcessingContext
+    ) -> Flow[Sequence[ValidationError]]:
         """Step 7: asks the duplicate checker about a record that is still valid."""
         assert self.duplicate_checker is not None
         record = self.to_struct(parsed) if self.record_type is not None else parsed
@@ -331,23 +393,27 @@ class RecordPipeline:
     def _process(
         self,
         index: int,
-        columns: list[str],
-        row: list[Any],
+        record_of: _Record,
         parsed: Any,
-        errors: list[ValidationError],
+        errors: Sequence[ValidationError],
         ctx: ProcessingContext,
         processor: Processor,
+        first_error: Exception | None = None,
     ) -> Flow[ProcessedRecord | None]:
-        """Steps 9 to 11: before_process, the processor with retries, after_process."""
+        """Steps 9 to 11: before_process, the processor with retries, after_process.
+        ``first_error``: the first attempt already ran (in a CallEach) and raised it."""
         hooks = self.hooks
-        if hooks.before_process is not None:
+        if hooks.before_process is not None and first_error is None:
             try:
                 parsed = yield Call(hooks.before_process, (parsed, ctx))
             except Exception as exc:
-                return _hook_failed(index, _raw(columns, row), parsed, "before_process", exc)
+                return _hook_failed(index, record_of.raw(), parsed, "before_process", exc)
         retries = 0
         while True:
             try:
+                if first_error is not None:
+                    failure, first_error = first_error, None
+                    raise failure
                 yield Call(processor, (parsed, ctx))
                 break
             except Exception as exc:
@@ -355,10 +421,10 @@ class RecordPipeline:
                 if retries >= self.max_retries:
                     return ProcessedRecord(
                         index=index,
-                        raw=_raw(columns, row),
+                        raw=record_of.raw(),
                         parsed=parsed,
                         status="failed",
-                        errors=errors,
+                        errors=list(errors),
                         processing_error=message,
                         retry_count=retries,
                     )
@@ -381,10 +447,10 @@ class RecordPipeline:
             return None
         done = ProcessedRecord(
             index=index,
-            raw=_raw(columns, row),
+            raw=record_of.raw(),
             parsed=parsed,
             status="processed",
-            errors=errors,
+            errors=list(errors),
             processing_error=None,
             retry_count=retries,
         )

@@ -15,7 +15,7 @@ import msgspec
 
 from ._batcher import EncodedBatch
 from ._codec import (
-    StoredBatch,
+    ReceivedBatch,
     decode_batch,
     decode_columns,
     decode_failed,
@@ -76,7 +76,7 @@ class Claim:
     batch_index: int | None = None
     token: str = ""
     attempt: int = 0
-    batch: StoredBatch | None = None
+    batch: ReceivedBatch | None = None
     columns: tuple[str, ...] = ()
     total_records: int = 0
     dead_lettered: tuple[tuple[int, int], ...] = ()  # (batch index, attempts)
@@ -367,7 +367,9 @@ def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:
     return tuple(zip(values[::2], values[1::2], strict=True))
 
 
-def _dead_lettered(batch: StoredBatch, columns: list[str], attempts: int) -> list[ProcessedRecord]:
+def _dead_lettered(
+    batch: ReceivedBatch, columns: list[str], attempts: int
+) -> list[ProcessedRecord]:
     message = f"batch dead-lettered after {max(1, attempts - 1)} attempts"
     return [
         ProcessedRecord(

@@ -15,6 +15,7 @@ import redis.exceptions
 
 from ._effects import (
     Call,
+    CallEach,
     Command,
     Flow,
     Lease,
@@ -29,6 +30,18 @@ __all__ = ["SyncDriver"]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
+
+
+def _call_each(effect: CallEach) -> tuple[int, Exception | None]:
+    fn, lease = effect.fn, effect.lease
+    for done, args in enumerate(effect.args):
+        if lease is not None and lease.lost:
+            return done, None
+        try:
+            fn(*args)
+        except Exception as exc:
+            return done, exc
+    return len(effect.args), None
 
 
 class _Heartbeats:
@@ -140,7 +153,9 @@ class SyncDriver:
                     return stop.value  # type: ignore[no-any-return]
                 send, throw = None, None
                 try:
-                    if isinstance(effect, Call):
+                    if isinstance(effect, CallEach):
+                        send = _call_each(effect)
+                    elif isinstance(effect, Call):
                         send = effect.fn(*effect.args)
                     elif isinstance(effect, ScriptCall):
                         send = self.script(effect)

@@ -16,7 +16,9 @@ from datetime import date, datetime
 from functools import partial
 from typing import Any, Final
 
-from ._codec import ABSENT
+import msgspec
+
+from ._codec import decode_row, encode_row, raw_record
 from ._fastpath import Checked, FastValidator
 from ._results import ValidationError
 from ._schema import MISSING, Field, FieldCheck, Schema
@@ -440,26 +442,29 @@ class Validator:
 
     def check_row(self, columns: Sequence[str], row: list[Any]) -> Checked:
         """One stored row (values in ``columns`` order) through steps 2, 4 and 5."""
-        record = {
-            column: value
-            for column, value in zip(columns, row, strict=False)
-            if value is not ABSENT
-        }
-        return self.validate(self.resolve_record(record))
+        return self.validate(self.resolve_record(raw_record(list(columns), row)))
 
-    def check_rows(self, columns: Sequence[str], rows: list[list[Any]]) -> list[Checked]:
-        """Every row of a batch through steps 2, 4 and 5, in C where the schema allows."""
+    def check_raw_row(self, columns: Sequence[str], raw: msgspec.Raw) -> Checked:
+        return self.check_row(columns, decode_row(raw))
+
+    def check_raw_rows(self, columns: Sequence[str], raw_rows: list[msgspec.Raw]) -> list[Checked]:
+        """Every row of a batch (msgpack bytes) through steps 2, 4 and 5, in C
+        where the schema allows."""
         key = tuple(columns)
         if key not in self._fast:
             if len(self._fast) > 16:
                 self._fast.clear()
             try:
                 self._fast[key] = FastValidator(
-                    self, key, partial(self.check_row, key), _EMAIL.pattern
+                    self, key, partial(self.check_raw_row, key), _EMAIL.pattern
                 )
             except ValueError:
                 self._fast[key] = None
         fast = self._fast[key]
         if fast is None:
-            return [self.check_row(key, row) for row in rows]
-        return fast.check(rows)
+            return [self.check_raw_row(key, raw) for raw in raw_rows]
+        return fast.check(raw_rows)
+
+    def check_rows(self, columns: Sequence[str], rows: list[list[Any]]) -> list[Checked]:
+        """``check_raw_rows`` for rows in hand (preview, tests)."""
+        return self.check_raw_rows(columns, [msgspec.Raw(encode_row(row)) for row in rows])

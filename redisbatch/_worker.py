@@ -95,7 +95,7 @@ def process_batch(
             timestamp=now,
             batch_id=batch_id,
             batch_index=idx,
-            record_count=len(claim.batch.rows),
+            record_count=len(claim.batch),
         )
     )
     lease = Lease(
@@ -150,7 +150,7 @@ def process_batch(
                 batch_index=idx,
                 processed_count=outcome.processed,
                 failed_count=len(outcome.failed),
-                total_count=len(claim.batch.rows),
+                total_count=len(claim.batch),
             )
         emitter.emit(event)
         if commit.finalized is not None:

@@ -143,6 +143,8 @@ def test_values_msgpack_cannot_hold_fail_the_job(make_import: Make) -> None:
     with pytest.raises(SourceError, match="cannot store a value of type object"):
         di.prepare(IterableSource([{"a": object()}]), job_id="odd")
     assert di.status("odd").state == "FAILED"  # type: ignore[union-attr]
+    with pytest.raises(SourceError, match=r"records 0\.\.\.0"):
+        di.prepare(IterableSource([{"a": 2**70}]), job_id="huge")
 
 
 def test_skip_empty_rows_at_prepare(make_import: Make) -> None:

@@ -16,10 +16,11 @@ from redisbatch import (
     ProcessingContext,
     Schema,
 )
-from redisbatch._codec import StoredBatch
-from redisbatch._effects import Call, Sleep
+from redisbatch._codec import StoredBatch, decode_batch, encode_batch
+from redisbatch._effects import Call, CallEach, Sleep
 from redisbatch._events import EventEmitter
 from redisbatch._pipeline import RecordPipeline
+from redisbatch._sync import _call_each
 
 Make = Callable[..., DistributedImport]
 
@@ -37,6 +38,8 @@ def drive(flow: Any) -> tuple[Any, list[float]]:
         send, throw = None, None
         if isinstance(effect, Sleep):
             sleeps.append(effect.seconds)
+        elif isinstance(effect, CallEach):
+            send = _call_each(effect)
         elif isinstance(effect, Call):
             try:
                 send = effect.fn(*effect.args)
@@ -46,7 +49,7 @@ def drive(flow: Any) -> tuple[Any, list[float]]:
             raise AssertionError(f"unexpected effect {effect}")
 
 
-one_record = StoredBatch(0, [[1]])
+one_record = decode_batch(encode_batch(StoredBatch(0, [[1]])))
 
 
 def context(index: int) -> ProcessingContext:

@@ -29,7 +29,7 @@ class Raw:
 
     def commit(self, job: str, claim: Claim, *, failed: int = 0, state: str = "COMPLETED") -> Any:
         assert claim.batch_index is not None and claim.batch is not None
-        size = len(claim.batch.rows)
+        size = len(claim.batch)
         return self.run(
             self.store.commit(
                 job,
@@ -63,7 +63,7 @@ def test_batches_are_claimed_in_index_order(make_import: Make) -> None:
     raw = Raw(di)
     claims = [raw.claim(job, "w") for _ in range(4)]
     assert [c.batch_index for c in claims] == [0, 1, 2, 3]
-    assert [len(c.batch.rows) for c in claims if c.batch] == [2, 2, 2, 1]
+    assert [len(c.batch) for c in claims if c.batch] == [2, 2, 2, 1]
     assert claims[0].batch is not None and claims[0].columns == ("n",)
 
 
