@@ -33,6 +33,7 @@ from ._results import (
     ValidationError,
     WorkerSummary,
 )
+from ._sample import generate_template
 from ._schema import MISSING, Field, FieldCheck, Schema
 from ._sources import BytesSource, FileSource, IterableSource
 
@@ -75,4 +76,5 @@ __all__ = [
     "SourceError",
     "ValidationError",
     "WorkerSummary",
+    "generate_template",
 ]

@@ -18,7 +18,8 @@ from ._keys import check_job_id
 from ._parsers import Parser
 from ._pipeline import DuplicateChecker, Hooks, Processor, RecordPipeline
 from ._prepare import prepare
-from ._results import BatchResult, JobStatus, PrepareResult, WorkerSummary
+from ._results import BatchResult, JobStatus, PrepareResult, PreviewResult, WorkerSummary
+from ._sample import count_records, preview_records
 from ._schema import Schema
 from ._scripts import Reply
 from ._sources import ByteSource, IterableSource
@@ -113,6 +114,16 @@ class Core:
             else None,
         )
         return prepare(self.store, self.emitter, job_id, items, batcher, origin)
+
+    def preview(self, source: Any, parser: Parser | None, max_records: int) -> PreviewResult:
+        if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 0:
+            raise ConfigurationError("max_records must be a non-negative int")
+        items, _ = self.open_source(source, parser)
+        return preview_records(self.pipeline, items, max_records)
+
+    def count(self, source: Any, parser: Parser | None) -> int:
+        items, _ = self.open_source(source, parser)
+        return count_records(items, self.schema is not None and self.schema.skip_empty_rows)
 
     # ------------------------------------------------------------ workers
 

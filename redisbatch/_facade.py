@@ -18,7 +18,14 @@ from ._events import Handler
 from ._keys import check_job_id
 from ._parsers import Parser
 from ._pipeline import DuplicateChecker, Hooks, Processor
-from ._results import BatchResult, JobStatus, PrepareResult, ProcessedRecord, WorkerSummary
+from ._results import (
+    BatchResult,
+    JobStatus,
+    PrepareResult,
+    PreviewResult,
+    ProcessedRecord,
+    WorkerSummary,
+)
 from ._schema import Schema
 from ._sync import SyncDriver
 
@@ -86,6 +93,16 @@ class DistributedImport:
     ) -> PrepareResult:
         """Streams the source into batches in Redis, then seals the job."""
         return self._driver.run(self._core.prepare_flow(source, parser, job_id))
+
+    def preview(
+        self, source: Any, parser: Parser | None = None, max_records: int = 10
+    ) -> PreviewResult:
+        """Validates the first records of a source without storing anything."""
+        return self._core.preview(source, parser, max_records)
+
+    def count(self, source: Any, parser: Parser | None = None) -> int:
+        """How many records the source yields (after ``skip_empty_rows``)."""
+        return self._core.count(source, parser)
 
     # ------------------------------------------------------------ workers
 
