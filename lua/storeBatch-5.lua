@@ -64,12 +64,32 @@ if rcall("HEXISTS", batchesKey, "n:" .. idx) == 0 then
   if entries ~= "" then
     local firstIndex = tonumber(ARGV[7])
     local duplicates = {}
-    for i = 1, #entries, 21 do
-      local digest = string.sub(entries, i, i + 15)
-      local b1, b2, b3, b4, field = string.byte(entries, i + 16, i + 20)
-      local position = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-      if rcall("HSETNX", uniqueKey, digest, firstIndex + position) == 0 then
-        duplicates[#duplicates + 1] = {position, field, tonumber(rcall("HGET", uniqueKey, digest))}
+    local ownedHere = {}  -- digests first seen in this batch
+    -- In slices, so that unpack() stays far below Lua's stack limit.
+    for sliceStart = 1, #entries, 21 * 500 do
+      local sliceEnd = math.min(#entries, sliceStart + 21 * 500 - 1)
+      local digests, positions, fields = {}, {}, {}
+      for i = sliceStart, sliceEnd, 21 do
+        local b1, b2, b3, b4, field = string.byte(entries, i + 16, i + 20)
+        digests[#digests + 1] = string.sub(entries, i, i + 15)
+        positions[#positions + 1] = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+        fields[#fields + 1] = field
+      end
+      local stored = rcall("HMGET", uniqueKey, unpack(digests))
+      local owned = {}
+      for j = 1, #digests do
+        local first = stored[j] or ownedHere[digests[j]]
+        if first then
+          duplicates[#duplicates + 1] = {positions[j], fields[j], tonumber(first)}
+        else
+          local index = firstIndex + positions[j]
+          ownedHere[digests[j]] = index
+          owned[#owned + 1] = digests[j]
+          owned[#owned + 1] = index
+        end
+      end
+      if #owned > 0 then
+        rcall("HSET", uniqueKey, unpack(owned))
       end
     end
     if #duplicates > 0 then

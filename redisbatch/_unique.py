@@ -16,14 +16,17 @@ values that fail coercion take no part (they are invalid or absent anyway).
 from __future__ import annotations
 
 from collections.abc import Sequence
+import struct
 from hashlib import blake2b
 from typing import Any
 
-from ._validate import _BAD, Validator, is_empty
+from ._schema import MISSING
+from ._validate import _BAD, Validator
 
 __all__ = ["UniqueKeys"]
 
 ENTRY_SIZE = 21  # digest (16) + position in batch (4) + field number (1)
+_TAIL = struct.Struct(">IB")
 
 
 def _canonical(value: Any) -> str:
@@ -50,6 +53,8 @@ class UniqueKeys:
         self.fields = tuple(names)
         self._checkers = tuple(by_name[name] for name in names)
         self._positions: list[tuple[int, int]] = []  # (field number, header position)
+        # key tuple of a free-form record -> [(field number, its key)], decided once
+        self._record_keys: dict[tuple[str, ...], list[tuple[int, str]]] = {}
 
     def use_header(self, columns: Sequence[str]) -> None:
         resolved = self.validator.resolve_columns(columns)
@@ -61,11 +66,12 @@ class UniqueKeys:
 
     def _digest(self, number: int, value: Any) -> bytes | None:
         checker = self._checkers[number]
-        try:
-            value = checker.prepare(value)
-        except Exception:
-            return None
-        if is_empty(value):
+        if checker.transform is not None or checker.split:
+            try:
+                value = checker.prepare(value)
+            except Exception:
+                return None
+        if value is None or value == "" or value is MISSING:
             return None
         coerced = checker.coerce(value)
         if coerced is _BAD:
@@ -78,13 +84,24 @@ class UniqueKeys:
         for number, column in self._positions:
             digest = self._digest(number, row[column])
             if digest is not None:
-                out += digest + position.to_bytes(4, "big") + bytes((number,))
+                out += digest
+                out += _TAIL.pack(position, number)
 
     def add_record(self, record: dict[str, Any], position: int, out: bytearray) -> None:
         """Entries of a free-form record."""
-        resolved = self.validator.resolve_record(record)
-        for number, name in enumerate(self.fields):
-            if name in resolved:
-                digest = self._digest(number, resolved[name])
-                if digest is not None:
-                    out += digest + position.to_bytes(4, "big") + bytes((number,))
+        keys = tuple(record)
+        names = self._record_keys.get(keys)
+        if names is None:
+            if len(self._record_keys) > 64:
+                self._record_keys.clear()
+            resolved = self.validator.resolve_columns(keys)
+            names = self._record_keys[keys] = [
+                (number, keys[resolved.index(name)])
+                for number, name in enumerate(self.fields)
+                if name in resolved
+            ]
+        for number, key in names:
+            digest = self._digest(number, record[key])
+            if digest is not None:
+                out += digest
+                out += _TAIL.pack(position, number)
