@@ -37,7 +37,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def prepare(client: redis.Redis, schema: Schema, records: int) -> tuple[DistributedImport, str, float]:
+def prepare(
+    client: redis.Redis, schema: Schema, records: int
+) -> tuple[DistributedImport, str, float]:
     di = DistributedImport(client, schema, batch_size=1000, namespace=f"um{os.getpid()}")
     started = time.perf_counter()
     job = di.prepare(IterableSource(users(records))).job_id

@@ -15,8 +15,8 @@ values that fail coercion take no part (they are invalid or absent anyway).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import struct
+from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
 
