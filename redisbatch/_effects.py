@@ -9,6 +9,7 @@ hand: no Redis, no event loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,17 +42,28 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class CallEach:
-    """Call user code once per argument tuple, in order, stopping at the first
-    call that raises (or, with a lease, once the lease is lost).
+    """Call user code once per argument tuple, in order (a driver may run
+    several at once), and report each call's outcome.
 
-    The result is ``(done, error)``: calls ``args[:done]`` returned normally;
-    ``error`` is what ``args[done]`` raised, or None when all ran or the lease
-    was lost. One effect per run of records spares a generator round per record.
+    The result is a list of outcomes for a prefix of ``args``: None for a call
+    that returned, the exception for one that raised. The driver stops starting
+    calls once the lease is lost, once ``deadline`` (``time.monotonic()``) has
+    passed, or, with ``stop_on_error``, after a call raised; calls already
+    started are awaited and reported. One effect per run of records spares a
+    generator round per record.
     """
 
     fn: Callable[..., Any]
     args: list[tuple[Any, ...]]
-    lease: Lease | None
+    lease: Lease | None = None
+    stop_on_error: bool = False
+    deadline: float | None = None
+
+    def may_start(self) -> bool:
+        """Whether the driver may start another call now."""
+        if self.lease is not None and self.lease.lost:
+            return False
+        return self.deadline is None or time.monotonic() < self.deadline
 
 
 @dataclass(frozen=True, slots=True)

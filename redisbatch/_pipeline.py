@@ -2,18 +2,27 @@
 aliases, hooks, validation, uniqueness, the duplicate checker, the processor
 with retries, and back.
 
-It is a flow (see ``_effects``): user code is called through ``Call``
+It is a flow (see ``_effects``): user code runs through ``Call``/``CallEach``
 effects and backoff waits are ``Sleep`` effects, so the sync and async
-facades run this same code. What the schema alone decides is compiled once,
-in ``RecordPipeline.__init__``; without a ``before_validate`` hook a whole
-batch is validated at once (``Validator.check_rows``), and a valid record
-with no hooks costs one context and one processor call.
+facades run this same code. A batch goes through three phases:
+
+A. per record, in source order: steps 1 to 9 (validation — the whole batch
+   at once where no ``before_validate`` hook needs each record first —,
+   hooks, uniqueness, the duplicate checker, ``before_process``);
+B. the processor over every record still valid: one ``CallEach`` (which an
+   async driver may run concurrently) or one batch processor call, then
+   retries with backoff for the records that failed;
+C. in source order: ``after_process``, events, the outcome to commit.
+
+A deadline (the worker's time budget) or a lost lease stops the batch
+between records; what is not done is handed back (``BatchOutcome.done``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +32,7 @@ from ._codec import ReceivedBatch, raw_record
 from ._effects import Call, CallEach, Flow, Lease, Sleep
 from ._events import EventEmitter, RecordFailed, RecordProcessed, RecordRetried
 from ._fastpath import Checked
-from ._results import ProcessedRecord, ProcessingContext, ValidationError
+from ._results import BatchContext, ProcessedRecord, ProcessingContext, ValidationError
 from ._schema import Schema
 from ._validate import Validator, error
 
@@ -34,7 +43,10 @@ __all__ = [
     "Hooks",
     "RecordPipeline",
     "batch_id_of",
+    "batch_processor",
 ]
+
+log = logging.getLogger("redisbatch")
 
 Processor = Callable[[Any, ProcessingContext], Any]
 
@@ -65,14 +77,40 @@ class DuplicateChecker(Protocol):
     def __call__(self, record: Any, ctx: ProcessingContext) -> bool | DuplicateResult: ...
 
 
+class BatchProcessor:
+    """A processor called once per batch with its valid records (``batch_processor``)."""
+
+    __slots__ = ("__wrapped__", "fn")
+
+    def __init__(self, fn: Callable[[list[Any], BatchContext], Any]) -> None:
+        if not callable(fn):
+            raise TypeError("batch_processor decorates a callable")
+        self.fn = fn
+        self.__wrapped__ = fn
+
+    def __call__(self, records: list[Any], ctx: BatchContext) -> Any:
+        return self.fn(records, ctx)
+
+
+def batch_processor(fn: Callable[[list[Any], BatchContext], Any]) -> BatchProcessor:
+    """Marks ``fn(records, ctx) -> Mapping[record_index, error] | None`` as a batch processor."""
+    return BatchProcessor(fn)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """What processing one batch produced, ready to commit."""
+    """What processing one batch produced, ready to commit.
+
+    ``done`` records (a prefix of the batch) are settled; the rest, when
+    ``done < size`` and the batch did not fail, is handed back to the queue.
+    """
 
     processed: int
     failed: list[ProcessedRecord]
     state: str  # "COMPLETED" or "FAILED"
     error: str | None
+    done: int
+    size: int
 
 
 def batch_id_of(batch_index: int) -> str:
@@ -83,7 +121,25 @@ def _is_invalid(errors: Sequence[ValidationError]) -> bool:
     return any(e.severity == "error" for e in errors)
 
 
-class _Record:
+@dataclass(slots=True)
+class _Ready:
+    """A record that passed steps 1 to 9 and waits for the processor."""
+
+    position: int
+    parsed: Any
+    ctx: ProcessingContext
+    errors: Sequence[ValidationError]
+    retried: list[RecordRetried] | None = None  # events, emitted in phase C
+    error: str | None = None  # the processor's last error, once it has given up
+    attempts: int = 0
+
+    def note_retry(self, event: RecordRetried) -> None:
+        if self.retried is None:
+            self.retried = []
+        self.retried.append(event)
+
+
+class _Row:
     """Where a record sits in its batch; its raw dict is decoded only if needed."""
 
     __slots__ = ("batch", "columns", "position")
@@ -94,6 +150,9 @@ class _Record:
         self.position = position
 
     def raw(self) -> dict[str, Any]:
+        failure = self.batch.failures.get(self.position)
+        if failure is not None:
+            return failure[1]
         return raw_record(self.columns, self.batch.row(self.position))
 
 
@@ -130,8 +189,8 @@ class RecordPipeline:
             hooks.before_validate is None
             and hooks.after_validate is None
             and hooks.before_process is None
-            and hooks.after_process is None
             and duplicate_checker is None
+            and self.record_type is None
         )
 
     # ------------------------------------------------------------ pure steps
@@ -174,110 +233,86 @@ class RecordPipeline:
         batch: ReceivedBatch,
         columns: list[str],
         contexts: Callable[[int], ProcessingContext],
-        processor: Processor,
+        processor: Processor | BatchProcessor,
         lease: Lease | None,
         duplicates: Duplicates | None = None,
+        deadline: float | None = None,
     ) -> Flow[BatchOutcome]:
-        """Processes a batch's records until done, until one fails with
-        ``continue_on_error=False``, or until the lease is lost."""
-        failures, first = batch.failures, batch.first_index
-        checked: list[Checked | None] | None = None
-        if self.validator is not None and self.hooks.before_validate is None:
-            positions = [p for p in range(len(batch)) if p not in failures]
-            checked = [None] * len(batch)
-            raw_rows = batch.raw_rows
-            for position, checked_row in zip(
-                positions,
-                self.validator.check_raw_rows(columns, [raw_rows[p] for p in positions]),
-                strict=True,
-            ):
-                checked[position] = checked_row
-        plain = self._plain and not duplicates and self.record_type is None
-        emitter = self.emitter
-        processed = 0
-        failed: list[ProcessedRecord] = []
+        """Processes a batch: phases A, B and C of the module docstring."""
         size = len(batch)
 
-        def is_hot(position: int) -> bool:
-            """Valid, no hooks, no checker, no duplicates: the processor is all there is."""
-            return (
-                plain and position not in failures and (checked is None or not checked[position][1])  # type: ignore[index]
+        def stopped() -> bool:
+            return (lease is not None and lease.lost) or (
+                deadline is not None and time.monotonic() >= deadline
             )
 
-        position = 0
-        while position < size:
-            if lease is not None and lease.lost:
-                break
-            if is_hot(position):
-                end = position + 1
-                while end < size and is_hot(end):
-                    end += 1
-                calls = [
-                    (
-                        _Record(batch, columns, p).raw() if checked is None else checked[p][0],  # type: ignore[index]
-                        contexts(first + p),
-                    )
-                    for p in range(position, end)
-                ]
-                done, exc = yield CallEach(processor, calls, lease)
-                processed += done
-                self._emit_processed(calls[:done])
-                position += done
-                if exc is None:
-                    if position < end:
-                        break  # the lease was lost
-                    continue
-                parsed, ctx = calls[done]
-                result = yield from self._process(
-                    first + position, _Record(batch, columns, position), parsed, (), ctx,
-                    processor, first_error=exc,
-                )  # fmt: skip
-            else:
-                ctx = contexts(first + position)
-                dups = None if duplicates is None else duplicates.get(position)
-                pre = None if checked is None else checked[position]
-                result = yield from self._single(
-                    batch, columns, position, pre, dups, ctx, processor
-                )
-            position += 1
-            if result is None:
-                processed += 1
-                self._emit_processed([(None, ctx)])
-                continue
-            failed.append(result)
-            message = _failure_message(result)
-            if emitter.wants(RecordFailed.type):
-                emitter.emit(
-                    RecordFailed(
-                        job_id=ctx.job_id,
-                        timestamp=time.time(),
-                        batch_id=ctx.batch_id,
-                        record_index=result.index,
-                        error=message,
-                        record=result,
-                    )
-                )
-            if not self.continue_on_error:
-                return BatchOutcome(processed, failed, "FAILED", message)
-        return BatchOutcome(processed, failed, "COMPLETED", None)
+        if stopped():
+            return BatchOutcome(0, [], "COMPLETED", None, 0, size)
 
-    def _single(
+        # Phase A: steps 1 to 9, in source order.
+        checked = self._check_batch(batch, columns)
+        settled: list[tuple[ProcessingContext, ProcessedRecord | _Ready]] = []
+        plain = self._plain and not duplicates
+        first = batch.first_index
+        for position in range(size):
+            pre = None if checked is None else checked[position]
+            if plain and pre is not None and not pre[1]:
+                # Valid and nothing to run before the processor: no checks here,
+                # the stop conditions are looked at between non-trivial records.
+                ctx = contexts(first + position)
+                settled.append((ctx, _Ready(position, pre[0], ctx, ())))
+                continue
+            if (lease is not None and lease.lost) or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
+                break
+            ctx = contexts(first + position)
+            dups = None if duplicates is None else duplicates.get(position)
+            item = yield from self._prepare(_Row(batch, columns, position), pre, dups, ctx)
+            settled.append((ctx, item))
+            if not self.continue_on_error and isinstance(item, ProcessedRecord):
+                break
+
+        # Phase B: the processor over every ready record.
+        ready = [item for _, item in settled if isinstance(item, _Ready)]
+        if isinstance(processor, BatchProcessor):
+            attempted = yield from self._call_batch(processor, ready, stopped)
+        else:
+            attempted = yield from self._call_each(processor, ready, lease, deadline)
+        if attempted < len(ready):  # the time budget ran out or the lease was lost
+            del settled[ready[attempted].position :]
+
+        # Phase C: after_process, events and the outcome, in source order.
+        return (yield from self._settle(batch, columns, settled, size))
+
+    def _check_batch(self, batch: ReceivedBatch, columns: list[str]) -> list[Checked | None] | None:
+        """Step 5 for the whole batch at once, unless a before_validate hook must
+        see each record first."""
+        if self.validator is None or self.hooks.before_validate is not None:
+            return None
+        failures = batch.failures
+        positions = [p for p in range(len(batch)) if p not in failures]
+        checked: list[Checked | None] = [None] * len(batch)
+        raw_rows = batch.raw_rows
+        results = self.validator.check_raw_rows(columns, [raw_rows[p] for p in positions])
+        for position, result in zip(positions, results, strict=True):
+            checked[position] = result
+        return checked
+
+    def _prepare(
         self,
-        batch: ReceivedBatch,
-        columns: list[str],
-        position: int,
+        row: _Row,
         pre: Checked | None,
         duplicates: list[tuple[str, int]] | None,
         ctx: ProcessingContext,
-        processor: Processor,
-    ) -> Flow[ProcessedRecord | None]:
-        """One record that is not on the hot path: a parse failure, or one with
-        hooks, a duplicate checker, duplicates or errors."""
-        failure = batch.failures.get(position)
+    ) -> Flow[ProcessedRecord | _Ready]:
+        """Steps 2 to 9 for one record: invalid/failed, or ready for the processor."""
+        index, hooks = ctx.record_index, self.hooks
+        failure = row.batch.failures.get(row.position)
         if failure is not None:
             message, raw = failure
             return ProcessedRecord(
-                index=ctx.record_index,
+                index=index,
                 raw=raw,
                 parsed=raw,
                 status="invalid",
@@ -285,38 +320,7 @@ class RecordPipeline:
                 processing_error=None,
                 retry_count=0,
             )
-        return (
-            yield from self._one(
-                ctx.record_index, _Record(batch, columns, position), pre, duplicates, ctx, processor
-            )
-        )
-
-    def _emit_processed(self, calls: list[tuple[Any, ProcessingContext]]) -> None:
-        if not calls or not self.emitter.wants(RecordProcessed.type):
-            return
-        now = time.time()
-        for _, ctx in calls:
-            self.emitter.emit(
-                RecordProcessed(
-                    job_id=ctx.job_id,
-                    timestamp=now,
-                    batch_id=ctx.batch_id,
-                    record_index=ctx.record_index,
-                )
-            )
-
-    def _one(
-        self,
-        index: int,
-        record_of: _Record,
-        pre: Checked | None,
-        duplicates: list[tuple[str, int]] | None,
-        ctx: ProcessingContext,
-        processor: Processor,
-    ) -> Flow[ProcessedRecord | None]:
-        """Steps 3 to 11 for one record; None when it was processed."""
-        hooks = self.hooks
-        raw = record_of.raw()
+        raw = row.raw()
         if pre is None:
             validator = self.validator
             record = raw if validator is None else validator.resolve_record(raw)
@@ -331,15 +335,11 @@ class RecordPipeline:
             errors = [
                 *errors,
                 *(
-                    error(
-                        field,
-                        "DUPLICATE_VALUE",
-                        f"{field} duplicates record {first_index}",
-                        parsed.get(field),
-                    )
-                    for field, first_index in duplicates
+                    error(field, "DUPLICATE_VALUE", f"{field} duplicates record {first}",
+                          parsed.get(field))
+                    for field, first in duplicates
                 ),
-            ]
+            ]  # fmt: skip
         if self.duplicate_checker is not None and not _is_invalid(errors):
             errors = yield from self._check_duplicate(parsed, errors, ctx)
         result = self._record(index, raw, (parsed, errors))
@@ -353,9 +353,13 @@ class RecordPipeline:
                 result = msgspec.structs.replace(result, status=status)
         if result.status == "invalid":
             return result
-        return (
-            yield from self._process(index, record_of, result.parsed, result.errors, ctx, processor)
-        )
+        parsed = result.parsed
+        if hooks.before_process is not None:
+            try:
+                parsed = yield Call(hooks.before_process, (parsed, ctx))
+            except Exception as exc:
+                return _hook_failed(index, raw, parsed, "before_process", exc)
+        return _Ready(row.position, parsed, ctx, result.errors)
 
     def _check_duplicate(
         self, parsed: Any, errors: Sequence[ValidationError], ctx: ProcessingContext
@@ -390,75 +394,218 @@ class RecordPipeline:
             ),
         ]
 
-    def _process(
+    # ------------------------------------------------------------ phase B
+
+    def _call_each(
         self,
-        index: int,
-        record_of: _Record,
-        parsed: Any,
-        errors: Sequence[ValidationError],
-        ctx: ProcessingContext,
         processor: Processor,
-        first_error: Exception | None = None,
-    ) -> Flow[ProcessedRecord | None]:
-        """Steps 9 to 11: before_process, the processor with retries, after_process.
-        ``first_error``: the first attempt already ran (in a CallEach) and raised it."""
-        hooks = self.hooks
-        if hooks.before_process is not None and first_error is None:
-            try:
-                parsed = yield Call(hooks.before_process, (parsed, ctx))
-            except Exception as exc:
-                return _hook_failed(index, record_of.raw(), parsed, "before_process", exc)
-        retries = 0
+        ready: list[_Ready],
+        lease: Lease | None,
+        deadline: float | None,
+    ) -> Flow[int]:
+        """The processor once per ready record, then retries for the failures.
+        Returns how many ready records were attempted (a prefix)."""
+        attempted = 0
+        stop_on_error = not self.continue_on_error
+        while attempted < len(ready):
+            pending = ready[attempted:]
+            outcomes = yield CallEach(
+                processor,
+                [(r.parsed, r.ctx) for r in pending],
+                lease,
+                stop_on_error=stop_on_error,
+                deadline=deadline,
+            )
+            if not outcomes:
+                break  # out of time, or the lease is gone
+            raised = False
+            for record, exc in zip(pending, outcomes, strict=False):
+                record.attempts = 1
+                if exc is None:
+                    continue
+                raised = True
+                yield from self._retry(record, exc, processor)
+                if record.error is not None and stop_on_error:
+                    return attempted + pending.index(record) + 1
+            attempted += len(outcomes)
+            if len(outcomes) < len(pending) and not raised:
+                break  # out of time, or the lease is gone
+        return attempted
+
+    def _call_batch(
+        self,
+        processor: BatchProcessor,
+        ready: list[_Ready],
+        stopped: Callable[[], bool],
+    ) -> Flow[int]:
+        """One batch processor call for every ready record, with retries."""
+        if not ready:
+            return 0
+        if stopped():
+            return 0
+        first_ctx = ready[0].ctx
+        batch_ctx = BatchContext(
+            job_id=first_ctx.job_id,
+            batch_id=first_ctx.batch_id,
+            batch_index=first_ctx.batch_index,
+            worker_id=first_ctx.worker_id,
+            total_records=first_ctx.total_records,
+            record_indexes=[r.ctx.record_index for r in ready],
+            idempotency_key=f"{first_ctx.job_id}:batch:{first_ctx.batch_index}",
+        )
+        records = [r.parsed for r in ready]
+        attempt = 0
         while True:
+            attempt += 1
             try:
-                if first_error is not None:
-                    failure, first_error = first_error, None
-                    raise failure
-                yield Call(processor, (parsed, ctx))
+                failures = yield Call(processor.fn, (records, batch_ctx))
                 break
             except Exception as exc:
                 message = str(exc) or type(exc).__name__
-                if retries >= self.max_retries:
-                    return ProcessedRecord(
-                        index=index,
-                        raw=record_of.raw(),
-                        parsed=parsed,
+                if attempt > self.max_retries:
+                    for record in ready:
+                        record.error, record.attempts = message, attempt
+                    return len(ready)
+                for record in ready:
+                    record.note_retry(self._retried_event(record.ctx, attempt, message))
+                yield from self._backoff(attempt)
+        by_index = {r.ctx.record_index: r for r in ready}
+        if isinstance(failures, Mapping):
+            for index, message in failures.items():
+                target = by_index.get(index)
+                if target is None:
+                    log.warning("batch processor named record %r, not in its batch", index)
+                    continue
+                target.error = str(message)
+        elif failures is not None:
+            log.warning("batch processor returned %r; expected a mapping or None", failures)
+        for record in ready:
+            record.attempts = attempt
+        return len(ready)
+
+    def _retry(self, record: _Ready, first_error: Exception, processor: Processor) -> Flow[None]:
+        """Retries a failed call with exponential backoff; sets ``record.error``
+        when every retry failed."""
+        error_text = str(first_error) or type(first_error).__name__
+        while record.attempts <= self.max_retries:
+            record.note_retry(self._retried_event(record.ctx, record.attempts, error_text))
+            yield from self._backoff(record.attempts)
+            record.attempts += 1
+            try:
+                yield Call(processor, (record.parsed, record.ctx))
+                return
+            except Exception as exc:
+                error_text = str(exc) or type(exc).__name__
+        record.error = error_text
+
+    def _backoff(self, retry: int) -> Flow[None]:
+        """Retry k waits retry_delay * 2**(k-1)."""
+        if self.retry_delay > 0:
+            yield Sleep(self.retry_delay * 2 ** (retry - 1))
+
+    def _retried_event(self, ctx: ProcessingContext, attempt: int, message: str) -> RecordRetried:
+        return RecordRetried(
+            job_id=ctx.job_id,
+            timestamp=time.time(),
+            batch_id=ctx.batch_id,
+            record_index=ctx.record_index,
+            attempt=attempt,
+            max_retries=self.max_retries,
+            error=message,
+        )
+
+    # ------------------------------------------------------------ phase C
+
+    def _settle(
+        self,
+        batch: ReceivedBatch,
+        columns: list[str],
+        settled: list[tuple[ProcessingContext, ProcessedRecord | _Ready]],
+        size: int,
+    ) -> Flow[BatchOutcome]:
+        processed = 0
+        failed: list[ProcessedRecord] = []
+        after = self.hooks.after_process
+        want_processed = self.emitter.wants(RecordProcessed.type)
+        for position, (ctx, item) in enumerate(settled):
+            result: ProcessedRecord | None
+            if isinstance(item, _Ready):
+                if item.retried:
+                    for event in item.retried:
+                        self.emitter.emit(event)
+                result = None
+                if item.error is not None:
+                    result = ProcessedRecord(
+                        index=item.ctx.record_index,
+                        raw=_Row(batch, columns, position).raw(),
+                        parsed=item.parsed,
                         status="failed",
-                        errors=list(errors),
-                        processing_error=message,
-                        retry_count=retries,
+                        errors=list(item.errors),
+                        processing_error=item.error,
+                        retry_count=max(0, item.attempts - 1),
                     )
-                retries += 1
-                if self.emitter.wants(RecordRetried.type):
-                    self.emitter.emit(
-                        RecordRetried(
-                            job_id=ctx.job_id,
-                            timestamp=time.time(),
-                            batch_id=ctx.batch_id,
-                            record_index=index,
-                            attempt=retries,
-                            max_retries=self.max_retries,
-                            error=message,
-                        )
+                elif after is not None:
+                    result = yield from self._after_process(
+                        after, item, _Row(batch, columns, position)
                     )
-                if self.retry_delay > 0:
-                    yield Sleep(self.retry_delay * 2 ** (retries - 1))
-        if hooks.after_process is None:
-            return None
+                if result is None:
+                    processed += 1
+                    if want_processed:
+                        self._emit_processed(item.ctx)
+                    continue
+            else:
+                result = item
+            failed.append(result)
+            message = self._emit_failed(result, ctx)
+            if not self.continue_on_error:
+                return BatchOutcome(processed, failed, "FAILED", message, position + 1, size)
+        return BatchOutcome(processed, failed, "COMPLETED", None, len(settled), size)
+
+    def _after_process(
+        self, hook: Callable[..., Any], item: _Ready, row: _Row
+    ) -> Flow[ProcessedRecord | None]:
         done = ProcessedRecord(
-            index=index,
-            raw=record_of.raw(),
-            parsed=parsed,
+            index=item.ctx.record_index,
+            raw=row.raw(),
+            parsed=item.parsed,
             status="processed",
-            errors=list(errors),
+            errors=list(item.errors),
             processing_error=None,
-            retry_count=retries,
+            retry_count=max(0, item.attempts - 1),
         )
         try:
-            yield Call(hooks.after_process, (done, ctx))
+            yield Call(hook, (done, item.ctx))
         except Exception as exc:
-            return _hook_failed(index, done.raw, parsed, "after_process", exc, retries)
+            return _hook_failed(
+                done.index, done.raw, item.parsed, "after_process", exc, done.retry_count
+            )
         return None
+
+    def _emit_processed(self, ctx: ProcessingContext) -> None:
+        self.emitter.emit(
+            RecordProcessed(
+                job_id=ctx.job_id,
+                timestamp=time.time(),
+                batch_id=ctx.batch_id,
+                record_index=ctx.record_index,
+            )
+        )
+
+    def _emit_failed(self, result: ProcessedRecord, ctx: ProcessingContext) -> str:
+        """Emits record:failed; returns the record's failure message."""
+        message = _failure_message(result)
+        if self.emitter.wants(RecordFailed.type):
+            self.emitter.emit(
+                RecordFailed(
+                    job_id=ctx.job_id,
+                    timestamp=time.time(),
+                    batch_id=ctx.batch_id,
+                    record_index=result.index,
+                    error=message,
+                    record=result,
+                )
+            )
+        return message
 
 
 def _hook_failed(

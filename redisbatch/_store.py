@@ -297,7 +297,9 @@ class Store:
 
     def delete(self, job_id: str) -> Flow[bool]:
         keys = self.keys(job_id)
-        removed = yield Command(("DEL", *keys.all))
+        # UNLINK: a job of millions of records is freed in the background
+        # instead of blocking the server.
+        removed = yield Command(("UNLINK", *keys.all))
         yield Command(("ZREM", self.index_key, job_id))
         return bool(int(removed))
 

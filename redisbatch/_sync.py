@@ -32,16 +32,22 @@ T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
 
-def _call_each(effect: CallEach) -> tuple[int, Exception | None]:
-    fn, lease = effect.fn, effect.lease
-    for done, args in enumerate(effect.args):
-        if lease is not None and lease.lost:
-            return done, None
+def _call_each(effect: CallEach) -> list[Exception | None]:
+    """CallEach, one call after the other."""
+    fn = effect.fn
+    outcomes: list[Exception | None] = []
+    for args in effect.args:
+        if not effect.may_start():
+            break
         try:
             fn(*args)
         except Exception as exc:
-            return done, exc
-    return len(effect.args), None
+            outcomes.append(exc)
+            if effect.stop_on_error:
+                break
+        else:
+            outcomes.append(None)
+    return outcomes
 
 
 class _Heartbeats:
