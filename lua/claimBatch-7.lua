@@ -84,8 +84,8 @@ for _ = 1, 50 do
     local count = tonumber(rcall("HGET", batchesKey, "n:" .. idx) or "0")
     rcall("XACK", queueKey, group, entry[1])
     rcall("XDEL", queueKey, entry[1])
-    rcall("HSET", batchesKey, "s:" .. idx, "DEAD", "t:" .. idx, token, "p:" .. idx, 0,
-      "f:" .. idx, count)
+    rcall("HSET", batchesKey, "s:" .. idx, "DEAD", "t:" .. idx, token)
+    rcall("HINCRBY", batchesKey, "f:" .. idx, count)
     rcall("HDEL", batchesKey, "o:" .. idx)
     rcall("HINCRBY", jobKey, "failed_records", count)
     rcall("HINCRBY", jobKey, "failed_batches", 1)

@@ -6,6 +6,13 @@
   counters once, and finalizes the job when it was the last batch of a sealed
   job. One atomic script: exactly-once accounting and finalization.
 
+  A partial commit (ARGV[9] set: the worker's time budget ran out) settles
+  the records the worker finished and hands the rest back: the remainder
+  replaces the batch's records, and the batch returns to the queue with its
+  holder's token revoked; the hand-back does not count as an attempt.
+  Failed records accumulate across partial commits (ARGV[7] parts are
+  appended, each already length-prefixed by the caller).
+
   Input:
     KEYS[1] job hash
     KEYS[2] queue stream
@@ -21,11 +28,15 @@
     ARGV[4] processed record count
     ARGV[5] failed record count
     ARGV[6] batch outcome: "COMPLETED" or "FAILED"
-    ARGV[7] failed records (msgpack), or "" when none failed
+    ARGV[7] failed records (a length-prefixed msgpack part), or "" when none failed
     ARGV[8] retention in ms, or "" to keep the job forever
+    ARGV[9] the remainder handed back (msgpack batch), or "" for a full commit
+    ARGV[10] the remainder's record count
+    ARGV[11] the remainder's duplicates (JSON, as storeBatch writes them), or ""
 
   Output:
     {"OK", finalized (0|1), state, summary}  summary: the jobSummary include's figures
+                                             (a partial commit never finalizes)
     {"STALE"}          the caller no longer holds the batch: nothing was written
     {"JOB_NOT_FOUND"}  the job was deleted
 ]]
@@ -42,6 +53,7 @@ local idx = ARGV[2]
 --- @include "includes/appendEvent"
 --- @include "includes/finalizeIfDone"
 --- @include "includes/jobSummary"
+--- @include "includes/requeueBatch"
 
 if rcall("EXISTS", jobKey) == 0 then
   return {"JOB_NOT_FOUND"}
@@ -51,16 +63,35 @@ if batch[1] ~= "PROCESSING" or batch[2] ~= ARGV[3] then
   return {"STALE"}
 end
 
-rcall("XACK", queueKey, ARGV[1], batch[3])
-rcall("XDEL", queueKey, batch[3])
-rcall("HDEL", recordsKey, idx)
-rcall("HSET", batchesKey, "s:" .. idx, ARGV[6], "p:" .. idx, ARGV[4], "f:" .. idx, ARGV[5])
-rcall("HDEL", batchesKey, "o:" .. idx)
 if ARGV[7] ~= "" then
-  rcall("HSET", failedKey, idx, ARGV[7])
+  local earlier = rcall("HGET", failedKey, idx) or ""
+  rcall("HSET", failedKey, idx, earlier .. ARGV[7])
 end
 rcall("HINCRBY", jobKey, "processed_records", ARGV[4])
 rcall("HINCRBY", jobKey, "failed_records", ARGV[5])
+rcall("HINCRBY", batchesKey, "p:" .. idx, ARGV[4])
+rcall("HINCRBY", batchesKey, "f:" .. idx, ARGV[5])
+
+if ARGV[9] ~= "" then
+  rcall("HSET", recordsKey, idx, ARGV[9])
+  rcall("HSET", batchesKey, "n:" .. idx, ARGV[10])
+  if ARGV[11] ~= "" then
+    rcall("HSET", batchesKey, "d:" .. idx, ARGV[11])
+  else
+    rcall("HDEL", batchesKey, "d:" .. idx)
+  end
+  requeueBatch(jobKey, queueKey, batchesKey, ARGV[1], idx)
+  rcall("HINCRBY", batchesKey, "a:" .. idx, -1)
+  appendEvent(eventsKey, {"type", "batch:handed-back", "batch", idx,
+    "processed", ARGV[4], "failed", ARGV[5], "remaining", ARGV[10]})
+  return {"OK", 0, rcall("HGET", jobKey, "state"), jobSummary(jobKey)}
+end
+
+rcall("XACK", queueKey, ARGV[1], batch[3])
+rcall("XDEL", queueKey, batch[3])
+rcall("HDEL", recordsKey, idx)
+rcall("HDEL", batchesKey, "o:" .. idx, "d:" .. idx)
+rcall("HSET", batchesKey, "s:" .. idx, ARGV[6])
 if ARGV[6] == "FAILED" then
   rcall("HINCRBY", jobKey, "failed_batches", 1)
 else

@@ -4,6 +4,7 @@ One orchestrator ``prepare``s a source into batches held in Redis; any number
 of workers claim and process them; exactly one of them finalizes the job.
 """
 
+from ._async_facade import AsyncDistributedImport
 from ._codec import ABSENT
 from ._events import (
     BatchClaimed,
@@ -20,7 +21,7 @@ from ._events import (
 from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
 from ._facade import DistributedImport
 from ._parsers import CsvParser, Parser
-from ._pipeline import DuplicateChecker, DuplicateResult, Hooks
+from ._pipeline import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, batch_processor
 from ._results import (
     BatchContext,
     BatchResult,
@@ -40,10 +41,12 @@ from ._sources import BytesSource, FileSource, IterableSource
 __all__ = [
     "ABSENT",
     "MISSING",
+    "AsyncDistributedImport",
     "BatchClaimed",
     "BatchCompleted",
     "BatchContext",
     "BatchFailed",
+    "BatchProcessor",
     "BatchResult",
     "BatchStarted",
     "BytesSource",
@@ -76,5 +79,6 @@ __all__ = [
     "SourceError",
     "ValidationError",
     "WorkerSummary",
+    "batch_processor",
     "generate_template",
 ]

@@ -142,11 +142,22 @@ def decode_columns(payload: bytes) -> list[str]:
 
 
 def encode_failed(records: list[ProcessedRecord]) -> bytes:
-    return _failed_encoder.encode(records)
+    """One part of a batch's failed records: 4-byte length, then msgpack. A batch
+    committed in parts (time budgets) has its parts appended one after another."""
+    payload = _failed_encoder.encode(records)
+    return len(payload).to_bytes(4, "big") + payload
 
 
-def decode_failed(payload: bytes) -> list[ProcessedRecord]:
-    return _failed_decoder.decode(payload)
+def decode_failed(stored: bytes) -> list[ProcessedRecord]:
+    """Every part of a batch's failed records, in order."""
+    records: list[ProcessedRecord] = []
+    view = memoryview(stored)
+    offset = 0
+    while offset < len(view):
+        size = int.from_bytes(view[offset : offset + 4], "big")
+        records.extend(_failed_decoder.decode(view[offset + 4 : offset + 4 + size]))
+        offset += 4 + size
+    return records
 
 
 def decode_row(raw: bytes | msgspec.Raw) -> list[Any]:

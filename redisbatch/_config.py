@@ -8,7 +8,7 @@ from typing import Any
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["Settings", "check_client_options"]
+__all__ = ["Settings", "check_client_options", "check_positive_int"]
 
 
 def _number(name: str, value: Any, *, positive: bool = False) -> float:
@@ -26,6 +26,10 @@ def _integer(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    return _integer(name, value, 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,9 +17,16 @@ from ._events import EventEmitter
 from ._exceptions import ConfigurationError
 from ._keys import check_job_id
 from ._parsers import Parser
-from ._pipeline import DuplicateChecker, Hooks, Processor, RecordPipeline
+from ._pipeline import BatchProcessor, DuplicateChecker, Hooks, Processor, RecordPipeline
 from ._prepare import prepare
-from ._results import BatchResult, JobStatus, PrepareResult, PreviewResult, WorkerSummary
+from ._results import (
+    BatchResult,
+    JobStatus,
+    PrepareResult,
+    PreviewResult,
+    ProcessedRecord,
+    WorkerSummary,
+)
 from ._sample import count_records, preview_records
 from ._schema import Schema
 from ._scripts import Reply
@@ -28,6 +36,8 @@ from ._unique import UniqueKeys
 from ._worker import emit_job_completed, process_batch
 
 __all__ = ["Core", "default_worker_id", "parse_batch_id"]
+
+_FAILED_CHUNK = 200  # batches read per round trip by failed_records
 
 
 def default_worker_id() -> str:
@@ -43,6 +53,22 @@ def parse_batch_id(batch_id: str | int) -> int:
         if text.isdigit():
             return int(text)
     raise ConfigurationError(f"batch_id must look like 'batch-<index>', got {batch_id!r}")
+
+
+def _check_processor(processor: object) -> None:
+    if not callable(processor):
+        raise TypeError("processor must be callable (a function or a batch_processor)")
+
+
+def _deadline(time_budget: float | None) -> float | None:
+    """The ``time.monotonic()`` by which a worker with this budget stops."""
+    if time_budget is None:
+        return None
+    if isinstance(time_budget, bool) or not isinstance(time_budget, int | float):
+        raise TypeError("time_budget must be a number of seconds or None")
+    if time_budget < 0:
+        raise ConfigurationError("time_budget must not be negative")
+    return time.monotonic() + time_budget
 
 
 class Core:
@@ -127,10 +153,16 @@ class Core:
 
     # ------------------------------------------------------------ workers
 
-    def batch_flow(self, job_id: str, processor: Processor, worker_id: str) -> Flow[BatchResult]:
+    def batch_flow(
+        self,
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str,
+        time_budget: float | None = None,
+    ) -> Flow[BatchResult]:
         check_job_id(job_id)
-        if not callable(processor):
-            raise TypeError("processor must be callable")
+        _check_processor(processor)
+        deadline = _deadline(time_budget)
         result, _ = yield from process_batch(
             self.store,
             self.pipeline,
@@ -139,21 +171,27 @@ class Core:
             processor,
             worker_id,
             self.settings.heartbeat_interval,
+            deadline,
         )
         return result
 
     def worker_flow(
-        self, job_id: str, processor: Processor, worker_id: str | None, wait: bool
+        self,
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str | None,
+        wait: bool,
+        time_budget: float | None = None,
     ) -> Flow[WorkerSummary]:
         check_job_id(job_id)
-        if not callable(processor):
-            raise TypeError("processor must be callable")
+        _check_processor(processor)
+        deadline = _deadline(time_budget)
         worker_id = worker_id or default_worker_id()
         batches = processed = failed = 0
         finalized = False
         first_delay, longest_delay = self.settings.poll_interval
         delay = first_delay
-        while True:
+        while deadline is None or time.monotonic() < deadline:
             result, claim = yield from process_batch(
                 self.store,
                 self.pipeline,
@@ -162,6 +200,7 @@ class Core:
                 processor,
                 worker_id,
                 self.settings.heartbeat_interval,
+                deadline,
             )
             finalized = finalized or result.job_complete
             if result.claimed:
@@ -177,6 +216,8 @@ class Core:
                 continue
             if not wait:
                 break
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
             yield Sleep(delay)
             delay = min(delay * 2, longest_delay)
         return WorkerSummary(
@@ -188,6 +229,34 @@ class Core:
         )
 
     # ------------------------------------------------------------ control
+
+    def release_flow(self, job_id: str, batch_id: str | int, worker_id: str) -> Flow[bool]:
+        return self.store.release(check_job_id(job_id), parse_batch_id(batch_id), worker_id)
+
+    def reclaim_flow(self, job_id: str, timeout: float | None) -> Flow[int]:
+        limit = self.settings.stale_batch_timeout if timeout is None else timeout
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
+            raise ConfigurationError("timeout must be a non-negative number of seconds")
+        return self.store.reclaim_stale(check_job_id(job_id), limit)
+
+    def pause_flow(self, job_id: str) -> Flow[bool]:
+        return self.store.pause(check_job_id(job_id))
+
+    def abort_flow(self, job_id: str) -> Flow[bool]:
+        return self.store.end(check_job_id(job_id), "ABORTED")
+
+    def delete_flow(self, job_id: str) -> Flow[bool]:
+        return self.store.delete(check_job_id(job_id))
+
+    def failed_chunks(
+        self, job_id: str, total_batches: int
+    ) -> Iterator[Flow[list[ProcessedRecord]]]:
+        """Flows reading the failed records of ``_FAILED_CHUNK`` batches each, in order."""
+        for first in range(0, total_batches, _FAILED_CHUNK):
+            yield self.store.failed_chunk(job_id, first, min(total_batches, first + _FAILED_CHUNK))
+
+    def total_batches_flow(self, job_id: str) -> Flow[int]:
+        return self.store.total_batches(check_job_id(job_id))
 
     def resume_flow(self, job_id: str) -> Flow[bool]:
         resumed, finalized = yield from self.store.resume(check_job_id(job_id))

@@ -9,8 +9,9 @@ hand: no Redis, no event loop.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,8 +23,10 @@ __all__ = [
     "Command",
     "Effect",
     "Flow",
+    "ItemReader",
     "Lease",
     "Pipeline",
+    "ReadItems",
     "Sleep",
     "StartHeartbeat",
     "StopHeartbeat",
@@ -64,6 +67,44 @@ class CallEach:
         if self.lease is not None and self.lease.lost:
             return False
         return self.deadline is None or time.monotonic() < self.deadline
+
+
+class ItemReader:
+    """A source iterator read in slices. When the source raises after some
+    items of a slice, those items are returned first and the error is raised
+    by the next read: nothing read is lost."""
+
+    __slots__ = ("_error", "_items")
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._error: BaseException | None = None
+
+    def read(self, limit: int) -> list[Any]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        out: list[Any] = []
+        try:
+            out.extend(itertools.islice(self._items, limit))
+        except Exception as exc:
+            if not out:
+                raise
+            self._error = exc
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReadItems:
+    """Read up to ``limit`` items from a source (files, sockets and user
+    generators may block: an async driver reads in a thread). The result is a
+    list; an empty one means the source is exhausted."""
+
+    reader: ItemReader
+    limit: int
+
+    def read(self) -> list[Any]:
+        return self.reader.read(self.limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,5 +149,15 @@ class StopHeartbeat:
     lease: Lease
 
 
-Effect = Call | CallEach | Sleep | Command | Pipeline | ScriptCall | StartHeartbeat | StopHeartbeat
+Effect = (
+    Call
+    | CallEach
+    | ReadItems
+    | Sleep
+    | Command
+    | Pipeline
+    | ScriptCall
+    | StartHeartbeat
+    | StopHeartbeat
+)
 Flow = Generator[Effect, Any, T]

@@ -1,23 +1,25 @@
-"""``DistributedImport``: the sync facade (API contract, section 1).
+"""The facades (API contract, section 1): ``DistributedImport`` here, and the
+base both it and ``AsyncDistributedImport`` share.
 
-Each method is a flow from ``Core`` run by the ``SyncDriver``.
+Each public method is a flow from ``Core`` handed to the facade's driver:
+the only code written twice is that hand-over (``run(...)`` vs
+``await run(...)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 import redis.asyncio
 import redis.cluster
 
 from ._config import Settings, check_client_options
-from ._core import Core, default_worker_id, parse_batch_id
+from ._core import Core, default_worker_id
 from ._events import Handler
-from ._keys import check_job_id
 from ._parsers import Parser
-from ._pipeline import DuplicateChecker, Hooks, Processor
+from ._pipeline import BatchProcessor, DuplicateChecker, Hooks, Processor
 from ._results import (
     BatchResult,
     JobStatus,
@@ -29,25 +31,36 @@ from ._results import (
 from ._schema import Schema
 from ._sync import SyncDriver
 
-__all__ = ["DistributedImport"]
+__all__ = ["DistributedImport", "ImportOptions"]
 
-_FAILED_CHUNK = 200  # batches read per round trip by failed_records
-
-
-def _check_sync_client(client: Any) -> None:
-    if not isinstance(client, redis.Redis | redis.cluster.RedisCluster):
-        hint = ""
-        if isinstance(client, redis.asyncio.Redis | redis.asyncio.RedisCluster):
-            hint = " (for a redis.asyncio client use AsyncDistributedImport)"
-        raise TypeError(
-            "redis must be a redis-py sync client (redis.Redis, redis.RedisCluster, "
-            f"fakeredis.FakeRedis), got {type(client).__name__}{hint}"
-        )
-    check_client_options(client.get_connection_kwargs())
+AnyProcessor = Processor | BatchProcessor
 
 
-class DistributedImport:
-    """Prepare a source into batches in Redis; process them from any number of workers."""
+class ImportOptions(TypedDict, total=False):
+    """The keyword options both facades take (API contract, section 1)."""
+
+    batch_size: int
+    continue_on_error: bool
+    max_retries: int
+    retry_delay: float
+    stale_batch_timeout: float
+    max_batch_attempts: int
+    hooks: Hooks | None
+    duplicate_checker: DuplicateChecker | None
+    namespace: str
+    retention: float | None
+    max_pending_batches: int | None
+
+
+_SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
+_ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.RedisCluster)
+
+
+class _Facade:
+    """What both facades share: options, the core, local events."""
+
+    _clients: tuple[type, ...] = _SYNC_CLIENTS
+    _client_kind = "sync"
 
     def __init__(
         self,
@@ -66,7 +79,8 @@ class DistributedImport:
         retention: float | None = 7 * 24 * 3600,
         max_pending_batches: int | None = None,
     ) -> None:
-        _check_sync_client(redis)
+        self._check_client(redis)
+        self.redis = redis
         self._core = Core(
             schema,
             hooks,
@@ -83,8 +97,54 @@ class DistributedImport:
             ),
             duplicate_checker,
         )
-        self._driver = SyncDriver(redis)
-        self.redis = redis
+        self._connect(redis)
+
+    def _connect(self, client: Any) -> None:
+        """Sets up the facade's driver."""
+        raise NotImplementedError
+
+    @classmethod
+    def _check_client(cls, client: Any) -> None:
+        if not isinstance(client, cls._clients):
+            other = _ASYNC_CLIENTS if cls._clients is _SYNC_CLIENTS else _SYNC_CLIENTS
+            hint = ""
+            if isinstance(client, other):
+                hint = " (use " + (
+                    "AsyncDistributedImport)" if other is _ASYNC_CLIENTS else "DistributedImport)"
+                )
+            raise TypeError(
+                f"redis must be a redis-py {cls._client_kind} client, "
+                f"got {type(client).__name__}{hint}"
+            )
+        check_client_options(client.get_connection_kwargs())  # type: ignore[attr-defined]
+
+    def on(self, event_type: str, handler: Handler) -> Any:
+        """Calls ``handler(event)`` for each local event of that type."""
+        self._core.emitter.on(event_type, handler)
+        return self
+
+    def on_any(self, handler: Handler) -> Any:
+        """Calls ``handler(event)`` for every local event."""
+        self._core.emitter.on_any(handler)
+        return self
+
+    def off_any(self, handler: Handler) -> Any:
+        self._core.emitter.off_any(handler)
+        return self
+
+    @staticmethod
+    def new_worker_id() -> str:
+        """The default worker id: ``hostname:pid:random``."""
+        return default_worker_id()
+
+
+class DistributedImport(_Facade):
+    """Prepare a source into batches in Redis; process them from any number of workers."""
+
+    _driver: SyncDriver
+
+    def _connect(self, client: Any) -> None:
+        self._driver = SyncDriver(client)
 
     # ------------------------------------------------------------ orchestrator
 
@@ -107,32 +167,38 @@ class DistributedImport:
     # ------------------------------------------------------------ workers
 
     def process_worker_batch(
-        self, job_id: str, processor: Processor, worker_id: str
+        self,
+        job_id: str,
+        processor: AnyProcessor,
+        worker_id: str,
+        *,
+        time_budget: float | None = None,
     ) -> BatchResult:
         """Claims one batch, processes it, commits it, and maybe finalizes the job."""
-        return self._driver.run(self._core.batch_flow(job_id, processor, worker_id))
+        return self._driver.run(self._core.batch_flow(job_id, processor, worker_id, time_budget))
 
     def run_worker(
         self,
         job_id: str,
-        processor: Processor,
+        processor: AnyProcessor,
         worker_id: str | None = None,
         *,
         wait: bool = True,
+        time_budget: float | None = None,
     ) -> WorkerSummary:
         """Processes batches until the job reaches a final state (or, with
-        ``wait=False``, until nothing is claimable)."""
-        return self._driver.run(self._core.worker_flow(job_id, processor, worker_id, wait))
+        ``wait=False``, until nothing is claimable; or the budget is spent)."""
+        return self._driver.run(
+            self._core.worker_flow(job_id, processor, worker_id, wait, time_budget)
+        )
 
     def release_batch(self, job_id: str, batch_id: str | int, worker_id: str) -> bool:
         """Returns a claimed batch to the queue if ``worker_id`` still holds it."""
-        flow = self._core.store.release(check_job_id(job_id), parse_batch_id(batch_id), worker_id)
-        return self._driver.run(flow)
+        return self._driver.run(self._core.release_flow(job_id, batch_id, worker_id))
 
     def reclaim_stale_batches(self, job_id: str, timeout: float | None = None) -> int:
         """Makes batches idle longer than ``timeout`` claimable again."""
-        limit = self._core.settings.stale_batch_timeout if timeout is None else timeout
-        return self._driver.run(self._core.store.reclaim_stale(check_job_id(job_id), limit))
+        return self._driver.run(self._core.reclaim_flow(job_id, timeout))
 
     # ------------------------------------------------------------ reading
 
@@ -142,41 +208,20 @@ class DistributedImport:
 
     def failed_records(self, job_id: str) -> Iterator[ProcessedRecord]:
         """Every invalid or failed record with its errors, in source order."""
-        store = self._core.store
-        total = self._driver.run(store.total_batches(check_job_id(job_id)))
-        for first in range(0, total, _FAILED_CHUNK):
-            last = min(total, first + _FAILED_CHUNK)
-            yield from self._driver.run(store.failed_chunk(job_id, first, last))
+        total = self._driver.run(self._core.total_batches_flow(job_id))
+        for flow in self._core.failed_chunks(job_id, total):
+            yield from self._driver.run(flow)
 
     # ------------------------------------------------------------ control
 
     def pause(self, job_id: str) -> bool:
-        return self._driver.run(self._core.store.pause(check_job_id(job_id)))
+        return self._driver.run(self._core.pause_flow(job_id))
 
     def resume(self, job_id: str) -> bool:
         return self._driver.run(self._core.resume_flow(job_id))
 
     def abort(self, job_id: str) -> bool:
-        return self._driver.run(self._core.store.end(check_job_id(job_id), "ABORTED"))
+        return self._driver.run(self._core.abort_flow(job_id))
 
     def delete(self, job_id: str) -> bool:
-        return self._driver.run(self._core.store.delete(check_job_id(job_id)))
-
-    # ------------------------------------------------------------ events
-
-    def on(self, event_type: str, handler: Handler) -> DistributedImport:
-        self._core.emitter.on(event_type, handler)
-        return self
-
-    def on_any(self, handler: Handler) -> DistributedImport:
-        self._core.emitter.on_any(handler)
-        return self
-
-    def off_any(self, handler: Handler) -> DistributedImport:
-        self._core.emitter.off_any(handler)
-        return self
-
-    @staticmethod
-    def new_worker_id() -> str:
-        """The default worker id: ``hostname:pid:random``."""
-        return default_worker_id()
+        return self._driver.run(self._core.delete_flow(job_id))

@@ -9,7 +9,7 @@ from typing import Any, Final
 import redis.exceptions
 
 from ._batcher import Batcher, EncodedBatch
-from ._effects import Flow
+from ._effects import Flow, ItemReader, ReadItems
 from ._events import DistributedPrepared, EventEmitter
 from ._exceptions import RedisBatchError, SourceError
 from ._results import PrepareResult
@@ -37,6 +37,7 @@ def prepare(
     yield from store.create(job_id, batcher.batch_size)
     pending: list[EncodedBatch] = []
     pending_bytes = 0
+    reader = ItemReader(items)
 
     def flush() -> Flow[str | None]:
         nonlocal pending, pending_bytes
@@ -48,15 +49,14 @@ def prepare(
 
     try:
         while True:
-            try:
-                item = next(items)
-            except StopIteration:
+            chunk = yield ReadItems(reader, batcher.batch_size)
+            if not chunk:
                 break
-            batch = batcher.add(item)
-            if batch is None:
-                continue
-            pending.append(batch)
-            pending_bytes += len(batch.payload)
+            for item in chunk:
+                batch = batcher.add(item)
+                if batch is not None:
+                    pending.append(batch)
+                    pending_bytes += len(batch.payload)
             if len(pending) >= _FLUSH_BATCHES or pending_bytes >= _FLUSH_BYTES:
                 stopped = yield from flush()
                 if stopped is not None:

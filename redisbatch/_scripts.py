@@ -20,7 +20,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Reply", "Script", "ScriptCall", "lua_dir", "scripts"]
+from redis.exceptions import NoScriptError
+
+__all__ = ["PipelineReplies", "Reply", "Script", "ScriptCall", "lua_dir", "scripts"]
 
 _INCLUDE = re.compile(r'^--- @include "([\w/]+)"\s*$', re.MULTILINE)
 _SCRIPT_NAME = re.compile(r"^(?P<name>[a-z][A-Za-z]*)-(?P<numkeys>\d+)\.lua$")
@@ -96,3 +98,41 @@ def scripts() -> dict[str, Script]:
     if not loaded:
         raise RuntimeError(f"no Lua scripts found in {root}")
     return loaded
+
+
+class PipelineReplies:
+    """The replies of script calls sent in one pipeline, for either driver.
+
+    A call that met NOSCRIPT (the server restarted and lost its script cache)
+    ran nothing: ``take`` returns the scripts to load, and those calls are
+    sent again. Any other error is raised.
+    """
+
+    def __init__(self, calls: tuple[ScriptCall, ...]) -> None:
+        self.calls = calls
+        self.replies: list[Any] = [None] * len(calls)
+        self.todo = list(range(len(calls)))
+        self._rounds = 0
+
+    def pending_calls(self) -> list[tuple[Any, ...]]:
+        """EVALSHA argument tuples of the calls still to send."""
+        return [
+            ("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+            for c in (self.calls[i] for i in self.todo)
+        ]
+
+    def take(self, results: list[Any]) -> set[Script]:
+        """Records the results of ``pending_calls``; returns the scripts to load."""
+        missing: list[int] = []
+        for i, result in zip(self.todo, results, strict=True):
+            if isinstance(result, NoScriptError):
+                missing.append(i)
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                self.replies[i] = result
+        self._rounds += 1
+        if missing and self._rounds > 2:
+            raise NoScriptError("scripts could not be loaded")
+        self.todo = missing
+        return {self.calls[i].script for i in missing}

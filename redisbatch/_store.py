@@ -244,7 +244,12 @@ class Store:
         failed: int,
         batch_state: str,
         failed_payload: bytes,
+        remainder: bytes = b"",
+        remainder_count: int = 0,
+        remainder_duplicates: bytes = b"",
     ) -> Flow[CommitReply]:
+        """Commits a batch; with ``remainder``, settles part of it and hands the
+        rest back to the queue (see commitBatch.lua)."""
         reply = yield self._call(
             "commitBatch",
             self.keys(job_id).all,
@@ -256,6 +261,9 @@ class Store:
             batch_state,
             failed_payload,
             self.retention_ms,
+            remainder,
+            remainder_count,
+            remainder_duplicates,
         )
         code = Reply(_text(reply[0]))
         if code != Reply.OK:
@@ -347,14 +355,14 @@ class Store:
         columns: list[str] | None = None
         for offset, idx in enumerate(indexes):
             state, attempts = states[2 * offset], states[2 * offset + 1]
+            if failed[offset]:
+                records.extend(decode_failed(failed[offset]))
             if state is not None and _text(state) == "DEAD":
                 if columns is None:
                     columns = decode_columns((yield Command(("HGET", keys.job, "columns"))) or b"")
                 payload = yield Command(("HGET", keys.records, idx))
                 if payload:
                     records.extend(_dead_lettered(decode_batch(payload), columns, _int(attempts)))
-            elif failed[offset]:
-                records.extend(decode_failed(failed[offset]))
         return records
 
     def total_batches(self, job_id: str) -> Flow[int]:

@@ -20,11 +20,12 @@ from ._effects import (
     Flow,
     Lease,
     Pipeline,
+    ReadItems,
     Sleep,
     StartHeartbeat,
     StopHeartbeat,
 )
-from ._scripts import Reply, ScriptCall
+from ._scripts import PipelineReplies, Reply, ScriptCall
 
 __all__ = ["SyncDriver"]
 
@@ -120,32 +121,15 @@ class SyncDriver:
             return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
 
     def pipeline(self, calls: tuple[ScriptCall, ...]) -> list[Any]:
-        """Script calls in one round trip; any that met NOSCRIPT (a restarted
-        server) ran nothing and are sent again once their script is loaded."""
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for _ in range(2):
+        """Script calls in one round trip (see ``PipelineReplies``)."""
+        replies = PipelineReplies(calls)
+        while replies.todo:
             pipe = self.client.pipeline(transaction=False)
-            for i in todo:
-                call = calls[i]
-                pipe.execute_command(  # type: ignore[no-untyped-call]
-                    "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
-                )
-            results = pipe.execute(raise_on_error=False)
-            missing = []
-            for i, result in zip(todo, results, strict=True):
-                if isinstance(result, redis.exceptions.NoScriptError):
-                    missing.append(i)
-                elif isinstance(result, Exception):
-                    raise result
-                else:
-                    replies[i] = result
-            if not missing:
-                return replies
-            for script in {calls[i].script for i in missing}:
+            for call in replies.pending_calls():
+                pipe.execute_command(*call)  # type: ignore[no-untyped-call]
+            for script in replies.take(pipe.execute(raise_on_error=False)):
                 self.client.script_load(script.source)
-            todo = missing
-        raise redis.exceptions.NoScriptError("scripts could not be loaded")
+        return replies.replies
 
     def run(self, flow: Flow[T]) -> T:
         leases: list[Lease] = []
@@ -169,6 +153,8 @@ class SyncDriver:
                         send = self.pipeline(effect.calls)
                     elif isinstance(effect, Command):
                         send = self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
+                    elif isinstance(effect, ReadItems):
+                        send = effect.read()
                     elif isinstance(effect, Sleep):
                         time.sleep(effect.seconds)
                     elif isinstance(effect, StartHeartbeat):

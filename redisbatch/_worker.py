@@ -6,7 +6,9 @@ import time
 from functools import partial
 from typing import Any
 
-from ._codec import encode_failed
+import msgspec
+
+from ._codec import StoredBatch, encode_batch, encode_failed
 from ._effects import Flow, Lease, StartHeartbeat, StopHeartbeat
 from ._events import (
     BatchClaimed,
@@ -16,7 +18,7 @@ from ._events import (
     EventEmitter,
     JobCompleted,
 )
-from ._pipeline import Processor, RecordPipeline, batch_id_of
+from ._pipeline import BatchProcessor, Processor, RecordPipeline, batch_id_of
 from ._results import BatchResult, JobSummary, ProcessingContext
 from ._store import Claim, Store
 
@@ -55,16 +57,33 @@ def _not_claimed(job_id: str, claim: Claim) -> BatchResult:
     )
 
 
+def _remainder(claim: Claim, done: int) -> tuple[bytes, bytes]:
+    """The part of a claimed batch from position ``done`` on, as a batch of its
+    own, and its duplicates renumbered."""
+    assert claim.batch is not None
+    batch = claim.batch
+    rest = StoredBatch(
+        batch.first_index + done,
+        [batch.row(p) for p in range(done, len(batch))],
+        {p - done: failure for p, failure in batch.failures.items() if p >= done},
+    )
+    duplicates = [[p - done, field, first] for p, field, first in claim.duplicates if p >= done]
+    return encode_batch(rest), msgspec.json.encode(duplicates) if duplicates else b""
+
+
 def process_batch(
     store: Store,
     pipeline: RecordPipeline,
     emitter: EventEmitter,
     job_id: str,
-    processor: Processor,
+    processor: Processor | BatchProcessor,
     worker_id: str,
     heartbeat_interval: float,
+    deadline: float | None = None,
 ) -> Flow[tuple[BatchResult, Claim]]:
-    """Claims one batch and runs it; returns the result and the claim reply."""
+    """Claims one batch and runs it; returns the result and the claim reply.
+    With a ``deadline`` (``time.monotonic()``), what is not done by then is
+    handed back to the queue."""
     claim = yield from store.claim(job_id, worker_id)
     for dead_index, attempts in claim.dead_lettered:
         emitter.emit(
@@ -109,9 +128,13 @@ def process_batch(
     for position, field_number, first in claim.duplicates:
         duplicates.setdefault(position, []).append((unique_fields[field_number], first))
     outcome = yield from pipeline.run(
-        claim.batch, list(claim.columns), contexts, processor, lease, duplicates
+        claim.batch, list(claim.columns), contexts, processor, lease, duplicates, deadline
     )
     yield StopHeartbeat(lease)
+    handing_back = outcome.state == "COMPLETED" and outcome.done < outcome.size
+    remainder, remainder_duplicates = (
+        _remainder(claim, outcome.done) if handing_back else (b"", b"")
+    )
     commit = yield from store.commit(
         job_id,
         idx,
@@ -120,6 +143,9 @@ def process_batch(
         failed=len(outcome.failed),
         batch_state=outcome.state,
         failed_payload=encode_failed(outcome.failed) if outcome.failed else b"",
+        remainder=remainder,
+        remainder_count=outcome.size - outcome.done if handing_back else 0,
+        remainder_duplicates=remainder_duplicates,
     )
     result = BatchResult(
         claimed=True,
@@ -132,7 +158,7 @@ def process_batch(
         accepted=commit.accepted,
         reason=None if commit.accepted else str(commit.reason),
     )
-    if commit.accepted:
+    if commit.accepted and not handing_back:
         event: Any
         if outcome.state == "FAILED":
             event = BatchFailed(

@@ -16,9 +16,11 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+import redis.asyncio
 
-from redisbatch import DistributedImport
+from redisbatch import AsyncDistributedImport, DistributedImport
 from redisbatch._embedded import EmbeddedCluster, EmbeddedServer, find_server_binary
+from tests._async_adapter import EventLoopThread, SyncFacade
 
 
 def _no_server(reason: str) -> None:
@@ -75,21 +77,52 @@ def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def async_client_factory(client: redis.Redis, request: pytest.FixtureRequest) -> Any:
+    """Makes an asyncio client on the same server as ``client`` (call it in the loop)."""
+    if isinstance(client, fakeredis.FakeRedis):
+        server = client.connection_pool.connection_kwargs["server"]
+        return lambda: fakeredis.FakeAsyncRedis(server=server)
+    url = request.getfixturevalue("real_url")
+    return lambda: redis.asyncio.Redis.from_url(url)
+
+
+@pytest.fixture(scope="session")
+def event_loop_thread() -> Iterator[EventLoopThread]:
+    runner = EventLoopThread()
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
 def is_real(client: redis.Redis) -> bool:
     return not isinstance(client, fakeredis.FakeRedis)
 
 
-@pytest.fixture
-def make_import(client: redis.Redis) -> Callable[..., DistributedImport]:
-    """Builds a DistributedImport on the test's client in a fresh namespace."""
+@pytest.fixture(params=["sync", "async"])
+def make_import(
+    request: pytest.FixtureRequest, client: redis.Redis, async_client_factory: Any
+) -> Iterator[Callable[..., DistributedImport]]:
+    """Builds the facade under test on the test's server, in a fresh namespace:
+    DistributedImport, then AsyncDistributedImport behind the same sync API."""
     namespace = f"t{uuid.uuid4().hex[:8]}"
+    runner = request.getfixturevalue("event_loop_thread") if request.param == "async" else None
+    opened: list[Any] = []
+
+    def async_import(schema: Any, options: dict[str, Any]) -> AsyncDistributedImport:
+        opened.append(async_client_factory())
+        return AsyncDistributedImport(opened[-1], schema, **options)
 
     def make(schema: Any = None, **options: Any) -> DistributedImport:
         options.setdefault("namespace", namespace)
         options.setdefault("retry_delay", 0.0)
-        return DistributedImport(client, schema, **options)
+        if runner is None:
+            return DistributedImport(client, schema, **options)
+        return SyncFacade(runner, lambda: async_import(schema, options))  # type: ignore[return-value]
 
-    return make
+    yield make
+    if runner is not None:
+        for async_client in opened:
+            runner.run(async_client.aclose())
 
 
 def users_csv(count: int, *, invalid_every: int = 0) -> str:

@@ -1,0 +1,136 @@
+"""``AsyncDistributedImport``: the async facade over a ``redis.asyncio`` client.
+
+The same flows as ``DistributedImport``, run by the ``AsyncDriver``;
+``concurrency`` records of one batch may be in the processor at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Unpack
+
+import redis.asyncio
+
+from ._async import AsyncDriver
+from ._config import check_positive_int
+from ._facade import _ASYNC_CLIENTS, AnyProcessor, ImportOptions, _Facade
+from ._parsers import Parser
+from ._results import (
+    BatchResult,
+    JobStatus,
+    PrepareResult,
+    PreviewResult,
+    ProcessedRecord,
+    WorkerSummary,
+)
+from ._schema import Schema
+
+__all__ = ["AsyncDistributedImport"]
+
+
+class AsyncDistributedImport(_Facade):
+    """``DistributedImport`` for asyncio programs; processors and hooks may be ``async def``."""
+
+    _clients = _ASYNC_CLIENTS
+    _client_kind = "asyncio"
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis | Any,
+        schema: Schema | None = None,
+        *,
+        concurrency: int = 1,
+        **options: Unpack[ImportOptions],
+    ) -> None:
+        self.concurrency = check_positive_int("concurrency", concurrency)
+        super().__init__(redis, schema, **options)
+
+    _driver: AsyncDriver
+
+    def _connect(self, client: Any) -> None:
+        self._driver = AsyncDriver(client, self.concurrency)
+
+    # ------------------------------------------------------------ orchestrator
+
+    async def prepare(
+        self, source: Any, parser: Parser | None = None, *, job_id: str | None = None
+    ) -> PrepareResult:
+        """Streams the source into batches in Redis, then seals the job. The
+        source is read in this thread: a slow source holds the event loop."""
+        return await self._driver.run(self._core.prepare_flow(source, parser, job_id))
+
+    async def preview(
+        self, source: Any, parser: Parser | None = None, max_records: int = 10
+    ) -> PreviewResult:
+        """Validates the first records of a source (read in a worker thread)."""
+        return await asyncio.to_thread(self._core.preview, source, parser, max_records)
+
+    async def count(self, source: Any, parser: Parser | None = None) -> int:
+        """How many records the source yields (read in a worker thread)."""
+        return await asyncio.to_thread(self._core.count, source, parser)
+
+    # ------------------------------------------------------------ workers
+
+    async def process_worker_batch(
+        self,
+        job_id: str,
+        processor: AnyProcessor,
+        worker_id: str,
+        *,
+        time_budget: float | None = None,
+    ) -> BatchResult:
+        """Claims one batch, processes it, commits it, and maybe finalizes the job."""
+        return await self._driver.run(
+            self._core.batch_flow(job_id, processor, worker_id, time_budget)
+        )
+
+    async def run_worker(
+        self,
+        job_id: str,
+        processor: AnyProcessor,
+        worker_id: str | None = None,
+        *,
+        wait: bool = True,
+        time_budget: float | None = None,
+    ) -> WorkerSummary:
+        """Processes batches until the job reaches a final state (or, with
+        ``wait=False``, until nothing is claimable; or the budget is spent)."""
+        return await self._driver.run(
+            self._core.worker_flow(job_id, processor, worker_id, wait, time_budget)
+        )
+
+    async def release_batch(self, job_id: str, batch_id: str | int, worker_id: str) -> bool:
+        """Returns a claimed batch to the queue if ``worker_id`` still holds it."""
+        return await self._driver.run(self._core.release_flow(job_id, batch_id, worker_id))
+
+    async def reclaim_stale_batches(self, job_id: str, timeout: float | None = None) -> int:
+        """Makes batches idle longer than ``timeout`` claimable again."""
+        return await self._driver.run(self._core.reclaim_flow(job_id, timeout))
+
+    # ------------------------------------------------------------ reading
+
+    async def status(self, job_id: str) -> JobStatus | None:
+        """A consistent snapshot of the job, or None for an unknown job."""
+        return await self._driver.run(self._core.status_flow(job_id))
+
+    async def failed_records(self, job_id: str) -> AsyncIterator[ProcessedRecord]:
+        """Every invalid or failed record with its errors, in source order."""
+        total = await self._driver.run(self._core.total_batches_flow(job_id))
+        for flow in self._core.failed_chunks(job_id, total):
+            for record in await self._driver.run(flow):
+                yield record
+
+    # ------------------------------------------------------------ control
+
+    async def pause(self, job_id: str) -> bool:
+        return await self._driver.run(self._core.pause_flow(job_id))
+
+    async def resume(self, job_id: str) -> bool:
+        return await self._driver.run(self._core.resume_flow(job_id))
+
+    async def abort(self, job_id: str) -> bool:
+        return await self._driver.run(self._core.abort_flow(job_id))
+
+    async def delete(self, job_id: str) -> bool:
+        return await self._driver.run(self._core.delete_flow(job_id))
