@@ -1,0 +1,140 @@
+"""What only the async facade has: concurrency, async user code, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from redisbatch import (
+    AsyncDistributedImport,
+    Field,
+    Hooks,
+    IterableSource,
+    ProcessedRecord,
+    Schema,
+)
+
+SCHEMA = Schema([Field("n", "integer", required=True)])
+
+
+@pytest.fixture
+def make_async(async_client_factory: Callable[[], Any]) -> Callable[..., Any]:
+    """Builds an AsyncDistributedImport (inside the running loop) in a fresh namespace."""
+    namespace = f"a{uuid.uuid4().hex[:8]}"
+
+    def make(**options: Any) -> AsyncDistributedImport:
+        options.setdefault("namespace", namespace)
+        options.setdefault("retry_delay", 0.0)
+        return AsyncDistributedImport(async_client_factory(), SCHEMA, **options)
+
+    return make
+
+
+def test_concurrency_keeps_results_and_events_in_source_order(make_async: Any) -> None:
+    """50 records at once: processed and failed events in source order, a failure among them
+    retried, counts exact, and more than one record in the processor at a time."""
+
+    async def scenario() -> None:
+        di = make_async(batch_size=100, concurrency=10, max_retries=1)
+        job = (await di.prepare(IterableSource({"n": str(i)} for i in range(100)))).job_id
+        events: list[Any] = []
+        di.on_any(events.append)
+        in_flight = peak = 0
+        tries: dict[int, int] = {}
+
+        async def processor(record: dict[str, Any], ctx: Any) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            in_flight -= 1
+            tries[record["n"]] = tries.get(record["n"], 0) + 1
+            if record["n"] == 13:
+                raise ValueError("always")
+            if record["n"] == 7 and tries[7] == 1:
+                raise ValueError("once")
+
+        summary = await di.run_worker(job, processor)
+        assert (summary.processed, summary.failed) == (99, 1)
+        assert peak > 1
+        record_events = [e for e in events if e.type.startswith("record:")]
+        assert [e.record_index for e in record_events if e.type != "record:retried"] == list(
+            range(100)
+        )
+        retried = [(e.record_index, e.attempt) for e in events if e.type == "record:retried"]
+        assert retried == [(7, 1), (13, 1)]
+        [failed] = [r async for r in di.failed_records(job)]
+        assert (failed.index, failed.processing_error, failed.retry_count) == (13, "always", 1)
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_plain_and_async_user_code_mix(make_async: Any) -> None:
+    """Plain and async hooks and processors all work on the async facade."""
+
+    async def scenario() -> None:
+        async def before_validate(record: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            await asyncio.sleep(0)
+            return {"n": record["n"].strip()}
+
+        def after_process(result: ProcessedRecord, ctx: Any) -> None:
+            seen.append(result.parsed["n"])
+
+        seen: list[int] = []
+        di = make_async(hooks=Hooks(before_validate=before_validate, after_process=after_process))
+        job = (await di.prepare(IterableSource({"n": f" {i} "} for i in range(5)))).job_id
+        summary = await di.run_worker(job, lambda record, ctx: None)
+        assert summary.processed == 5 and seen == [0, 1, 2, 3, 4]
+        assert await di.count(IterableSource([{"n": 1}])) == 1
+        preview = await di.preview(IterableSource([{"n": "x"}]))
+        assert preview.invalid_records[0].errors[0].code == "TYPE_MISMATCH"
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_a_worker_mid_batch_counts_nothing(make_async: Any) -> None:
+    """A cancelled worker task leaves its batch claimed, reclaimable, and uncounted."""
+
+    async def scenario() -> None:
+        di = make_async(batch_size=10, stale_batch_timeout=0.3, concurrency=4)
+        job = (await di.prepare(IterableSource({"n": str(i)} for i in range(10)))).job_id
+        started = asyncio.Event()
+
+        async def stuck(record: Any, ctx: Any) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        task = asyncio.ensure_future(di.process_worker_batch(job, stuck, "doomed"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        status = await di.status(job)
+        assert status is not None
+        assert (status.processing_batches, status.processed_records) == (1, 0)
+        await asyncio.sleep(0.4)
+        done: list[int] = []
+        summary = await di.run_worker(job, lambda r, c: done.append(c.record_index))
+        assert summary.finalized and sorted(done) == list(range(10))
+        status = await di.status(job)
+        assert status is not None and status.processed_records == 10
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_async_facade_refuses_sync_clients_and_bad_concurrency() -> None:
+    """The async facade takes a redis.asyncio client and concurrency >= 1."""
+    import fakeredis
+
+    with pytest.raises(TypeError, match="use DistributedImport"):
+        AsyncDistributedImport(fakeredis.FakeRedis())
+    with pytest.raises(ValueError, match="concurrency"):
+        AsyncDistributedImport(fakeredis.FakeAsyncRedis(), concurrency=0)
