@@ -69,34 +69,36 @@ class AsyncDriver:
         return replies.replies
 
     async def call_each(self, effect: CallEach) -> list[Exception | None]:
-        """CallEach with up to ``concurrency`` calls in flight, outcomes in order."""
-        outcomes: list[Exception | None] = []
-        running: dict[asyncio.Task[Any], int] = {}
+        """CallEach with up to ``concurrency`` calls in flight, outcomes in order.
+
+        ``concurrency`` lanes take the next record as soon as they are free, so
+        a call costs the same whatever the number in flight."""
+        args, fn = effect.args, effect.fn
+        outcomes: list[Exception | None] = [None] * len(args)
         started = 0
         stop = False
-        try:
-            while True:
-                while not stop and started < len(effect.args) and len(running) < self.concurrency:
-                    if not effect.may_start():
+
+        async def lane() -> None:
+            nonlocal started, stop
+            while not stop and started < len(args):
+                if not effect.may_start():
+                    stop = True
+                    return
+                index = started
+                started += 1
+                try:
+                    await _call(fn, args[index])
+                except Exception as exc:
+                    outcomes[index] = exc
+                    if effect.stop_on_error:
                         stop = True
-                        break
-                    task = asyncio.ensure_future(_call(effect.fn, effect.args[started]))
-                    running[task] = started
-                    started += 1
-                    outcomes.append(None)
-                if not running:
-                    return outcomes
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    exc = task.exception()
-                    if exc is not None and not isinstance(exc, Exception):
-                        raise exc
-                    outcomes[running.pop(task)] = exc
-                    if exc is not None and effect.stop_on_error:
-                        stop = True
-        finally:
-            for task in running:
-                task.cancel()
+
+        lanes = min(self.concurrency, len(args))
+        if lanes <= 1:
+            await lane()
+        else:
+            await asyncio.gather(*(lane() for _ in range(lanes)))
+        return outcomes[:started]
 
     async def _beat(self, lease: Lease) -> None:
         while True:
