@@ -31,7 +31,7 @@ from ._sample import count_records, preview_records
 from ._schema import Schema
 from ._scripts import Reply
 from ._sources import ByteSource, IterableSource
-from ._store import FINAL_STATES, Store
+from ._store import FINAL_STATES, Claim, Store
 from ._unique import UniqueKeys
 from ._worker import emit_job_completed, process_batch
 
@@ -163,7 +163,17 @@ class Core:
         check_job_id(job_id)
         _check_processor(processor)
         deadline = _deadline(time_budget)
-        result, _ = yield from process_batch(
+        result, _ = yield from self._one_batch(job_id, processor, worker_id, deadline)
+        return result
+
+    def _one_batch(
+        self,
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str,
+        deadline: float | None,
+    ) -> Flow[tuple[BatchResult, Claim]]:
+        return process_batch(
             self.store,
             self.pipeline,
             self.emitter,
@@ -173,7 +183,6 @@ class Core:
             self.settings.heartbeat_interval,
             deadline,
         )
-        return result
 
     def worker_flow(
         self,
@@ -192,16 +201,7 @@ class Core:
         first_delay, longest_delay = self.settings.poll_interval
         delay = first_delay
         while deadline is None or time.monotonic() < deadline:
-            result, claim = yield from process_batch(
-                self.store,
-                self.pipeline,
-                self.emitter,
-                job_id,
-                processor,
-                worker_id,
-                self.settings.heartbeat_interval,
-                deadline,
-            )
+            result, claim = yield from self._one_batch(job_id, processor, worker_id, deadline)
             finalized = finalized or result.job_complete
             if result.claimed:
                 if result.accepted:
