@@ -20,7 +20,7 @@ from ._events import (
 )
 from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
 from ._facade import DistributedImport
-from ._parsers import CsvParser, Parser
+from ._parsers import CsvParser, JsonParser, Parser, XmlParser
 from ._pipeline import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, batch_processor
 from ._results import (
     BatchContext,
@@ -66,6 +66,7 @@ __all__ = [
     "JobExistsError",
     "JobStatus",
     "JobSummary",
+    "JsonParser",
     "Parser",
     "PrepareResult",
     "PreviewResult",
@@ -79,6 +80,7 @@ __all__ = [
     "SourceError",
     "ValidationError",
     "WorkerSummary",
+    "XmlParser",
     "batch_processor",
     "generate_template",
 ]

@@ -30,7 +30,7 @@ from ._results import (
 from ._sample import count_records, preview_records
 from ._schema import Schema
 from ._scripts import Reply
-from ._sources import ByteSource, IterableSource
+from ._sources import ByteSource, IterableSource, decompressed
 from ._store import FINAL_STATES, Claim, Store
 from ._unique import UniqueKeys
 from ._worker import emit_job_completed, process_batch
@@ -122,7 +122,7 @@ class Core:
             if not isinstance(parser, Parser):
                 raise TypeError(f"parser must be a Parser, got {type(parser).__name__}")
             origin = source.describe()
-            return parser.records(source.open(), origin), origin
+            return parser.records(decompressed(source.open(), origin), origin), origin
         raise TypeError(f"source must be a Source, got {type(source).__name__}")
 
     def prepare_flow(

@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import codecs
 import csv
-import sys
+import io
+import itertools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
+
+import msgspec
 
 from ._exceptions import SourceError
 
-__all__ = ["CsvParser", "Header", "ParseFailure", "Parser"]
+__all__ = ["CsvParser", "Header", "JsonParser", "ParseFailure", "Parser", "XmlParser"]
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+_SNIFF_CHARS = 1 << 16
+_SNIFFED = ",;\t|"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,41 +61,38 @@ class Parser:
         raise NotImplementedError
 
 
-def decode_lines(chunks: Iterable[bytes], encoding: str, origin: str) -> Iterator[str]:
-    """Text lines (each ending with its ``\\n``, the last maybe without) from byte chunks.
+class ChunkStream(io.RawIOBase):
+    """A source's chunk iterator as a binary file, so that the standard
+    library's C decoders and line splitting can read it."""
 
-    A UTF-8 byte order mark is dropped. Undecodable bytes raise
-    :class:`SourceError` with the byte offset.
-    """
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+        self.offset = 0  # bytes handed out so far
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        self.offset += size
+        return size
+
+
+def text_stream(chunks: Iterable[bytes], encoding: str) -> tuple[io.TextIOWrapper, ChunkStream]:
+    """Text (universal newlines left to the caller) from byte chunks; a UTF-8
+    byte order mark is dropped."""
     if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset = 0
-    pending = ""
-    for chunk in chunks:
-        try:
-            text = decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            raise SourceError(
-                f"{origin}: cannot decode as {encoding} at byte {offset + exc.start}: {exc.reason}"
-            ) from None
-        offset += len(chunk)
-        if not text:
-            continue
-        if pending:
-            text = pending + text
-        lines = text.split("\n")
-        pending = lines.pop()
-        for line in lines:
-            yield line + "\n"
-    try:
-        pending += decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        raise SourceError(
-            f"{origin}: truncated {encoding} sequence at byte {offset + exc.start}"
-        ) from None
-    if pending:
-        yield pending
+    raw = ChunkStream(chunks)
+    return io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding=encoding, newline=""), raw
 
 
 class CsvParser(Parser):
@@ -102,13 +105,13 @@ class CsvParser(Parser):
     def __init__(
         self,
         *,
-        delimiter: str = ",",
+        delimiter: str | None = ",",
         quotechar: str = '"',
         encoding: str = "utf-8",
         columns: Sequence[str] | None = None,
     ) -> None:
-        if not isinstance(delimiter, str) or len(delimiter) != 1:
-            raise ValueError("delimiter must be a single character")
+        if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+            raise ValueError("delimiter must be a single character, or None to sniff it")
         if not isinstance(quotechar, str) or len(quotechar) != 1:
             raise ValueError("quotechar must be a single character")
         try:
@@ -124,12 +127,27 @@ class CsvParser(Parser):
         return f"CsvParser(delimiter={self.delimiter!r}, encoding={self.encoding!r})"
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
-        reader = csv.reader(
-            decode_lines(chunks, self.encoding, origin),
-            delimiter=self.delimiter,
-            quotechar=self.quotechar,
-            strict=False,
-        )
+        text, raw = text_stream(chunks, self.encoding)
+        where: list[Any] = [None]  # the csv reader, for the line number of an error
+        try:
+            yield from self._rows(text, origin, where)
+        except UnicodeDecodeError as exc:
+            line = f"after line {where[0].line_num}, " if where[0] and where[0].line_num else ""
+            raise SourceError(
+                f"{origin}: cannot decode as {self.encoding} ({line}within the first "
+                f"{raw.offset} bytes): {exc.reason}"
+            ) from None
+
+    def _rows(self, text: io.TextIOWrapper, origin: str, where: list[Any]) -> Iterator[Any]:
+        lines: Iterator[str] = text
+        delimiter = self.delimiter
+        if delimiter is None:
+            sample = text.read(_SNIFF_CHARS)
+            sample += text.readline()  # end the sample on a line boundary
+            delimiter = _sniff(sample)
+            lines = itertools.chain(io.StringIO(sample, newline=""), text)
+        reader = csv.reader(lines, delimiter=delimiter, quotechar=self.quotechar, strict=False)
+        where[0] = reader
         columns = self.columns
         if columns is None:
             first = self._next_row(reader, origin)
@@ -139,7 +157,7 @@ class CsvParser(Parser):
                 if isinstance(first, ParseFailure):
                     raise SourceError(f"{origin}: cannot read the header: {first.message}")
                 return
-            columns = _header(first, origin)
+            columns = _header(first, origin, reader.line_num)
         yield Header(columns)
         width = len(columns)
         while True:
@@ -165,14 +183,24 @@ class CsvParser(Parser):
         return row
 
 
-def _header(row: list[str], origin: str) -> list[str]:
+def _header(row: list[str], origin: str, line: int) -> list[str]:
     columns = [name.strip() or f"column_{i + 1}" for i, name in enumerate(row)]
     seen: set[str] = set()
     for name in columns:
         if name in seen:
-            raise SourceError(f"{origin}: line 1: the header names column {name!r} twice")
+            raise SourceError(f"{origin}: line {line}: the header names column {name!r} twice")
         seen.add(name)
     return columns
+
+
+def _sniff(sample: str) -> str:
+    """The delimiter of a CSV sample among , ; tab and |; a comma if unclear."""
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_SNIFFED).delimiter
+    except csv.Error:
+        counts = {d: sample.count(d) for d in _SNIFFED}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
 
 
 def _raw_of(columns: list[str], row: list[str]) -> dict[str, Any]:
@@ -180,3 +208,271 @@ def _raw_of(columns: list[str], row: list[str]) -> dict[str, Any]:
     if len(row) > len(columns):
         raw["_extra"] = row[len(columns) :]
     return raw
+
+
+_JSON_STRUCTURE = re.compile(rb'["\[\]{},]')
+_JSON_STRING_END = re.compile(rb'["\\]')
+_WHITESPACE = b" \t\r\n"
+
+
+class JsonParser(Parser):
+    """A top-level JSON array of objects, or NDJSON (one object per line), told
+    apart by the first character. Both stream: an array is cut into its
+    elements as bytes arrive, so a 2 GB array never sits in memory.
+
+    An element or line that is not an object, and a malformed NDJSON line, is a
+    ``PARSE_ERROR`` record; a truncated or broken array is a ``SourceError``
+    naming the byte offset.
+    """
+
+    def __repr__(self) -> str:
+        return "JsonParser()"
+
+    def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+        stream = iter(chunks)
+        head = b""
+        for chunk in stream:
+            head += chunk
+            if head.lstrip(b"\xef\xbb\xbf" + _WHITESPACE):
+                break
+        if head.startswith(b"\xef\xbb\xbf"):
+            head = head[3:]
+        body = head.lstrip(_WHITESPACE)
+        if not body:
+            return
+        rest = itertools.chain((head,), stream)
+        if body.startswith(b"["):
+            yield from _json_array(rest, origin)
+        else:
+            yield from _ndjson(rest, origin)
+
+
+def _as_record(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return value
+    return ParseFailure(f"{where}: a JSON {type(value).__name__}, not an object", {"value": value})
+
+
+def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+    pending = b""
+    line_number = 0
+    for chunk in chunks:
+        pending += chunk
+        lines = pending.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            line_number += 1
+            yield from _ndjson_line(line, line_number)
+    if pending:
+        yield from _ndjson_line(pending, line_number + 1)
+
+
+def _ndjson_line(line: bytes, number: int) -> Iterator[Any]:
+    if not line.strip():
+        return
+    try:
+        value = msgspec.json.decode(line)
+    except msgspec.DecodeError as exc:
+        text = line[:200].decode("utf-8", "replace")
+        yield ParseFailure(f"line {number}: invalid JSON: {exc}", {"line": text})
+        return
+    yield _as_record(value, f"line {number}")
+
+
+def _json_array(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+    scanner = _ArrayScanner(origin)
+    for chunk in chunks:
+        yield from scanner.feed(chunk)
+    scanner.finish()
+
+
+class _ArrayScanner:
+    """A push decoder for a top-level JSON array: ``feed`` bytes, get back the
+    elements completed by them. Tracks only nesting depth and strings; each
+    element is decoded by msgspec once the comma or bracket after it arrives,
+    and only the current element is buffered."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.buffer = bytearray()
+        self.base = 0  # document offset of buffer[0]
+        self.position = 0  # scan position in buffer
+        self.depth = 0
+        self.in_string = False
+        self.element_start = 0  # where the current element starts in buffer
+        self.count = 0
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        if self.done:
+            self._after_end(chunk)
+            return []
+        self.buffer += chunk
+        elements: list[Any] = []
+        while not self.done and self._step(elements):
+            pass
+        if self.done:
+            self._after_end(bytes(self.buffer[self.position :]))
+            self.buffer.clear()
+            return elements
+        keep = self.element_start if self.depth >= 1 else self.position
+        if keep:
+            del self.buffer[:keep]
+            self.base += keep
+            self.position -= keep
+            self.element_start -= keep
+        return elements
+
+    def _step(self, elements: list[Any]) -> bool:
+        """Handles the next string or structural byte; False when more bytes are needed."""
+        buffer = self.buffer
+        if self.in_string:
+            found = _JSON_STRING_END.search(buffer, self.position)
+            if found is None:
+                self.position = len(buffer)
+                return False
+            at = found.start()
+            if buffer[at] == 0x5C:  # a backslash escapes the next byte
+                if at + 1 >= len(buffer):
+                    self.position = at
+                    return False
+                self.position = at + 2
+                return True
+            self.in_string = False
+            self.position = at + 1
+            return True
+        found = _JSON_STRUCTURE.search(buffer, self.position)
+        if found is None:
+            self.position = len(buffer)
+            return False
+        at = found.start()
+        char = buffer[at]
+        self.position = at + 1
+        if self.depth == 0:
+            if char != 0x5B or bytes(buffer[:at]).strip(b"\xef\xbb\xbf" + _WHITESPACE):
+                raise SourceError(f"{self.origin}: expected a JSON array at byte {self.base + at}")
+            self.depth, self.element_start = 1, self.position
+        elif char == 0x22:  # "
+            self.in_string = True
+        elif char in (0x5B, 0x7B):  # [ {
+            self.depth += 1
+        elif self.depth > 1:  # ] } or a comma inside an element
+            if char != 0x2C:
+                self.depth -= 1
+        else:
+            self._end_element(at, char, elements)
+        return True
+
+    def _end_element(self, at: int, char: int, elements: list[Any]) -> None:
+        """A comma or the closing bracket at depth 1 ends an element."""
+        if char == 0x7D:
+            raise SourceError(f"{self.origin}: unbalanced '}}' at byte {self.base + at}")
+        text = bytes(self.buffer[self.element_start : at]).strip(_WHITESPACE)
+        if text:
+            elements.append(
+                _array_element(text, self.count, self.base + self.element_start, self.origin)
+            )
+            self.count += 1
+        elif char == 0x2C or self.count:
+            raise SourceError(f"{self.origin}: missing array element at byte {self.base + at}")
+        if char == 0x5D:
+            self.depth, self.done = 0, True
+        self.element_start = self.position
+
+    def _after_end(self, data: bytes) -> None:
+        if data.strip(_WHITESPACE):
+            raise SourceError(f"{self.origin}: data after the end of the JSON array")
+
+    def finish(self) -> None:
+        if not self.done:
+            raise SourceError(
+                f"{self.origin}: truncated JSON array: it ends at byte "
+                f"{self.base + len(self.buffer)} inside element {self.count}"
+            )
+
+
+def _array_element(text: bytes, number: int, offset: int, origin: str) -> Any:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise SourceError(
+            f"{origin}: invalid JSON in element {number} at byte {offset}: {exc}"
+        ) from None
+    return _as_record(value, f"element {number}")
+
+
+_DOCTYPE_MARKS = tuple(
+    mark.encode(codec)
+    for mark in ("<!DOCTYPE", "<!ENTITY")
+    for codec in ("utf-8", "utf-16-le", "utf-16-be")
+)
+
+
+class XmlParser(Parser):
+    """Streams the elements named ``record_tag`` as records: their attributes
+    and the text of their child elements become fields (a child tag repeated
+    becomes a list). Elements are cleared as soon as they are read.
+
+    A document type declaration is refused with ``SourceError`` before any of
+    it is parsed: no entity is ever expanded (billion laughs) or fetched (XXE).
+    """
+
+    def __init__(self, *, record_tag: str = "record") -> None:
+        if not isinstance(record_tag, str) or not record_tag:
+            raise ValueError("record_tag must be a non-empty string")
+        self.record_tag = record_tag
+
+    def __repr__(self) -> str:
+        return f"XmlParser(record_tag={self.record_tag!r})"
+
+    def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+        parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
+        stack: list[ElementTree.Element] = []
+        tail = b""
+        offset = 0
+        try:
+            for chunk in chunks:
+                window = tail + chunk
+                if any(mark in window for mark in _DOCTYPE_MARKS):
+                    raise SourceError(
+                        f"{origin}: a document type declaration (DTD) near byte {offset}: "
+                        "refused, entities are never expanded"
+                    )
+                tail = window[-20:]
+                offset += len(chunk)
+                parser.feed(chunk)
+                yield from self._take(parser, stack)
+            parser.close()
+            yield from self._take(parser, stack)
+        except ElementTree.ParseError as exc:
+            line, column = exc.position
+            raise SourceError(
+                f"{origin}: malformed XML at line {line}, column {column}: {exc}"
+            ) from None
+
+    def _take(self, parser: Any, stack: list[ElementTree.Element]) -> Iterator[dict[str, Any]]:
+        for event, element in parser.read_events():
+            if event == "start":
+                stack.append(element)
+                continue
+            stack.pop()
+            if element.tag != self.record_tag:
+                continue
+            yield _element_record(element)
+            element.clear()
+            if stack:
+                stack[-1].remove(element)
+
+
+def _element_record(element: ElementTree.Element) -> dict[str, Any]:
+    record: dict[str, Any] = dict(element.attrib)
+    for child in element:
+        value = (child.text or "").strip() if len(child) == 0 else _element_record(child)
+        if child.tag in record:
+            earlier = record[child.tag]
+            record[child.tag] = [*earlier, value] if isinstance(earlier, list) else [earlier, value]
+        else:
+            record[child.tag] = value
+    if not len(element) and element.text and element.text.strip() and not element.attrib:
+        record["_text"] = element.text.strip()
+    return record

@@ -8,10 +8,14 @@ without leaving a job behind; a failure while reading raises it mid-stream.
 
 from __future__ import annotations
 
+import bz2
+import itertools
+import lzma
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ._exceptions import SourceError
 
@@ -104,3 +108,55 @@ class IterableSource:
 
 
 Source = ByteSource | IterableSource
+
+
+_MAGIC: Final = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+
+
+def _decompressor(kind: str) -> Any:
+    if kind == "gzip":
+        return zlib.decompressobj(wbits=31)
+    if kind == "bz2":
+        return bz2.BZ2Decompressor()
+    return lzma.LZMADecompressor()
+
+
+def decompressed(chunks: Iterator[bytes], origin: str) -> Iterator[bytes]:
+    """The chunks, decompressed on the fly when they start with the magic bytes
+    of gzip, bz2 or xz (concatenated members/streams included); else as they are."""
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= 6:
+            break
+    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind is None:
+        if head:
+            yield head
+        yield from chunks
+        return
+    yield from _inflate(itertools.chain((head,), chunks), kind, origin)
+
+
+def _inflate(chunks: Iterator[bytes], kind: str, origin: str) -> Iterator[bytes]:
+    decoder = _decompressor(kind)
+    offset = 0
+    try:
+        for chunk in chunks:
+            offset += len(chunk)
+            data = chunk
+            while data:
+                if decoder.eof:  # the previous member ended: another one starts here
+                    decoder = _decompressor(kind)
+                out = decoder.decompress(data)
+                if out:
+                    yield out
+                data = decoder.unused_data if decoder.eof else b""
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+        raise SourceError(f"{origin}: corrupt {kind} data near byte {offset}: {exc}") from None
+    if not decoder.eof:
+        raise SourceError(f"{origin}: truncated {kind} data (it ends at byte {offset})")

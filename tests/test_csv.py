@@ -61,11 +61,14 @@ def test_header_names_are_stripped_and_duplicates_refused() -> None:
         parse("a,a\n1,2\n")
 
 
-def test_undecodable_bytes_name_the_offset() -> None:
-    """Bytes that are not valid in the encoding raise SourceError with the byte offset."""
-    with pytest.raises(SourceError, match="byte 6"):
+def test_undecodable_bytes_name_the_place() -> None:
+    """Bytes that are not valid in the encoding raise SourceError with the place."""
+    with pytest.raises(SourceError, match=r"within the first 8 bytes"):
         parse(b"a,b\n1,\xff\n")
     assert parse("a\né\n".encode("latin-1"), encoding="latin-1") == [Header(["a"]), ["é"]]
+    big = b"a\n" + b"x\n" * 100_000 + b"\xff\n"
+    with pytest.raises(SourceError, match=r"after line \d+, within the first \d+ bytes"):
+        parse(big)
 
 
 def test_chunk_boundaries_do_not_matter(tmp_path: Path) -> None:
