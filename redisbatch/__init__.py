@@ -36,7 +36,7 @@ from ._results import (
 )
 from ._sample import generate_template
 from ._schema import MISSING, Field, FieldCheck, Schema
-from ._sources import BytesSource, FileSource, IterableSource
+from ._sources import BytesSource, FileSource, IterableSource, UrlSource
 
 __all__ = [
     "ABSENT",
@@ -78,6 +78,7 @@ __all__ = [
     "RedisBatchError",
     "Schema",
     "SourceError",
+    "UrlSource",
     "ValidationError",
     "WorkerSummary",
     "XmlParser",

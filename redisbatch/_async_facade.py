@@ -54,11 +54,16 @@ class AsyncDistributedImport(_Facade):
     # ------------------------------------------------------------ orchestrator
 
     async def prepare(
-        self, source: Any, parser: Parser | None = None, *, job_id: str | None = None
+        self,
+        source: Any,
+        parser: Parser | None = None,
+        *,
+        job_id: str | None = None,
+        resume: bool = False,
     ) -> PrepareResult:
         """Streams the source into batches in Redis, then seals the job. The
         source is read in this thread: a slow source holds the event loop."""
-        return await self._driver.run(self._core.prepare_flow(source, parser, job_id))
+        return await self._driver.run(self._core.prepare_flow(source, parser, job_id, resume))
 
     async def preview(
         self, source: Any, parser: Parser | None = None, max_records: int = 10

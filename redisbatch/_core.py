@@ -126,8 +126,10 @@ class Core:
         raise TypeError(f"source must be a Source, got {type(source).__name__}")
 
     def prepare_flow(
-        self, source: Any, parser: Parser | None, job_id: str | None
+        self, source: Any, parser: Parser | None, job_id: str | None, resume: bool = False
     ) -> Flow[PrepareResult]:
+        if resume and job_id is None:
+            raise ConfigurationError("resume=True needs the job_id of the interrupted prepare")
         job_id = uuid.uuid4().hex if job_id is None else check_job_id(job_id)
         items, origin = self.open_source(source, parser)
         validator = self.pipeline.validator
@@ -139,7 +141,17 @@ class Core:
             if validator is not None and validator.schema.unique_fields
             else None,
         )
-        return prepare(self.store, self.emitter, job_id, items, batcher, origin)
+        return prepare(
+            self.store,
+            self.emitter,
+            job_id,
+            items,
+            batcher,
+            origin,
+            max_pending=self.settings.max_pending_batches,
+            poll=self.settings.poll_interval,
+            resume=resume,
+        )
 
     def preview(self, source: Any, parser: Parser | None, max_records: int) -> PreviewResult:
         if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 0:

@@ -149,10 +149,15 @@ class DistributedImport(_Facade):
     # ------------------------------------------------------------ orchestrator
 
     def prepare(
-        self, source: Any, parser: Parser | None = None, *, job_id: str | None = None
+        self,
+        source: Any,
+        parser: Parser | None = None,
+        *,
+        job_id: str | None = None,
+        resume: bool = False,
     ) -> PrepareResult:
         """Streams the source into batches in Redis, then seals the job."""
-        return self._driver.run(self._core.prepare_flow(source, parser, job_id))
+        return self._driver.run(self._core.prepare_flow(source, parser, job_id, resume))
 
     def preview(
         self, source: Any, parser: Parser | None = None, max_records: int = 10

@@ -9,9 +9,9 @@ from typing import Any, Final
 import redis.exceptions
 
 from ._batcher import Batcher, EncodedBatch
-from ._effects import Flow, ItemReader, ReadItems
+from ._effects import Flow, ItemReader, ReadItems, Sleep
 from ._events import DistributedPrepared, EventEmitter
-from ._exceptions import RedisBatchError, SourceError
+from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
 from ._results import PrepareResult
 from ._store import Store
 from ._worker import emit_job_completed
@@ -32,40 +32,37 @@ def prepare(
     items: Iterator[Any],
     batcher: Batcher,
     origin: str,
+    *,
+    max_pending: int | None = None,
+    poll: tuple[float, float] = (0.02, 1.0),
+    resume: bool = False,
 ) -> Flow[PrepareResult]:
-    """Creates the job, stores every batch, seals it. ``items`` is the opened source."""
-    yield from store.create(job_id, batcher.batch_size)
-    pending: list[EncodedBatch] = []
-    pending_bytes = 0
+    """Creates the job (or, with ``resume``, continues a job whose prepare was
+    interrupted), stores every batch, seals it. ``items`` is the opened source.
+
+    With ``max_pending``, batches are stored only while fewer than that many
+    stored batches are unclaimed: a source read faster than workers consume it
+    waits here instead of filling Redis."""
+    already_stored = 0
+    try:
+        yield from store.create(job_id, batcher.batch_size)
+    except JobExistsError:
+        if not resume:
+            raise
+        already_stored = yield from _resume_point(store, job_id, batcher.batch_size)
+    out = _Outbox(store, job_id, max_pending, poll, already_stored)
     reader = ItemReader(items)
-
-    def flush() -> Flow[str | None]:
-        nonlocal pending, pending_bytes
-        if not pending:
-            return None
-        reply = yield from store.store_batches(job_id, pending)
-        pending, pending_bytes = [], 0
-        return reply.stopped_state
-
     try:
         while True:
             chunk = yield ReadItems(reader, batcher.batch_size)
             if not chunk:
                 break
             for item in chunk:
-                batch = batcher.add(item)
-                if batch is not None:
-                    pending.append(batch)
-                    pending_bytes += len(batch.payload)
-            if len(pending) >= _FLUSH_BATCHES or pending_bytes >= _FLUSH_BYTES:
-                stopped = yield from flush()
-                if stopped is not None:
-                    return (yield from _stopped(store, job_id))
-        last = batcher.finish()
-        if last is not None:
-            pending.append(last)
-        stopped = yield from flush()
-        if stopped is not None:
+                out.keep(batcher.add(item))
+            if out.full() and (yield from out.flush()) is not None:
+                return (yield from _stopped(store, job_id))
+        out.keep(batcher.finish())
+        if (yield from out.flush()) is not None:
             return (yield from _stopped(store, job_id))
     except Exception as exc:
         if isinstance(exc, RedisBatchError) and not isinstance(exc, SourceError):
@@ -79,8 +76,9 @@ def prepare(
         except SourceError:  # the records that could not be encoded are the failure
             last = None
         if last is not None:
-            pending.append(last)
-        yield from flush()
+            out.keep(last)
+        out.max_pending = None  # no worker will claim from a failed job: do not wait for room
+        yield from out.flush()
         yield from store.end(job_id, "FAILED", message)
         raise SourceError(message) from exc
 
@@ -101,6 +99,77 @@ def prepare(
     if sealed.finalized is not None:
         emit_job_completed(emitter, job_id, sealed.finalized)
     return result
+
+
+class _Outbox:
+    """Batches cut but not stored yet, and the rules for storing them."""
+
+    def __init__(
+        self,
+        store: Store,
+        job_id: str,
+        max_pending: int | None,
+        poll: tuple[float, float],
+        already_stored: int,
+    ) -> None:
+        self.store, self.job_id = store, job_id
+        self.max_pending, self.poll = max_pending, poll
+        self.already_stored = already_stored  # batches a resumed prepare skips
+        self.pending: list[EncodedBatch] = []
+        self.pending_bytes = 0
+        self.unclaimed = 0
+        self.flush_at = _FLUSH_BATCHES if max_pending is None else min(_FLUSH_BATCHES, max_pending)
+
+    def keep(self, batch: EncodedBatch | None) -> None:
+        if batch is not None and batch.index >= self.already_stored:
+            self.pending.append(batch)
+            self.pending_bytes += len(batch.payload)
+
+    def full(self) -> bool:
+        return len(self.pending) >= self.flush_at or self.pending_bytes >= _FLUSH_BYTES
+
+    def flush(self) -> Flow[str | None]:
+        """Stores the pending batches; returns the job's state if it was stopped."""
+        self.pending_bytes = 0
+        while self.pending:
+            room = yield from self._room()
+            if isinstance(room, str):
+                return room
+            part, self.pending = self.pending[:room], self.pending[room:]
+            reply = yield from self.store.store_batches(self.job_id, part)
+            if reply.stopped_state is not None:
+                return reply.stopped_state
+            self.unclaimed = reply.unclaimed
+        return None
+
+    def _room(self) -> Flow[int | str]:
+        """How many batches may be stored now (waiting for room under
+        ``max_pending``), or the job's state when it was stopped meanwhile."""
+        if self.max_pending is None:
+            return len(self.pending)
+        delay = self.poll[0]
+        while self.unclaimed >= self.max_pending:
+            yield Sleep(delay)
+            delay = min(delay * 2, self.poll[1])
+            status = yield from self.store.status(self.job_id)
+            if status is None or status.state in ("ABORTED", "FAILED"):
+                return "DELETED" if status is None else status.state
+            self.unclaimed = status.pending_batches
+        return self.max_pending - self.unclaimed
+
+
+def _resume_point(store: Store, job_id: str, batch_size: int) -> Flow[int]:
+    """How many batches an interrupted prepare stored; refuses a job that is
+    not an interrupted prepare of the same batch size."""
+    point = yield from store.resume_point(job_id)
+    if point is None or point.sealed or point.state not in ("PREPARING", "PAUSED"):
+        raise JobExistsError(job_id)
+    if point.batch_size != batch_size:
+        raise ConfigurationError(
+            f"resume: job {job_id!r} was prepared with batch_size={point.batch_size}, "
+            f"not {batch_size}"
+        )
+    return point.total_batches
 
 
 def _stopped(store: Store, job_id: str) -> Flow[PrepareResult]:

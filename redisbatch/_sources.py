@@ -8,14 +8,20 @@ without leaving a job behind; a failure while reading raises it mid-stream.
 
 from __future__ import annotations
 
+import base64
 import bz2
+import http.client
 import itertools
 import lzma
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote
 
 from ._exceptions import SourceError
 
@@ -86,6 +92,85 @@ class BytesSource(ByteSource):
     def open(self) -> Iterator[bytes]:
         data = self.data
         return (data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE))
+
+
+class UrlSource(ByteSource):
+    """A document over HTTP(S), streamed. ``timeout`` applies to connecting and
+    to each read; HTTP errors, resets and timeouts raise ``SourceError`` with
+    the status and the URL (credentials in it redacted). ``user:password@`` in
+    the URL is sent as basic authentication."""
+
+    def __init__(
+        self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0
+    ) -> None:
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(f"UrlSource takes an http or https URL, got {redact(url)!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        self.url = url
+        self.headers = dict(headers or {})
+        self.timeout = float(timeout)
+
+    def __repr__(self) -> str:
+        return f"UrlSource({redact(self.url)!r})"
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+    def open(self) -> Iterator[bytes]:
+        url, headers = self.url, dict(self.headers)
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None:  # user:password@host -> basic authentication
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers.setdefault(
+                "Authorization", "Basic " + base64.b64encode(credentials.encode()).decode()
+            )
+            url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            response = urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise SourceError(f"{self.describe()}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SourceError(f"{self.describe()}: cannot connect: {reason}") from None
+        return self._chunks(response)
+
+    def _chunks(self, response: Any) -> Iterator[bytes]:
+        received = 0
+        declared = response.headers.get("Content-Length")
+        expected = int(declared) if declared and declared.isdigit() else None
+        with response:
+            while True:
+                try:
+                    chunk = response.read1(CHUNK_SIZE)  # what has arrived, up to a chunk
+                except (OSError, http.client.HTTPException) as exc:
+                    raise SourceError(
+                        f"{self.describe()}: read failed after {received} bytes: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
+                if not chunk:
+                    if expected is not None and received < expected:
+                        raise SourceError(
+                            f"{self.describe()}: read failed: the connection closed after "
+                            f"{received} of {expected} bytes"
+                        )
+                    return
+                received += len(chunk)
+                yield chunk
+
+
+def redact(url: str) -> str:
+    """The URL without the password (and user) it may carry."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 class IterableSource:

@@ -100,6 +100,14 @@ class StoreReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumePoint:
+    state: str
+    sealed: bool
+    batch_size: int
+    total_batches: int
+
+
+@dataclass(frozen=True, slots=True)
 class Sealed:
     total_records: int
     total_batches: int
@@ -364,6 +372,20 @@ class Store:
                 if payload:
                     records.extend(_dead_lettered(decode_batch(payload), columns, _int(attempts)))
         return records
+
+    def resume_point(self, job_id: str) -> Flow[ResumePoint | None]:
+        """What an interrupted prepare left: state, seal, batch size, batches stored."""
+        fields = yield Command(
+            ("HMGET", self.keys(job_id).job, "state", "sealed", "batch_size", "total_batches")
+        )
+        if fields[0] is None:
+            return None
+        return ResumePoint(
+            state=_text(fields[0]),
+            sealed=_text(fields[1] or b"0") == "1",
+            batch_size=_int(fields[2]),
+            total_batches=_int(fields[3]),
+        )
 
     def total_batches(self, job_id: str) -> Flow[int]:
         value = yield Command(("HGET", self.keys(job_id).job, "total_batches"))

@@ -36,3 +36,25 @@ def poison_worker(url: str, namespace: str, job_id: str, poison: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     di.run_worker(job_id, processor)
+
+
+def slow_prepare(url: str, namespace: str, job_id: str, count: int) -> None:
+    """Prepares ``resume_rows(count)`` slowly, to be killed halfway."""
+    from redisbatch import Field, IterableSource, Schema
+
+    schema = Schema([Field("email", "email"), Field("n", "integer")], unique_fields=["email"])
+    di = DistributedImport(redis.Redis.from_url(url), schema, batch_size=100, namespace=namespace)
+
+    def slowly() -> Any:
+        for row in resume_rows(count):
+            time.sleep(0.0005)
+            yield row
+
+    di.prepare(IterableSource(slowly()), job_id=job_id)
+
+
+def resume_rows(count: int) -> Any:
+    """Rows with some invalid values and repeated emails, the same every time."""
+    for i in range(count):
+        email = f"u{i % 700}@x.io" if i % 7 else f"u{i}@x.io"
+        yield {"email": email, "n": "bad" if i % 97 == 0 else str(i)}

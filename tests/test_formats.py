@@ -1,0 +1,206 @@
+"""JSON, NDJSON, XML, compression and CSV details: happy paths, empty input, a
+bad record among good ones, broken documents, Unicode, and fuzzing."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import lzma
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from redisbatch import (
+    BytesSource,
+    CsvParser,
+    DistributedImport,
+    JsonParser,
+    Parser,
+    SourceError,
+    XmlParser,
+)
+from redisbatch._parsers import Header, ParseFailure
+from redisbatch._sources import decompressed
+
+Make = Callable[..., DistributedImport]
+
+
+def parse(parser: Parser, data: bytes, chunk: int = 7) -> list[Any]:
+    chunks = iter([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    return list(parser.records(decompressed(chunks, "test"), "test"))
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def test_json_array_streams_objects_and_flags_the_rest() -> None:
+    """Objects are records; other values are PARSE_ERRORs; strings may hold brackets."""
+    data = '[{"a": "x,]}\\"", "n": 1}, 2, {"b": [1, {"c": null}]}, {"d": "😀"}]'.encode()
+    items = parse(JsonParser(), data, chunk=3)
+    assert items[0] == {"a": 'x,]}"', "n": 1}
+    assert items[1] == ParseFailure("element 1: a JSON int, not an object", {"value": 2})
+    assert items[2] == {"b": [1, {"c": None}]}
+    assert items[3] == {"d": "😀"}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b'[{"a": 1}, {"b": 2', "truncated JSON array: it ends at byte 18"),
+        (b'[{"a": 1},, {"b": 2}]', "missing array element at byte 10"),
+        (b'[{"a": tru}]', "invalid JSON in element 0 at byte 1"),
+        (b'[{"a": 1}] trailing', "data after the end of the JSON array"),
+        (b'[{"a": 1}}', "unbalanced"),
+    ],
+)
+def test_broken_json_arrays_name_the_offset(document: bytes, message: str) -> None:
+    """A truncated or broken array is a SourceError naming where."""
+    with pytest.raises(SourceError, match=message):
+        parse(JsonParser(), document)
+
+
+def test_ndjson_lines_with_a_bad_line_and_crlf() -> None:
+    """NDJSON is detected; a malformed or non-object line is a PARSE_ERROR naming its line."""
+    data = b'\xef\xbb\xbf{"a": 1}\r\n\r\n{"a": 2}\nnot json\n[1]\n{"a": "\xc3\xa9"}'
+    items = parse(JsonParser(), data)
+    assert items[0] == {"a": 1} and items[1] == {"a": 2} and items[4] == {"a": "é"}
+    assert isinstance(items[2], ParseFailure) and items[2].message.startswith("line 4:")
+    assert items[3] == ParseFailure("line 5: a JSON list, not an object", {"value": [1]})
+
+
+def test_empty_json_inputs() -> None:
+    assert parse(JsonParser(), b"") == []
+    assert parse(JsonParser(), b"  \n ") == []
+    assert parse(JsonParser(), b"[ ]") == []
+
+
+# ---------------------------------------------------------------- XML
+
+
+def test_xml_records_from_attributes_and_children() -> None:
+    """record_tag elements become records: attributes, child text, repeated tags as lists."""
+    data = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<export><meta>x</meta>'
+        b'<user id="1"><email>a@x.io</email><tag>a</tag><tag>b</tag></user>'
+        b'<user id="2"><email> b@x.io </email><name>\xf0\x9f\x98\x80</name></user></export>'
+    )
+    assert parse(XmlParser(record_tag="user"), data) == [
+        {"id": "1", "email": "a@x.io", "tag": ["a", "b"]},
+        {"id": "2", "email": "b@x.io", "name": "😀"},
+    ]
+    assert parse(XmlParser(), b"<records></records>") == []
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 '
+        b'"&lol;&lol;&lol;&lol;">]><records><record>&lol2;</record></records>',
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b"<records><record>&xxe;</record></records>",
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r []><records/>'.encode("utf-16"),
+    ],
+)
+def test_xml_entity_attacks_are_refused(attack: bytes) -> None:
+    """Billion laughs and XXE: refused before any entity is expanded or fetched."""
+    with pytest.raises(SourceError, match="document type declaration"):
+        parse(XmlParser(), attack)
+
+
+def test_malformed_xml_names_line_and_column() -> None:
+    with pytest.raises(SourceError, match="line 2, column"):
+        parse(XmlParser(), b"<records>\n<record><a>1</b></record></records>")
+
+
+# ---------------------------------------------------------------- compression
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_compressed_sources_are_read_transparently(compress: Callable[[bytes], bytes]) -> None:
+    """gzip, bz2 and xz are detected by magic bytes, for every format."""
+    csv_data = b"a,b\n1,2\n3,4\n"
+    assert parse(CsvParser(), compress(csv_data)) == [Header(["a", "b"]), ["1", "2"], ["3", "4"]]
+    assert parse(JsonParser(), compress(b'[{"a": 1}]')) == [{"a": 1}]
+    assert parse(XmlParser(), compress(b"<r><record><a>1</a></record></r>")) == [{"a": "1"}]
+
+
+def test_concatenated_gzip_members_and_truncated_data() -> None:
+    data = b"".join(f"{i},{i * i}\n".encode() for i in range(20000))
+    joined = gzip.compress(b"n,sq\n" + data[:1000]) + gzip.compress(data[1000:])
+    assert len(parse(CsvParser(), joined, chunk=4096)) == 20001
+    compressed = gzip.compress(bytes(range(256)) * 400)
+    with pytest.raises(SourceError, match="truncated gzip"):
+        parse(CsvParser(encoding="latin-1"), compressed[: len(compressed) // 2])
+
+
+# ---------------------------------------------------------------- CSV
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_delimiter_is_sniffed(delimiter: str) -> None:
+    data = f"name{delimiter}city\nAda{delimiter}London\nBob{delimiter}Paris, TX\n".encode()
+    if delimiter == ",":
+        data = b'name,city\nAda,London\nBob,"Paris, TX"\n'
+    assert parse(CsvParser(delimiter=None), data) == [
+        Header(["name", "city"]),
+        ["Ada", "London"],
+        ["Bob", "Paris, TX"],
+    ]
+
+
+def test_oversized_csv_field_is_a_located_parse_error() -> None:
+    """A field over the csv module's limit fails its record, not the import."""
+    huge = "x" * (csv.field_size_limit() + 10)
+    items = parse(CsvParser(), f'a,b\n1,2\n3,"{huge}"\n5,6\n'.encode(), chunk=65536)
+    assert items[1] == ["1", "2"]
+    assert isinstance(items[2], ParseFailure) and items[2].message.startswith("line 3:")
+    assert "field larger than field limit" in items[2].message
+    assert items[-1] == ["5", "6"]
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_each_format_end_to_end(make_import: Make) -> None:
+    """JSON, NDJSON and XML sources prepare and process like CSV."""
+    di = make_import()
+    sources = [
+        (BytesSource(b'[{"n": 1}, {"n": 2}, 3]'), JsonParser()),
+        (BytesSource(b'{"n": 1}\n{"n": 2}\nbroken\n'), JsonParser()),
+        (BytesSource(gzip.compress(b"<r><record n='1'/><record n='2'/><x/></r>")), XmlParser()),
+    ]
+    for source, parser in sources:
+        job = di.prepare(source, parser).job_id
+        summary = di.run_worker(job, lambda r, c: None)
+        assert summary.processed == 2, parser
+        failed = list(di.failed_records(job))
+        assert all(r.errors[0].code == "PARSE_ERROR" for r in failed)
+
+
+# ---------------------------------------------------------------- fuzzing
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda b: gzip.compress(b)[: len(b) // 2 + 10], st.binary(max_size=200)),
+        st.text(alphabet='[]{},:"\\ \n\tab1<>/=!?x', max_size=120).map(str.encode),
+    ),
+    chunk=st.integers(1, 64),
+    parser=st.sampled_from(
+        [CsvParser(), CsvParser(delimiter=None), JsonParser(), XmlParser(record_tag="a")]
+    ),
+)
+def test_parsers_on_arbitrary_bytes(data: bytes, chunk: int, parser: Parser) -> None:
+    """Arbitrary bytes give records, PARSE_ERROR records, or a SourceError: nothing else."""
+    try:
+        items = parse(parser, data, chunk)
+    except SourceError:
+        return
+    for item in items:
+        assert isinstance(item, Header | ParseFailure | dict | list), item

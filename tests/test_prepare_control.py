@@ -1,0 +1,129 @@
+"""Backpressure (max_pending_batches) and resumable prepare."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from redisbatch import (
+    DistributedImport,
+    Field,
+    IterableSource,
+    JobExistsError,
+    Schema,
+)
+
+from ._workers import resume_rows, slow_prepare
+
+Make = Callable[..., DistributedImport]
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def test_backpressure_holds_prepare_at_max_pending_batches(make_import: Make) -> None:
+    """With max_pending_batches=5 and no worker prepare stores 5 batches and waits;
+    a worker draining them lets it finish; never more than 5 unclaimed batches."""
+    di = make_import(batch_size=10, max_pending_batches=5, stale_batch_timeout=1.0)
+    result: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            di.prepare(IterableSource({"n": i} for i in range(300)), job_id="bp")
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while (di.status("bp") is None or di.status("bp").total_batches < 5) and (  # type: ignore[union-attr]
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
+    time.sleep(0.3)
+    status = di.status("bp")
+    assert status is not None and status.total_batches == 5 and status.pending_batches == 5
+    assert thread.is_alive(), "prepare must wait for room"
+
+    most_unclaimed = 0
+    watching = True
+
+    def watch() -> None:
+        nonlocal most_unclaimed
+        while watching:
+            current = di.status("bp")
+            if current is not None:
+                most_unclaimed = max(most_unclaimed, current.pending_batches)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    summary = di.run_worker("bp", lambda r, c: time.sleep(0.001))
+    watching = False
+    watcher.join()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert result[0].total_records == 300 and summary.processed == 300
+    assert most_unclaimed <= 5
+
+
+def test_prepare_with_resume_on_a_new_or_finished_job(make_import: Make) -> None:
+    """resume=True starts a missing job, and still refuses a job that finished preparing."""
+    di = make_import(batch_size=10)
+    first = di.prepare(IterableSource({"n": i} for i in range(25)), job_id="r1", resume=True)
+    assert first.total_records == 25
+    with pytest.raises(JobExistsError):
+        di.prepare(IterableSource([]), job_id="r1", resume=True)
+    with pytest.raises(ValueError, match="job_id"):
+        di.prepare(IterableSource([]), resume=True)
+
+
+def test_resume_after_a_killed_prepare_gives_the_same_job(
+    real_url: str, real_client: redis.Redis
+) -> None:
+    """A prepare SIGKILLed halfway, resumed, equals an uninterrupted prepare: same stored
+    batches byte for byte, same duplicates, same results after processing."""
+    namespace = f"rs{uuid.uuid4().hex[:6]}"
+    count = 3000
+    child = SPAWN.Process(target=slow_prepare, args=(real_url, namespace, "resumed", count))
+    child.start()
+    schema = Schema([Field("email", "email"), Field("n", "integer")], unique_fields=["email"])
+    di = DistributedImport(real_client, schema, batch_size=100, namespace=namespace)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = di.status("resumed")
+        if status is not None and status.total_batches >= 8:
+            break
+        time.sleep(0.01)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    interrupted = di.status("resumed")
+    assert interrupted is not None and interrupted.state == "PREPARING"
+    assert 0 < interrupted.total_batches < count // 100
+
+    resumed = di.prepare(IterableSource(resume_rows(count)), job_id="resumed", resume=True)
+    reference = di.prepare(IterableSource(resume_rows(count)), job_id="reference")
+    assert (resumed.total_records, resumed.total_batches) == (count, count // 100)
+    assert (reference.total_records, reference.total_batches) == (count, count // 100)
+    for job in ("resumed", "reference"):
+        assert di.status(job).state == "PROCESSING"  # type: ignore[union-attr]
+    keys = {job: di._core.store.keys(job) for job in ("resumed", "reference")}
+    assert real_client.hgetall(keys["resumed"].records) == real_client.hgetall(
+        keys["reference"].records
+    )
+    fields = [f"d:{i}" for i in range(count // 100)]
+    assert real_client.hmget(keys["resumed"].batches, fields) == real_client.hmget(
+        keys["reference"].batches, fields
+    )
+    outcome = {}
+    for job in ("resumed", "reference"):
+        summary = di.run_worker(job, lambda r, c: None)
+        failed = [(r.index, [e.code for e in r.errors]) for r in di.failed_records(job)]
+        outcome[job] = (summary.processed, summary.failed, failed)
+    assert outcome["resumed"] == outcome["reference"]
+    assert outcome["resumed"][1] > 0
