@@ -68,6 +68,20 @@ class Batcher:
             self._columns_changed = True
         return position
 
+    def add_block(self, rows: list[list[Any]]) -> list[EncodedBatch]:
+        """Rows in header order, many at once; the batches they complete."""
+        if self.skip_empty_rows or self.unique is not None or self._header_map is not None:
+            return [b for b in map(self.add, rows) if b is not None]
+        batches: list[EncodedBatch] = []
+        start = 0
+        while start < len(rows):
+            room = self.batch_size - len(self._rows)
+            self._rows.extend(rows[start : start + room])
+            start += room
+            if len(self._rows) >= self.batch_size:
+                batches.append(self._cut())
+        return batches
+
     def add(self, item: Any) -> EncodedBatch | None:
         if isinstance(item, list):
             if self.skip_empty_rows and _row_is_empty(item):

@@ -9,12 +9,12 @@ hand: no Redis, no event loop.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ._parsers import RowBlock
 from ._scripts import ScriptCall
 
 __all__ = [
@@ -81,12 +81,18 @@ class ItemReader:
         self._error: BaseException | None = None
 
     def read(self, limit: int) -> list[Any]:
+        """Items up to about ``limit`` records (a block of rows counts its rows)."""
         if self._error is not None:
             error, self._error = self._error, None
             raise error
         out: list[Any] = []
+        size = 0
         try:
-            out.extend(itertools.islice(self._items, limit))
+            for item in self._items:
+                out.append(item)
+                size += len(item) if type(item) is RowBlock else 1
+                if size >= limit:
+                    break
         except Exception as exc:
             if not out:
                 raise

@@ -6,6 +6,7 @@ and yields, lazily, one item per source record:
 - a :class:`Header` first, when the format has a fixed column header
   (then each following ``list`` is one row's values in header order);
 - a ``dict`` for a free-form record (JSON, XML);
+- a :class:`RowBlock` of such rows (the CSV parser's hot path);
 - a :class:`ParseFailure` for a record the parser could not read: it becomes
   a ``PARSE_ERROR`` record and the job goes on.
 
@@ -33,7 +34,15 @@ import msgspec
 
 from ._exceptions import SourceError
 
-__all__ = ["CsvParser", "Header", "JsonParser", "ParseFailure", "Parser", "XmlParser"]
+__all__ = [
+    "CsvParser",
+    "Header",
+    "JsonParser",
+    "ParseFailure",
+    "Parser",
+    "RowBlock",
+    "XmlParser",
+]
 
 _SNIFF_CHARS = 1 << 16
 _SNIFFED = ",;\t|"
@@ -159,18 +168,7 @@ class CsvParser(Parser):
                 return
             columns = _header(first, origin, reader.line_num)
         yield Header(columns)
-        width = len(columns)
-        while True:
-            row = self._next_row(reader, origin)
-            if row is None:
-                return
-            if isinstance(row, ParseFailure) or len(row) == width:
-                yield row
-            elif row:
-                yield ParseFailure(
-                    f"line {reader.line_num}: expected {width} values, got {len(row)}",
-                    _raw_of(columns, row),
-                )
+        yield from _row_blocks(reader, len(columns), columns)
 
     @staticmethod
     def _next_row(reader: Any, origin: str) -> list[str] | ParseFailure | None:
@@ -181,6 +179,67 @@ class CsvParser(Parser):
         except csv.Error as exc:
             return ParseFailure(f"line {reader.line_num}: {exc}", {})
         return row
+
+
+_BLOCK_ROWS = 1024
+
+
+def _row_blocks(reader: Any, width: int, columns: list[str]) -> Iterator[Any]:
+    """The rows after the header, in blocks: ``RowBlock``s of well-formed rows
+    (read by the C reader with little Python per row), and a located
+    ``ParseFailure`` in its place for each row that is not."""
+    while True:
+        block: list[list[str]] = []
+        append = block.append
+        bad: list[tuple[int, int]] = []  # (position in block, physical line)
+        failure: ParseFailure | None = None
+        read = 0
+        try:
+            for row in itertools.islice(reader, _BLOCK_ROWS):
+                read += 1
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line is no record
+                    bad.append((len(block), reader.line_num))
+                append(row)
+        except csv.Error as exc:
+            failure = ParseFailure(f"line {reader.line_num}: {exc}", {})
+        if bad:
+            yield from _split_block(block, bad, width, columns)
+        elif block:
+            yield RowBlock(block)
+        if failure is not None:
+            yield failure
+        elif read < _BLOCK_ROWS:
+            return
+
+
+def _split_block(
+    block: list[list[str]], bad: list[tuple[int, int]], width: int, columns: list[str]
+) -> Iterator[Any]:
+    """A block holding rows of the wrong width: the good runs as blocks, the
+    others as failures naming their lines."""
+    start = 0
+    for position, line in bad:
+        if start < position:
+            yield RowBlock(block[start:position])
+        row = block[position]
+        yield ParseFailure(
+            f"line {line}: expected {width} values, got {len(row)}", _raw_of(columns, row)
+        )
+        start = position + 1
+    if start < len(block):
+        yield RowBlock(block[start:])
+
+
+@dataclass(frozen=True, slots=True)
+class RowBlock:
+    """Consecutive rows, each with one value per header column."""
+
+    rows: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def _header(row: list[str], origin: str, line: int) -> list[str]:

@@ -12,6 +12,7 @@ from ._batcher import Batcher, EncodedBatch
 from ._effects import Flow, ItemReader, ReadItems, Sleep
 from ._events import DistributedPrepared, EventEmitter
 from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
+from ._parsers import RowBlock
 from ._results import PrepareResult
 from ._store import Store
 from ._worker import emit_job_completed
@@ -58,7 +59,11 @@ def prepare(
             if not chunk:
                 break
             for item in chunk:
-                out.keep(batcher.add(item))
+                if type(item) is RowBlock:
+                    for batch in batcher.add_block(item.rows):
+                        out.keep(batch)
+                else:
+                    out.keep(batcher.add(item))
             if out.full() and (yield from out.flush()) is not None:
                 return (yield from _stopped(store, job_id))
         out.keep(batcher.finish())

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ._parsers import Header, ParseFailure
+from ._parsers import Header, ParseFailure, RowBlock
 from ._pipeline import RecordPipeline
 from ._results import PreviewResult, ProcessedRecord
 from ._schema import Field, Schema
@@ -30,6 +30,12 @@ def iter_records(items: Iterator[Any], skip_empty_rows: bool) -> Iterator[Any]:
     for item in items:
         if isinstance(item, Header):
             header = item.columns
+            continue
+        if isinstance(item, RowBlock):
+            for row in item.rows:
+                if skip_empty_rows and _is_empty_row(row):
+                    continue
+                yield dict(zip(header or [], row, strict=False))
             continue
         if isinstance(item, list):
             if skip_empty_rows and _is_empty_row(item):

@@ -8,12 +8,20 @@ from typing import Any
 import pytest
 
 from redisbatch import BytesSource, CsvParser, FileSource, SourceError
-from redisbatch._parsers import Header, ParseFailure
+from redisbatch._parsers import Header, ParseFailure, RowBlock
 
 
 def parse(data: bytes | str, **options: Any) -> list[Any]:
     source = BytesSource(data)
-    return list(CsvParser(**options).records(source.open(), source.describe()))
+    return flatten(CsvParser(**options).records(source.open(), source.describe()))
+
+
+def flatten(items: Any) -> list[Any]:
+    """Parser items with row blocks opened up into their rows."""
+    out: list[Any] = []
+    for item in items:
+        out.extend(item.rows if isinstance(item, RowBlock) else [item])
+    return out
 
 
 def test_header_then_rows() -> None:
@@ -78,7 +86,7 @@ def test_chunk_boundaries_do_not_matter(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     path.write_text(text, encoding="utf-8")
     source = FileSource(path)
-    items = list(CsvParser().records(source.open(), source.describe()))
+    items = flatten(CsvParser().records(source.open(), source.describe()))
     assert len(items) == 20_001
     assert items[12_345] == ["12344", "multi\nline 12344", "é" * (12344 % 7)]
 

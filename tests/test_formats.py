@@ -23,7 +23,7 @@ from redisbatch import (
     SourceError,
     XmlParser,
 )
-from redisbatch._parsers import Header, ParseFailure
+from redisbatch._parsers import Header, ParseFailure, RowBlock
 from redisbatch._sources import decompressed
 
 Make = Callable[..., DistributedImport]
@@ -31,7 +31,10 @@ Make = Callable[..., DistributedImport]
 
 def parse(parser: Parser, data: bytes, chunk: int = 7) -> list[Any]:
     chunks = iter([data[i : i + chunk] for i in range(0, len(data), chunk)])
-    return list(parser.records(decompressed(chunks, "test"), "test"))
+    out: list[Any] = []
+    for item in parser.records(decompressed(chunks, "test"), "test"):
+        out.extend(item.rows if isinstance(item, RowBlock) else [item])
+    return out
 
 
 # ---------------------------------------------------------------- JSON
