@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._codec import ABSENT, StoredBatch, encode_batch, encode_columns
+from ._codec import (
+    ABSENT,
+    StoredBatch,
+    batch_from_pieces,
+    decode_rows,
+    encode_batch,
+    encode_columns,
+    encode_rows,
+)
 from ._exceptions import SourceError
 from ._parsers import Header, ParseFailure
 from ._unique import UniqueKeys
@@ -54,6 +62,8 @@ class Batcher:
         self._header_map: list[int] | None = None  # header position -> column position
         self._columns_changed = False
         self._rows: list[list[Any]] = []
+        self._pieces: list[bytes] = []  # rows already encoded (see add_block)
+        self._piece_rows = 0
         self._failures: dict[int, tuple[str, dict[str, Any]]] = {}
         self._first_index = 0
         self.next_batch = 0
@@ -69,20 +79,45 @@ class Batcher:
         return position
 
     def add_block(self, rows: list[list[Any]]) -> list[EncodedBatch]:
-        """Rows in header order, many at once; the batches they complete."""
-        if self.skip_empty_rows or self.unique is not None or self._header_map is not None:
+        """Rows in header order, many at once; the batches they complete.
+
+        The rows are encoded to msgpack at once, slice by slice, and dropped:
+        they die young, which keeps Python's cyclic collector idle (it runs
+        on the count of live containers, and every row is a list)."""
+        if (
+            self.skip_empty_rows
+            or self.unique is not None
+            or self._header_map is not None
+            or self._rows
+        ):
             return [b for b in map(self.add, rows) if b is not None]
         batches: list[EncodedBatch] = []
         start = 0
         while start < len(rows):
-            room = self.batch_size - len(self._rows)
-            self._rows.extend(rows[start : start + room])
-            start += room
-            if len(self._rows) >= self.batch_size:
+            room = self.batch_size - self._piece_rows
+            part = rows[start : start + room]
+            try:
+                encoded = encode_rows(part)
+            except (TypeError, OverflowError):
+                self._materialize()
+                batches.extend(b for b in map(self.add, rows[start:]) if b is not None)
+                return batches
+            self._pieces.append(encoded)
+            self._piece_rows += len(part)
+            start += len(part)
+            if self._piece_rows >= self.batch_size:
                 batches.append(self._cut())
         return batches
 
+    def _materialize(self) -> None:
+        """Turns encoded pieces back into rows (a slow row joins this batch)."""
+        if self._pieces:
+            self._rows = decode_rows(self._pieces, self._piece_rows) + self._rows
+            self._pieces, self._piece_rows = [], 0
+
     def add(self, item: Any) -> EncodedBatch | None:
+        if self._pieces:
+            self._materialize()
         if isinstance(item, list):
             if self.skip_empty_rows and _row_is_empty(item):
                 return None
@@ -129,18 +164,23 @@ class Batcher:
 
     def finish(self) -> EncodedBatch | None:
         """The last, partial batch, if any records are left."""
-        return self._cut() if self._rows else None
+        return self._cut() if self._rows or self._pieces else None
 
     def _cut(self) -> EncodedBatch:
-        batch = StoredBatch(self._first_index, self._rows, self._failures)
-        try:
-            payload = encode_batch(batch)
-        except (TypeError, OverflowError) as exc:  # a value msgpack cannot hold
-            raise SourceError(
-                f"{self.origin}: records {self._first_index}..."
-                f"{self._first_index + len(self._rows) - 1}: {exc}"
-            ) from None
-        count = len(self._rows)
+        if self._pieces:  # only block rows: the payload is assembled from them
+            count = self._piece_rows
+            payload = batch_from_pieces(self._first_index, self._pieces, count)
+            self._pieces, self._piece_rows = [], 0
+        else:
+            batch = StoredBatch(self._first_index, self._rows, self._failures)
+            try:
+                payload = encode_batch(batch)
+            except (TypeError, OverflowError) as exc:  # a value msgpack cannot hold
+                raise SourceError(
+                    f"{self.origin}: records {self._first_index}..."
+                    f"{self._first_index + len(self._rows) - 1}: {exc}"
+                ) from None
+            count = len(self._rows)
         encoded = EncodedBatch(
             index=self.next_batch,
             first_index=self._first_index,

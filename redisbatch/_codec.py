@@ -21,14 +21,17 @@ __all__ = [
     "ReceivedBatch",
     "StoredBatch",
     "array_header",
+    "batch_from_pieces",
     "decode_batch",
     "decode_columns",
     "decode_failed",
     "decode_row",
+    "decode_rows",
     "encode_batch",
     "encode_columns",
     "encode_failed",
     "encode_row",
+    "encode_rows",
     "ext_hook",
     "iter_raw_records",
     "raw_record",
@@ -110,6 +113,7 @@ def encode_row(row: list[Any]) -> bytes:
 
 _batch_decoder: Final = msgspec.msgpack.Decoder(ReceivedBatch, ext_hook=ext_hook)
 _row_decoder: Final = msgspec.msgpack.Decoder(list[Any], ext_hook=ext_hook)
+_rows_decoder: Final = msgspec.msgpack.Decoder(list[list[Any]], ext_hook=ext_hook)
 _columns_decoder: Final = msgspec.msgpack.Decoder(list[str])
 _failed_encoder: Final = msgspec.msgpack.Encoder(enc_hook=_lenient_hook)
 _failed_decoder: Final = msgspec.msgpack.Decoder(list[ProcessedRecord])
@@ -131,6 +135,35 @@ def array_header(length: int) -> bytes:
     if length < 1 << 16:
         return b"\xdc" + length.to_bytes(2, "big")
     return b"\xdd" + length.to_bytes(4, "big")
+
+
+def encode_rows(rows: list[list[Any]]) -> bytes:
+    """Rows as msgpack items one after another (no array header), ready to be
+    joined into a batch by ``batch_from_pieces``."""
+    encoded = _batch_encoder.encode(rows)
+    return encoded[_array_header_size(encoded[0]) :]
+
+
+def decode_rows(pieces: list[bytes], count: int) -> list[list[Any]]:
+    return _rows_decoder.decode(array_header(count) + b"".join(pieces))
+
+
+def batch_from_pieces(first_index: int, pieces: list[bytes], count: int) -> bytes:
+    """The same bytes as ``encode_batch(StoredBatch(first_index, rows))`` for the
+    rows the pieces hold: an array of first index, rows, and no failures."""
+    return (
+        b"\x93"
+        + _batch_encoder.encode(first_index)
+        + array_header(count)
+        + b"".join(pieces)
+        + b"\x80"
+    )
+
+
+def _array_header_size(first_byte: int) -> int:
+    if first_byte & 0xF0 == 0x90:
+        return 1
+    return 3 if first_byte == 0xDC else 5
 
 
 def encode_columns(columns: list[str]) -> bytes:

@@ -181,7 +181,7 @@ class CsvParser(Parser):
         return row
 
 
-_BLOCK_ROWS = 1024
+_BLOCK_ROWS = 256
 
 
 def _row_blocks(reader: Any, width: int, columns: list[str]) -> Iterator[Any]:

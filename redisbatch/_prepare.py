@@ -24,6 +24,9 @@ __all__ = ["prepare"]
 #: start on the first batches while the rest of the file is read.
 _FLUSH_BATCHES: Final = 16
 _FLUSH_BYTES: Final = 1 << 20
+#: Records read from the source per step. Small, so that rows (Python lists)
+#: die young and the cyclic garbage collector stays idle.
+_READ_RECORDS: Final = 256
 
 
 def prepare(
@@ -55,7 +58,7 @@ def prepare(
     reader = ItemReader(items)
     try:
         while True:
-            chunk = yield ReadItems(reader, batcher.batch_size)
+            chunk = yield ReadItems(reader, min(batcher.batch_size, _READ_RECORDS))
             if not chunk:
                 break
             for item in chunk:
