@@ -181,12 +181,16 @@ def _resume_point(store: Store, job_id: str, batch_size: int) -> Flow[int]:
 
 
 def _stopped(store: Store, job_id: str) -> Flow[PrepareResult]:
-    """The job was aborted while preparing: the counts stored so far."""
+    """The job was aborted while preparing: the counts stored so far. A job
+    that vanished (deleted, or a server that lost its data) is an error."""
     status = yield from store.status(job_id)
+    if status is None:
+        raise RedisBatchError(
+            f"job {job_id!r} disappeared while it was being prepared "
+            "(deleted, or the server lost its data)"
+        )
     return PrepareResult(
-        job_id=job_id,
-        total_records=status.total_records if status else 0,
-        total_batches=status.total_batches if status else 0,
+        job_id=job_id, total_records=status.total_records, total_batches=status.total_batches
     )
 
 

@@ -274,3 +274,21 @@ def test_a_worker_that_lost_its_batch_stops_early(make_import: Make) -> None:
     assert len(calls) < 20, "the worker kept going after losing its batch"
     assert di.run_worker(job, lambda r, c: None).processed == 20
     assert di.status(job).processed_records == 20  # type: ignore[union-attr]
+
+
+def test_a_job_deleted_while_preparing_is_an_error(make_import: Make) -> None:
+    """prepare raises when its job vanishes (deleted, or a server that lost its data)."""
+    from redisbatch import RedisBatchError
+
+    di = make_import(batch_size=10)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for i in range(2000):
+            if i == 500:
+                assert di.delete("gone")
+            yield {"n": i}
+
+    with pytest.raises(RedisBatchError, match="disappeared"):
+        di.prepare(IterableSource(rows()), job_id="gone")
+    summary = di.run_worker("gone", lambda r, c: None)
+    assert summary.batches == 0

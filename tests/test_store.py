@@ -290,3 +290,28 @@ def test_control_return_values(make_import: Make, control: str) -> None:
     assert di.delete(job) and not di.delete(job)
     assert di.status(job) is None
     assert not di.pause("unknown") and not di.abort("unknown")
+
+
+def test_scripts_flushed_mid_job_are_loaded_again(make_import: Make, client: Any) -> None:
+    """After SCRIPT FLUSH (a restarted server, a failover) every call reloads its script:
+    pipelined stores, claims, commits and heartbeats carry on."""
+    di = make_import(batch_size=5)
+    flushed = 0
+
+    def rows() -> Any:
+        nonlocal flushed
+        for i in range(200):
+            if i % 50 == 0:
+                client.script_flush()
+                flushed += 1
+            yield {"n": i}
+
+    job = di.prepare(IterableSource(rows())).job_id
+
+    def processor(record: dict[str, Any], ctx: Any) -> None:
+        if record["n"] % 45 == 0:
+            client.script_flush()
+
+    summary = di.run_worker(job, processor)
+    assert flushed == 4 and summary.processed == 200 and summary.finalized
+    assert di.status(job).state == "COMPLETED"  # type: ignore[union-attr]
