@@ -117,7 +117,7 @@ class PreviewResult(msgspec.Struct, frozen=True):
     columns: list[str]
 
 
-class ProcessingContext(msgspec.Struct, frozen=True):
+class ProcessingContext(msgspec.Struct, frozen=True, gc=False):
     """Given to the processor and to every hook, once per record."""
 
     job_id: str

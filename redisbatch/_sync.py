@@ -35,19 +35,22 @@ log = logging.getLogger("redisbatch")
 
 def _call_each(effect: CallEach) -> list[Exception | None]:
     """CallEach, one call after the other."""
-    fn = effect.fn
+    fn, lease, deadline = effect.fn, effect.lease, effect.deadline
     outcomes: list[Exception | None] = []
+    append = outcomes.append
     for args in effect.args:
-        if not effect.may_start():
+        if (lease is not None and lease.lost) or (
+            deadline is not None and time.monotonic() >= deadline
+        ):
             break
         try:
             fn(*args)
         except Exception as exc:
-            outcomes.append(exc)
+            append(exc)
             if effect.stop_on_error:
                 break
         else:
-            outcomes.append(None)
+            append(None)
     return outcomes
 
 

@@ -28,14 +28,9 @@ __all__ = ["emit_job_completed", "process_batch"]
 def _context(
     job_id: str, batch_id: str, batch_index: int, total: int, worker_id: str, index: int
 ) -> ProcessingContext:
+    # Positional: this runs once per record.
     return ProcessingContext(
-        job_id=job_id,
-        batch_id=batch_id,
-        batch_index=batch_index,
-        record_index=index,
-        total_records=total,
-        worker_id=worker_id,
-        idempotency_key=f"{job_id}:{index}",
+        job_id, batch_id, batch_index, index, total, worker_id, f"{job_id}:{index}"
     )
 
 
