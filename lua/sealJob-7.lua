@@ -27,13 +27,11 @@ local jobKey = KEYS[1]
 --- @include "includes/serverTime"
 --- @include "includes/finalizeIfDone"
 --- @include "includes/jobSummary"
+--- @include "includes/preparingState"
 
-local state = rcall("HGET", jobKey, "state")
-if not state then
-  return {"JOB_NOT_FOUND"}
-end
-if state ~= "PREPARING" and state ~= "PAUSED" then
-  return {"JOB_NOT_PROCESSING", state}
+local state, refusal = preparingState(jobKey)
+if refusal then
+  return refusal
 end
 rcall("HSET", jobKey, "sealed", "1", "sealed_at", serverTime())
 if state == "PREPARING" then

@@ -41,13 +41,11 @@ local group = ARGV[1]
 local idx = ARGV[2]
 
 --- @include "includes/pendingCount"
+--- @include "includes/preparingState"
 
-local state = rcall("HGET", jobKey, "state")
-if not state then
-  return {"JOB_NOT_FOUND"}
-end
-if state ~= "PREPARING" and state ~= "PAUSED" then
-  return {"JOB_NOT_PROCESSING", state}
+local state, refusal = preparingState(jobKey)
+if refusal then
+  return refusal
 end
 
 if rcall("HEXISTS", batchesKey, "n:" .. idx) == 0 then
