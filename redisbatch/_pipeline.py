@@ -251,7 +251,10 @@ class RecordPipeline:
 
         # Phase A: steps 1 to 9, in source order.
         checked = self._check_batch(batch, columns)
-        settled: list[tuple[ProcessingContext, ProcessedRecord | _Ready]] = []
+        # Per position: its context and a dict (valid, nothing more to run before
+        # the processor: the hot path allocates nothing else), a _Ready, or the
+        # ProcessedRecord of a record that already failed.
+        settled: list[tuple[ProcessingContext, dict[str, Any] | ProcessedRecord | _Ready]] = []
         plain = self._plain and not duplicates
         first = batch.first_index
         for position in range(size):
@@ -259,8 +262,7 @@ class RecordPipeline:
             if plain and pre is not None and not pre[1]:
                 # Valid and nothing to run before the processor: no checks here,
                 # the stop conditions are looked at between non-trivial records.
-                ctx = contexts(first + position)
-                settled.append((ctx, _Ready(position, pre[0], ctx, ())))
+                settled.append((contexts(first + position), pre[0]))
                 continue
             if (lease is not None and lease.lost) or (
                 deadline is not None and time.monotonic() >= deadline
@@ -274,16 +276,26 @@ class RecordPipeline:
                 break
 
         # Phase B: the processor over every ready record.
-        ready = [item for _, item in settled if isinstance(item, _Ready)]
+        ready = [p for p, (_, item) in enumerate(settled) if not isinstance(item, ProcessedRecord)]
+        troubled: dict[int, _Ready] = {}  # positions whose processor call failed at least once
         if isinstance(processor, BatchProcessor):
-            attempted = yield from self._call_batch(processor, ready, stopped)
+            records = [self._ready(position, settled[position]) for position in ready]
+            troubled = {r.position: r for r in records}
+            attempted = yield from self._call_batch(processor, records, stopped)
         else:
-            attempted = yield from self._call_each(processor, ready, lease, deadline)
+            attempted = yield from self._call_each(
+                processor, settled, ready, troubled, lease, deadline
+            )
         if attempted < len(ready):  # the time budget ran out or the lease was lost
-            del settled[ready[attempted].position :]
+            del settled[ready[attempted] :]
 
         # Phase C: after_process, events and the outcome, in source order.
-        return (yield from self._settle(batch, columns, settled, size))
+        return (yield from self._settle(batch, columns, settled, troubled, size))
+
+    @staticmethod
+    def _ready(position: int, entry: tuple[ProcessingContext, Any]) -> _Ready:
+        ctx, item = entry
+        return item if isinstance(item, _Ready) else _Ready(position, item, ctx, ())
 
     def _check_batch(self, batch: ReceivedBatch, columns: list[str]) -> list[Checked | None] | None:
         """Step 5 for the whole batch at once, unless a before_validate hook must
@@ -399,34 +411,40 @@ class RecordPipeline:
     def _call_each(
         self,
         processor: Processor,
-        ready: list[_Ready],
+        settled: list[tuple[ProcessingContext, Any]],
+        ready: list[int],
+        troubled: dict[int, _Ready],
         lease: Lease | None,
         deadline: float | None,
     ) -> Flow[int]:
-        """The processor once per ready record, then retries for the failures.
-        Returns how many ready records were attempted (a prefix)."""
+        """The processor once per ready record, then retries for the failures
+        (recorded in ``troubled``). Returns how many ready records were
+        attempted (a prefix of ``ready``)."""
         attempted = 0
         stop_on_error = not self.continue_on_error
         while attempted < len(ready):
             pending = ready[attempted:]
+            calls = []
+            for position in pending:
+                ctx, item = settled[position]
+                calls.append((item.parsed, ctx) if isinstance(item, _Ready) else (item, ctx))
             outcomes = yield CallEach(
-                processor,
-                [(r.parsed, r.ctx) for r in pending],
-                lease,
-                stop_on_error=stop_on_error,
-                deadline=deadline,
+                processor, calls, lease, stop_on_error=stop_on_error, deadline=deadline
             )
             if not outcomes:
                 break  # out of time, or the lease is gone
             raised = False
-            for record, exc in zip(pending, outcomes, strict=False):
-                record.attempts = 1
+            for offset, exc in enumerate(outcomes):
                 if exc is None:
                     continue
                 raised = True
+                position = pending[offset]
+                record = self._ready(position, settled[position])
+                record.attempts = 1
+                troubled[position] = record
                 yield from self._retry(record, exc, processor)
                 if record.error is not None and stop_on_error:
-                    return attempted + pending.index(record) + 1
+                    return attempted + offset + 1
             attempted += len(outcomes)
             if len(outcomes) < len(pending) and not raised:
                 break  # out of time, or the lease is gone
@@ -520,7 +538,8 @@ class RecordPipeline:
         self,
         batch: ReceivedBatch,
         columns: list[str],
-        settled: list[tuple[ProcessingContext, ProcessedRecord | _Ready]],
+        settled: list[tuple[ProcessingContext, Any]],
+        troubled: dict[int, _Ready],
         size: int,
     ) -> Flow[BatchOutcome]:
         processed = 0
@@ -529,32 +548,37 @@ class RecordPipeline:
         want_processed = self.emitter.wants(RecordProcessed.type)
         for position, (ctx, item) in enumerate(settled):
             result: ProcessedRecord | None
-            if isinstance(item, _Ready):
-                if item.retried:
-                    for event in item.retried:
-                        self.emitter.emit(event)
+            if isinstance(item, ProcessedRecord):
+                result = item
+            else:
+                record = troubled.get(position)
+                if record is None and isinstance(item, _Ready):
+                    record = item
                 result = None
-                if item.error is not None:
+                if record is not None and record.retried:
+                    for event in record.retried:
+                        self.emitter.emit(event)
+                if record is not None and record.error is not None:
                     result = ProcessedRecord(
-                        index=item.ctx.record_index,
+                        index=ctx.record_index,
                         raw=_Row(batch, columns, position).raw(),
-                        parsed=item.parsed,
+                        parsed=record.parsed,
                         status="failed",
-                        errors=list(item.errors),
-                        processing_error=item.error,
-                        retry_count=max(0, item.attempts - 1),
+                        errors=list(record.errors),
+                        processing_error=record.error,
+                        retry_count=max(0, record.attempts - 1),
                     )
                 elif after is not None:
                     result = yield from self._after_process(
-                        after, item, _Row(batch, columns, position)
+                        after,
+                        record or self._ready(position, (ctx, item)),
+                        _Row(batch, columns, position),
                     )
                 if result is None:
                     processed += 1
                     if want_processed:
-                        self._emit_processed(item.ctx)
+                        self._emit_processed(ctx)
                     continue
-            else:
-                result = item
             failed.append(result)
             message = self._emit_failed(result, ctx)
             if not self.continue_on_error:
