@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
 
-from ._codec import ABSENT, array_header, ext_hook
+from ._codec import ABSENT, array_header, decode_row, ext_hook, raw_record
 from ._schema import MISSING
 
 if TYPE_CHECKING:
     from ._results import ValidationError
     from ._validate import Validator, _FieldChecker
 
-__all__ = ["FastValidator"]
+__all__ = ["FastValidator", "PassThrough"]
 
 _CHUNK: Final = 32
 _MAX_FLOAT: Final = sys.float_info.max
@@ -287,3 +287,49 @@ class FastValidator:
         if self._absent:
             parsed.update(self._absent)
         return parsed
+
+
+class PassThrough:
+    """Records of a job without a schema, a batch at a time: rows decoded by
+    msgspec straight into dicts keyed by the header (a value a free-form
+    record lacked is left out)."""
+
+    def __init__(self) -> None:
+        self._decoders: dict[tuple[str, ...], tuple[Any, tuple[str, ...] | None]] = {}
+
+    def check(self, columns: Sequence[str], raw_rows: list[msgspec.Raw]) -> list[Checked]:
+        key = tuple(columns)
+        entry = self._decoders.get(key)
+        if entry is None:
+            if len(self._decoders) > 16:
+                self._decoders.clear()
+            row_type, names = _row_struct([(c, Any) for c in key], list(key))
+            decoder = msgspec.msgpack.Decoder(
+                list[row_type],  # type: ignore[valid-type]
+                ext_hook=ext_hook,
+            )
+            entry = self._decoders[key] = (decoder, names)
+        decoder, names = entry
+        results: list[Checked] = []
+        for start in range(0, len(raw_rows), 256):
+            chunk = raw_rows[start : start + 256]
+            try:
+                structs = decoder.decode(array_header(len(chunk)) + b"".join(chunk))
+            except msgspec.ValidationError:  # short rows (free-form records): one by one
+                results.extend((self._plain(key, raw), _NO_ERRORS) for raw in chunk)
+                continue
+            for struct in structs:
+                values = msgspec.structs.astuple(struct)
+                record = (
+                    msgspec.structs.asdict(struct)
+                    if names is None
+                    else dict(zip(names, values, strict=True))
+                )
+                if ABSENT in values:
+                    record = {k: v for k, v in record.items() if v is not ABSENT}
+                results.append((record, _NO_ERRORS))
+        return results
+
+    @staticmethod
+    def _plain(columns: tuple[str, ...], raw: msgspec.Raw) -> dict[str, Any]:
+        return raw_record(list(columns), decode_row(raw))

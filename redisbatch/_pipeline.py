@@ -31,7 +31,7 @@ import msgspec
 from ._codec import ReceivedBatch, raw_record
 from ._effects import Call, CallEach, Flow, Lease, Sleep
 from ._events import EventEmitter, RecordFailed, RecordProcessed, RecordRetried
-from ._fastpath import Checked
+from ._fastpath import Checked, PassThrough
 from ._results import BatchContext, ProcessedRecord, ProcessingContext, ValidationError
 from ._schema import Schema
 from ._validate import Validator, error
@@ -172,6 +172,7 @@ class RecordPipeline:
     ) -> None:
         self.schema = schema
         self.validator = Validator(schema) if schema is not None else None
+        self._pass_through = PassThrough()
         self.hooks = hooks or Hooks()
         self.duplicate_checker = duplicate_checker
         self.continue_on_error = continue_on_error
@@ -298,15 +299,18 @@ class RecordPipeline:
         return item if isinstance(item, _Ready) else _Ready(position, item, ctx, ())
 
     def _check_batch(self, batch: ReceivedBatch, columns: list[str]) -> list[Checked | None] | None:
-        """Step 5 for the whole batch at once, unless a before_validate hook must
-        see each record first."""
-        if self.validator is None or self.hooks.before_validate is not None:
+        """Step 5 for the whole batch at once (without a schema: the records
+        decoded at once), unless a before_validate hook must see each record first."""
+        if self.hooks.before_validate is not None:
             return None
         failures = batch.failures
         positions = [p for p in range(len(batch)) if p not in failures]
         checked: list[Checked | None] = [None] * len(batch)
-        raw_rows = batch.raw_rows
-        results = self.validator.check_raw_rows(columns, [raw_rows[p] for p in positions])
+        raw_rows = [batch.raw_rows[p] for p in positions]
+        if self.validator is None:
+            results = self._pass_through.check(columns, raw_rows)
+        else:
+            results = self.validator.check_raw_rows(columns, raw_rows)
         for position, result in zip(positions, results, strict=True):
             checked[position] = result
         return checked

@@ -246,3 +246,13 @@ def test_a_raising_event_handler_does_not_break_processing(make_import: Make) ->
     di.on("record:processed", bad).on("job:completed", bad)
     job = di.prepare(IterableSource([{"n": 1}])).job_id
     assert di.run_worker(job, lambda r, c: None).processed == 1
+
+
+def test_without_a_schema_records_pass_through_as_given(make_import: Make) -> None:
+    """No schema: each record reaches the processor with exactly its own keys."""
+    di = make_import(batch_size=10)
+    rows = [{"a": 1}, {"b": "x", "a": None}, {"c": [1, 2]}, {"a": 2, "b": "y", "c": 3}]
+    job = di.prepare(IterableSource(rows)).job_id
+    seen: list[dict[str, Any]] = []
+    assert di.run_worker(job, lambda r, c: seen.append(r)).processed == 4
+    assert seen == rows
