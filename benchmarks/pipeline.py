@@ -145,6 +145,11 @@ def main() -> None:
     parser.add_argument("--invalid", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="run with Python's cyclic garbage collector off, to see its share",
+    )
     args = parser.parse_args()
 
     rows = make_rows(args.records, args.invalid)
@@ -198,12 +203,15 @@ def main() -> None:
                     noop(parsed, context(first + offset))
 
     per = 1e6 / args.records
+    if args.no_gc:
+        gc.disable()
     validate_s, baseline_s = best_of(args.repeat, ours, hand)
     pipeline_s, pipeline_base_s = best_of(args.repeat, ours_pipeline, hand_pipeline)
     print(
         json.dumps(
             {
                 "records": args.records,
+                "gc": not args.no_gc,
                 "invalid_share": args.invalid,
                 "invalid_records": ours(),
                 "validate_us_per_record": round(validate_s * per, 3),
