@@ -33,6 +33,7 @@ import msgspec
 from redisbatch import Field, ProcessingContext, Schema
 from redisbatch._codec import StoredBatch, decode_batch, encode_batch
 from redisbatch._events import EventEmitter
+from redisbatch._fastpath import as_record
 from redisbatch._pipeline import RecordPipeline
 from redisbatch._sync import SyncDriver
 from redisbatch._validate import Validator
@@ -168,7 +169,8 @@ def main() -> None:
         invalid = 0
         for payload in payloads:
             batch = decode_batch(payload)
-            for _, errors in validator.check_raw_rows(COLUMNS, batch.raw_rows):
+            for parsed, errors in validator.check_raw_rows(COLUMNS, batch.raw_rows):
+                as_record(parsed)  # the dict the processor gets, as the pipeline makes it
                 invalid += bool(errors)
         return invalid
 

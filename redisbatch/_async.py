@@ -74,7 +74,7 @@ class AsyncDriver:
         ``concurrency`` lanes take the next record as soon as they are free, so
         a call costs the same whatever the number in flight."""
         args, fn = effect.args, effect.fn
-        outcomes: list[Exception | None] = [None] * len(args)
+        outcomes: list[Exception | None] = [None] * len(args)  # args: indexable
         started = 0
         stop = False
 

@@ -10,7 +10,7 @@ hand: no Redis, no event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,7 +57,7 @@ class CallEach:
     """
 
     fn: Callable[..., Any]
-    args: list[tuple[Any, ...]]
+    args: Sequence[tuple[Any, ...]]
     lease: Lease | None = None
     stop_on_error: bool = False
     deadline: float | None = None

@@ -34,17 +34,25 @@ if TYPE_CHECKING:
     from ._results import ValidationError
     from ._validate import Validator, _FieldChecker
 
-__all__ = ["FastValidator", "PassThrough"]
+__all__ = ["FastValidator", "PassThrough", "as_record"]
 
 _CHUNK: Final = 32
 _MAX_FLOAT: Final = sys.float_info.max
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED: Final = frozenset(dir(msgspec.Struct))
 
-#: A record's coerced values and its errors; the errors are an empty tuple for
-#: a row the fast path accepted (no list allocated per valid record).
-Checked = tuple[dict[str, Any], "Sequence[ValidationError]"]
+#: A record's coerced values and its errors. For a row the fast path accepted
+#: the errors are an empty tuple and the values may still be the row's Struct:
+#: ``as_record`` makes the dict, when it is needed (see ``FastValidator.check``).
+Checked = tuple[Any, "Sequence[ValidationError]"]
 _NO_ERRORS: Final[tuple[ValidationError, ...]] = ()
+
+
+def as_record(values: Any) -> dict[str, Any]:
+    """The dict of a checked record's values (a row Struct becomes one here)."""
+    if type(values) is dict:
+        return values
+    return msgspec.structs.asdict(values)
 
 
 def _number_bound(value: Any) -> bool:
@@ -215,10 +223,18 @@ class FastValidator:
             raise ValueError(f"no fast path: {exc}") from None
         self._slow = slow
         self._needs_rest = bool(self._extras or self._finish or self._validators or self._absent)
+        self._keeps_structs = self._names is None and not self._needs_rest
 
     def check(self, raw_rows: list[msgspec.Raw]) -> list[Checked]:
-        """The checked record of every row (msgpack bytes), in order."""
+        """The checked record of every row (msgpack bytes), in order.
+
+        Where nothing but array splits remains to do, a valid row stays its
+        Struct (which the cyclic garbage collector does not track) until
+        ``as_record`` makes its dict, typically just before the processor
+        call: a batch's records are then not all alive as dicts at once."""
         structs = self._decode(raw_rows)
+        if self._keeps_structs:
+            return self._check_structs(raw_rows, structs)
         as_dict = msgspec.structs.asdict if self._names is None else self._zip_names
         records: list[dict[str, Any] | None] = [
             None if struct is None else as_dict(struct) for struct in structs
@@ -240,6 +256,24 @@ class FastValidator:
             slow(raw) if parsed is None else (parsed, _NO_ERRORS)
             for raw, parsed in zip(raw_rows, records)  # noqa: B905 - same length
         ]
+
+    def _check_structs(self, raw_rows: list[msgspec.Raw], structs: list[Any]) -> list[Checked]:
+        strip, slow, arrays = str.strip, self._slow, self._arrays
+        results: list[Checked] = []
+        append = results.append
+        for raw, struct in zip(raw_rows, structs):  # noqa: B905 - same length
+            if struct is None:
+                append(slow(raw))
+                continue
+            for name, separator in arrays:
+                value = getattr(struct, name)
+                if type(value) is not str or not value:
+                    append(slow(raw))
+                    break
+                setattr(struct, name, list(filter(None, map(strip, value.split(separator)))))
+            else:
+                append((struct, _NO_ERRORS))
+        return results
 
     def _decode(self, raw_rows: list[msgspec.Raw]) -> list[Any]:
         """Each row as its Struct, or None where msgspec rejects it."""

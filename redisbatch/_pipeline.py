@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ import msgspec
 from ._codec import ReceivedBatch, raw_record
 from ._effects import Call, CallEach, Flow, Lease, Sleep
 from ._events import EventEmitter, RecordFailed, RecordProcessed, RecordRetried
-from ._fastpath import Checked, PassThrough
+from ._fastpath import Checked, PassThrough, as_record
 from ._results import BatchContext, ProcessedRecord, ProcessingContext, ValidationError
 from ._schema import Schema
 from ._validate import Validator, error
@@ -137,6 +137,33 @@ class _Ready:
         if self.retried is None:
             self.retried = []
         self.retried.append(event)
+
+
+class _Calls(Sequence[tuple[Any, ProcessingContext]]):
+    """The processor's arguments for ready records, each record's dict made
+    only when its call comes (so a batch's dicts are not all alive at once)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: list[tuple[ProcessingContext, Any]]) -> None:
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, index: Any) -> Any:
+        ctx, item = self._entries[index]
+        return (item.parsed if isinstance(item, _Ready) else as_record(item), ctx)
+
+    def __iter__(self) -> Iterator[tuple[Any, ProcessingContext]]:
+        as_dict = msgspec.structs.asdict
+        for ctx, item in self._entries:
+            if type(item) is dict:
+                yield (item, ctx)
+            elif isinstance(item, _Ready):
+                yield (item.parsed, ctx)
+            else:
+                yield (as_dict(item), ctx)
 
 
 class _Row:
@@ -296,7 +323,7 @@ class RecordPipeline:
     @staticmethod
     def _ready(position: int, entry: tuple[ProcessingContext, Any]) -> _Ready:
         ctx, item = entry
-        return item if isinstance(item, _Ready) else _Ready(position, item, ctx, ())
+        return item if isinstance(item, _Ready) else _Ready(position, as_record(item), ctx, ())
 
     def _check_batch(self, batch: ReceivedBatch, columns: list[str]) -> list[Checked | None] | None:
         """Step 5 for the whole batch at once (without a schema: the records
@@ -346,7 +373,7 @@ class RecordPipeline:
                 except Exception as exc:
                     return _hook_failed(index, raw, raw, "before_validate", exc)
             pre = (record, []) if validator is None else validator.validate(record)
-        parsed, errors = pre
+        parsed, errors = as_record(pre[0]), pre[1]
         if duplicates:
             errors = [
                 *errors,
@@ -428,12 +455,12 @@ class RecordPipeline:
         stop_on_error = not self.continue_on_error
         while attempted < len(ready):
             pending = ready[attempted:]
-            calls = []
-            for position in pending:
-                ctx, item = settled[position]
-                calls.append((item.parsed, ctx) if isinstance(item, _Ready) else (item, ctx))
             outcomes = yield CallEach(
-                processor, calls, lease, stop_on_error=stop_on_error, deadline=deadline
+                processor,
+                _Calls([settled[position] for position in pending]),
+                lease,
+                stop_on_error=stop_on_error,
+                deadline=deadline,
             )
             if not outcomes:
                 break  # out of time, or the lease is gone

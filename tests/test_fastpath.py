@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from redisbatch import ABSENT, Field, Schema
 from redisbatch._codec import encode_row
+from redisbatch._fastpath import as_record
 from redisbatch._validate import Validator
 
 TEXT = st.one_of(
@@ -139,6 +140,7 @@ def reference(validator: Validator, columns: list[str], row: list[Any]) -> Any:
 def same(a: Any, b: Any) -> bool:
     """Equal values of equal types (1 == 1.0 == True for ==); key order aside."""
     (parsed_a, errors_a), (parsed_b, errors_b) = a, b
+    parsed_a, parsed_b = as_record(parsed_a), as_record(parsed_b)
     return repr(sorted(parsed_a.items())) == repr(sorted(parsed_b.items())) and repr(
         list(errors_a)
     ) == repr(list(errors_b))
