@@ -88,7 +88,10 @@ class EmbeddedServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> EmbeddedServer:
-        self._dir = tempfile.TemporaryDirectory(prefix="redisbatch-server-")
+        """Starts the server; after ``kill`` this is a restart on the same port and
+        data folder (with ``--appendonly yes`` in ``args``, the data comes back)."""
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="redisbatch-server-")
         self.process = subprocess.Popen(
             [
                 self.binary,
