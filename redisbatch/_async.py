@@ -17,6 +17,7 @@ import redis.asyncio
 import redis.exceptions
 
 from ._effects import (
+    Background,
     Call,
     CallEach,
     Command,
@@ -27,6 +28,7 @@ from ._effects import (
     Sleep,
     StartHeartbeat,
     StopHeartbeat,
+    Wait,
 )
 from ._scripts import PipelineReplies, Reply, ScriptCall
 
@@ -134,6 +136,10 @@ class AsyncDriver:
                         send = await self.pipeline(effect.calls)
                     elif isinstance(effect, Command):
                         send = await self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
+                    elif isinstance(effect, Background):
+                        send = asyncio.ensure_future(self.pipeline(effect.pipeline.calls))
+                    elif isinstance(effect, Wait):
+                        send = await effect.ticket
                     elif isinstance(effect, ReadItems):
                         send = await asyncio.to_thread(effect.read)
                     elif isinstance(effect, Sleep):

@@ -18,6 +18,7 @@ from ._parsers import RowBlock
 from ._scripts import ScriptCall
 
 __all__ = [
+    "Background",
     "Call",
     "CallEach",
     "Command",
@@ -30,6 +31,7 @@ __all__ = [
     "Sleep",
     "StartHeartbeat",
     "StopHeartbeat",
+    "Wait",
 ]
 
 T = TypeVar("T")
@@ -134,6 +136,22 @@ class Pipeline:
     calls: tuple[ScriptCall, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Background:
+    """Send a pipeline without waiting for its replies; the result is a ticket
+    for ``Wait``. The orchestrator reads and encodes the next batches while
+    Redis stores the previous ones."""
+
+    pipeline: Pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The replies of a ``Background`` pipeline (its error is raised here)."""
+
+    ticket: Any
+
+
 @dataclass(slots=True)
 class Lease:
     """A claimed batch held by this worker: what its heartbeat needs."""
@@ -156,7 +174,9 @@ class StopHeartbeat:
 
 
 Effect = (
-    Call
+    Background
+    | Wait
+    | Call
     | CallEach
     | ReadItems
     | Sleep

@@ -9,7 +9,7 @@ from typing import Any, Final
 import redis.exceptions
 
 from ._batcher import Batcher, EncodedBatch
-from ._effects import Flow, ItemReader, ReadItems, Sleep
+from ._effects import Background, Flow, ItemReader, ReadItems, Sleep, Wait
 from ._events import DistributedPrepared, EventEmitter
 from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
 from ._parsers import RowBlock
@@ -70,7 +70,7 @@ def prepare(
             if out.full() and (yield from out.flush()) is not None:
                 return (yield from _stopped(store, job_id))
         out.keep(batcher.finish())
-        if (yield from out.flush()) is not None:
+        if (yield from out.flush(last=True)) is not None:
             return (yield from _stopped(store, job_id))
     except Exception as exc:
         if isinstance(exc, RedisBatchError) and not isinstance(exc, SourceError):
@@ -86,7 +86,7 @@ def prepare(
         if last is not None:
             out.keep(last)
         out.max_pending = None  # no worker will claim from a failed job: do not wait for room
-        yield from out.flush()
+        yield from out.flush(last=True)
         yield from store.end(job_id, "FAILED", message)
         raise SourceError(message) from exc
 
@@ -124,6 +124,7 @@ class _Outbox:
         self.max_pending, self.poll = max_pending, poll
         self.already_stored = already_stored  # batches a resumed prepare skips
         self.pending: list[EncodedBatch] = []
+        self.in_flight: Any = None  # a Background store whose replies are not read yet
         self.pending_bytes = 0
         self.unclaimed = 0
         self.flush_at = _FLUSH_BATCHES if max_pending is None else min(_FLUSH_BATCHES, max_pending)
@@ -136,9 +137,23 @@ class _Outbox:
     def full(self) -> bool:
         return len(self.pending) >= self.flush_at or self.pending_bytes >= _FLUSH_BYTES
 
-    def flush(self) -> Flow[str | None]:
-        """Stores the pending batches; returns the job's state if it was stopped."""
+    def flush(self, *, last: bool = False) -> Flow[str | None]:
+        """Stores the pending batches; returns the job's state if it was stopped.
+
+        Without ``max_pending`` the pipeline is sent and its replies read at the
+        next flush (one pipeline in flight), so Redis stores while the next
+        batches are read; ``last`` waits for it."""
         self.pending_bytes = 0
+        if self.max_pending is None:
+            stopped = yield from self._settle_in_flight()
+            if stopped is None and self.pending:
+                self.in_flight = yield Background(
+                    self.store.store_pipeline(self.job_id, self.pending)
+                )
+                self.pending = []
+            if last and stopped is None:
+                stopped = yield from self._settle_in_flight()
+            return stopped
         while self.pending:
             room = yield from self._room()
             if isinstance(room, str):
@@ -149,6 +164,14 @@ class _Outbox:
                 return reply.stopped_state
             self.unclaimed = reply.unclaimed
         return None
+
+    def _settle_in_flight(self) -> Flow[str | None]:
+        if self.in_flight is None:
+            return None
+        ticket, self.in_flight = self.in_flight, None
+        reply = self.store.store_reply((yield Wait(ticket)))
+        self.unclaimed = reply.unclaimed
+        return reply.stopped_state
 
     def _room(self) -> Flow[int | str]:
         """How many batches may be stored now (waiting for room under

@@ -152,22 +152,31 @@ class Store:
         return created_at
 
     def store_batches(self, job_id: str, batches: Iterable[EncodedBatch]) -> Flow[StoreReply]:
+        replies = yield self.store_pipeline(job_id, batches)
+        return self.store_reply(replies)
+
+    def store_pipeline(self, job_id: str, batches: Iterable[EncodedBatch]) -> Pipeline:
+        """The storeBatch calls for these batches, in one pipeline."""
         keys = self.keys(job_id)
-        calls = tuple(
-            self._call(
-                "storeBatch",
-                (keys.job, keys.queue, keys.records, keys.batches, keys.unique),
-                CONSUMER_GROUP,
-                b.index,
-                b.count,
-                b.payload,
-                b.columns,
-                b.unique_entries,
-                b.first_index,
+        return Pipeline(
+            tuple(
+                self._call(
+                    "storeBatch",
+                    (keys.job, keys.queue, keys.records, keys.batches, keys.unique),
+                    CONSUMER_GROUP,
+                    b.index,
+                    b.count,
+                    b.payload,
+                    b.columns,
+                    b.unique_entries,
+                    b.first_index,
+                )
+                for b in batches
             )
-            for b in batches
         )
-        replies = yield Pipeline(calls)
+
+    @staticmethod
+    def store_reply(replies: Sequence[Any]) -> StoreReply:
         unclaimed = 0
         for reply in replies:
             code = _text(reply[0])

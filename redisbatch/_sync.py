@@ -11,9 +11,11 @@ import time
 from typing import Any, TypeVar
 
 import redis
+import redis.cluster
 import redis.exceptions
 
 from ._effects import (
+    Background,
     Call,
     CallEach,
     Command,
@@ -24,6 +26,7 @@ from ._effects import (
     Sleep,
     StartHeartbeat,
     StopHeartbeat,
+    Wait,
 )
 from ._scripts import PipelineReplies, Reply, ScriptCall
 
@@ -52,6 +55,43 @@ def _call_each(effect: CallEach) -> list[Exception | None]:
         else:
             append(None)
     return outcomes
+
+
+class _Sent:
+    """A pipeline written to a pooled connection, its replies read by ``result``."""
+
+    def __init__(self, driver: SyncDriver, calls: tuple[ScriptCall, ...]) -> None:
+        self.driver = driver
+        self.replies = PipelineReplies(calls)
+        self.pool = driver.client.connection_pool
+        self.connection = self.pool.get_connection()
+        try:
+            self.connection.send_packed_command(
+                self.connection.pack_commands(self.replies.pending_calls())  # type: ignore[no-untyped-call]
+            )
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        self.connection.disconnect()  # type: ignore[no-untyped-call]
+        self.pool.release(self.connection)
+
+    def result(self) -> list[Any]:
+        results: list[Any] = []
+        try:
+            for _ in self.replies.todo:
+                try:
+                    results.append(self.connection.read_response())
+                except redis.exceptions.ResponseError as exc:  # NOSCRIPT among them
+                    results.append(exc)
+        except BaseException:
+            self._drop()
+            raise
+        self.pool.release(self.connection)
+        for script in self.replies.take(results):
+            self.driver.client.script_load(script.source)
+        return self.driver.pipeline(self.replies.calls, self.replies)
 
 
 class _Heartbeats:
@@ -123,9 +163,11 @@ class SyncDriver:
             self.client.script_load(script.source)
             return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
 
-    def pipeline(self, calls: tuple[ScriptCall, ...]) -> list[Any]:
+    def pipeline(
+        self, calls: tuple[ScriptCall, ...], replies: PipelineReplies | None = None
+    ) -> list[Any]:
         """Script calls in one round trip (see ``PipelineReplies``)."""
-        replies = PipelineReplies(calls)
+        replies = replies or PipelineReplies(calls)
         while replies.todo:
             pipe = self.client.pipeline(transaction=False)
             for call in replies.pending_calls():
@@ -133,6 +175,13 @@ class SyncDriver:
             for script in replies.take(pipe.execute(raise_on_error=False)):
                 self.client.script_load(script.source)
         return replies.replies
+
+    def send(self, calls: tuple[ScriptCall, ...]) -> _Sent | list[Any]:
+        """Writes a pipeline and returns before its replies arrive (on one pooled
+        connection); a cluster client runs it at once instead."""
+        if isinstance(self.client, redis.cluster.RedisCluster):
+            return self.pipeline(calls)
+        return _Sent(self, calls)
 
     def run(self, flow: Flow[T]) -> T:
         leases: list[Lease] = []
@@ -156,6 +205,11 @@ class SyncDriver:
                         send = self.pipeline(effect.calls)
                     elif isinstance(effect, Command):
                         send = self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
+                    elif isinstance(effect, Background):
+                        send = self.send(effect.pipeline.calls)
+                    elif isinstance(effect, Wait):
+                        ticket = effect.ticket
+                        send = ticket.result() if isinstance(ticket, _Sent) else ticket
                     elif isinstance(effect, ReadItems):
                         send = effect.read()
                     elif isinstance(effect, Sleep):
