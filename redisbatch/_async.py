@@ -30,7 +30,7 @@ from ._effects import (
     StopHeartbeat,
     Wait,
 )
-from ._scripts import PipelineReplies, Reply, ScriptCall
+from ._scripts import PipelineReplies, ScriptCall
 
 __all__ = ["AsyncDriver"]
 
@@ -110,8 +110,7 @@ class AsyncDriver:
             except redis.exceptions.RedisError as exc:
                 log.warning("heartbeat failed (will retry): %s", exc)
                 continue
-            if reply[0] in (Reply.STALE, Reply.STALE.encode()):
-                lease.lost = True
+            if not lease.heard(reply):
                 return
 
     async def run(self, flow: Flow[T]) -> T:

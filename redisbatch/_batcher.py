@@ -19,7 +19,7 @@ from ._codec import (
     encode_rows,
 )
 from ._exceptions import SourceError
-from ._parsers import Header, ParseFailure
+from ._parsers import Header, ParseFailure, row_is_empty
 from ._unique import UniqueKeys
 
 __all__ = ["Batcher", "EncodedBatch"]
@@ -35,10 +35,6 @@ class EncodedBatch:
     payload: bytes
     columns: bytes  # the job's header when it changed with this batch, else b""
     unique_entries: bytes  # see _unique; b"" without unique_fields
-
-
-def _row_is_empty(values: Any) -> bool:
-    return all(value is None or value == "" for value in values)
 
 
 class Batcher:
@@ -119,7 +115,7 @@ class Batcher:
         if self._pieces:
             self._materialize()
         if isinstance(item, list):
-            if self.skip_empty_rows and _row_is_empty(item):
+            if self.skip_empty_rows and row_is_empty(item):
                 return None
             if self.unique is not None:
                 self.unique.add_row(item, len(self._rows), self._unique_entries)
@@ -132,7 +128,7 @@ class Batcher:
                     row[header_map[source_position]] = value
                 self._rows.append(row)
         elif isinstance(item, dict):
-            if self.skip_empty_rows and _row_is_empty(item.values()):
+            if self.skip_empty_rows and row_is_empty(item.values()):
                 return None
             if self.unique is not None:
                 self.unique.add_record(item, len(self._rows), self._unique_entries)
@@ -152,11 +148,8 @@ class Batcher:
             self._failures[len(self._rows)] = (item.message, item.raw)
             self._rows.append([])
         else:
-            position = self._first_index + len(self._rows)
-            self._failures[len(self._rows)] = (
-                f"record {position} is a {type(item).__name__}, not a mapping",
-                {"value": repr(item)},
-            )
+            failure = ParseFailure.not_a_mapping(item, self._first_index + len(self._rows))
+            self._failures[len(self._rows)] = (failure.message, failure.raw)
             self._rows.append([])
         if len(self._rows) >= self.batch_size:
             return self._cut()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._parsers import RowBlock
-from ._scripts import ScriptCall
+from ._scripts import Reply, ScriptCall
 
 __all__ = [
     "Background",
@@ -159,6 +159,14 @@ class Lease:
     heartbeat: ScriptCall
     interval: float
     lost: bool = False  # set when a heartbeat found the batch taken away
+
+    def heard(self, reply: Any) -> bool:
+        """Takes a heartbeat's reply; False (and ``lost``) when the batch was
+        reclaimed or released meanwhile and heartbeats should stop."""
+        code = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if code == Reply.STALE:
+            self.lost = True
+        return not self.lost
 
 
 @dataclass(frozen=True, slots=True)

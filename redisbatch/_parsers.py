@@ -42,6 +42,7 @@ __all__ = [
     "Parser",
     "RowBlock",
     "XmlParser",
+    "row_is_empty",
 ]
 
 _SNIFF_CHARS = 1 << 16
@@ -61,6 +62,18 @@ class ParseFailure:
 
     message: str
     raw: dict[str, Any]
+
+    @classmethod
+    def not_a_mapping(cls, item: Any, index: int) -> ParseFailure:
+        """For a record of an iterable source that is not a dict."""
+        return cls(
+            f"record {index} is a {type(item).__name__}, not a mapping", {"value": repr(item)}
+        )
+
+
+def row_is_empty(values: Iterable[Any]) -> bool:
+    """Every value empty (``None`` or ``""``): a row ``skip_empty_rows`` drops."""
+    return all(value is None or value == "" for value in values)
 
 
 class Parser:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ._parsers import Header, ParseFailure, RowBlock
+from ._parsers import Header, ParseFailure, RowBlock, row_is_empty
 from ._pipeline import RecordPipeline
 from ._results import PreviewResult, ProcessedRecord
 from ._schema import Field, Schema
@@ -19,36 +19,32 @@ from ._validate import error
 __all__ = ["count_records", "generate_template", "preview_records"]
 
 
-def _is_empty_row(values: Any) -> bool:
-    return all(value is None or value == "" for value in values)
-
-
 def iter_records(items: Iterator[Any], skip_empty_rows: bool) -> Iterator[Any]:
     """The source's records in order — dicts, or ParseFailures — with headers
     applied and empty rows skipped, as prepare would store them."""
-    header: list[str] | None = None
+    header: list[str] = []
+    index = 0
     for item in items:
         if isinstance(item, Header):
             header = item.columns
             continue
-        if isinstance(item, RowBlock):
-            for row in item.rows:
-                if skip_empty_rows and _is_empty_row(row):
-                    continue
-                yield dict(zip(header or [], row, strict=False))
+        if isinstance(item, RowBlock | list):
+            rows = item.rows if isinstance(item, RowBlock) else [item]
+            for row in rows:
+                if not (skip_empty_rows and row_is_empty(row)):
+                    index += 1
+                    yield dict(zip(header, row, strict=False))
             continue
-        if isinstance(item, list):
-            if skip_empty_rows and _is_empty_row(item):
+        if isinstance(item, dict):
+            if skip_empty_rows and row_is_empty(item.values()):
                 continue
-            yield dict(zip(header or [], item, strict=False))
-        elif isinstance(item, dict):
-            if skip_empty_rows and _is_empty_row(item.values()):
-                continue
-            yield {str(k): v for k, v in item.items()}
+            record: Any = {str(k): v for k, v in item.items()}
         elif isinstance(item, ParseFailure):
-            yield item
+            record = item
         else:
-            yield ParseFailure(f"a {type(item).__name__}, not a mapping", {"value": repr(item)})
+            record = ParseFailure.not_a_mapping(item, index)
+        index += 1
+        yield record
 
 
 def count_records(items: Iterator[Any], skip_empty_rows: bool) -> int:

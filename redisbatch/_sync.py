@@ -28,7 +28,7 @@ from ._effects import (
     StopHeartbeat,
     Wait,
 )
-from ._scripts import PipelineReplies, Reply, ScriptCall
+from ._scripts import PipelineReplies, ScriptCall
 
 __all__ = ["SyncDriver"]
 
@@ -143,8 +143,7 @@ class _Heartbeats:
         except redis.exceptions.RedisError as exc:
             log.warning("heartbeat failed (will retry): %s", exc)
             return
-        if reply[0] in (Reply.STALE, Reply.STALE.encode()):
-            lease.lost = True
+        if not lease.heard(reply):
             self.remove(lease)
 
 

@@ -8,7 +8,7 @@ record index in the job's unique hash and marks later records as duplicates.
 The orchestrator itself keeps nothing between batches: its memory stays flat
 however long the file, and a crashed prepare loses no uniqueness state.
 
-Canonical values: the field's transforms and type coercion applied, strings
+Canonical values: the field's transforms, default and type coercion applied, strings
 compared case-insensitively, integral floats equal to ints. Empty values and
 values that fail coercion take no part (they are invalid or absent anyway).
 """
@@ -21,7 +21,7 @@ from hashlib import blake2b
 from typing import Any
 
 from ._schema import MISSING
-from ._validate import _BAD, Validator
+from ._validate import _BAD, Validator, is_empty
 
 __all__ = ["UniqueKeys"]
 
@@ -52,26 +52,33 @@ class UniqueKeys:
         self.validator = validator
         self.fields = tuple(names)
         self._checkers = tuple(by_name[name] for name in names)
-        self._positions: list[tuple[int, int]] = []  # (field number, header position)
-        # key tuple of a free-form record -> [(field number, its key)], decided once
-        self._record_keys: dict[tuple[str, ...], list[tuple[int, str]]] = {}
+        # Step 4 (split, transform, default) changes the value: run it where it does.
+        self._prepares = tuple(
+            c.transform is not None or c.split or c.has_default for c in self._checkers
+        )
+        self._positions: list[tuple[int, int | None]] = []  # see _locate
+        # key tuple of a free-form record -> _locate of it, decided once per key set
+        self._record_keys: dict[tuple[str, ...], list[tuple[int, int | None]]] = {}
+
+    def _locate(self, columns: Sequence[str]) -> list[tuple[int, int | None]]:
+        """(field number, its column's position or None when absent) per unique field."""
+        resolved = self.validator.resolve_columns(columns)
+        return [
+            (number, resolved.index(name) if name in resolved else None)
+            for number, name in enumerate(self.fields)
+        ]
 
     def use_header(self, columns: Sequence[str]) -> None:
-        resolved = self.validator.resolve_columns(columns)
-        self._positions = [
-            (number, resolved.index(name))
-            for number, name in enumerate(self.fields)
-            if name in resolved
-        ]
+        self._positions = self._locate(columns)
 
     def _digest(self, number: int, value: Any) -> bytes | None:
         checker = self._checkers[number]
-        if checker.transform is not None or checker.split:
+        if self._prepares[number]:
             try:
                 value = checker.prepare(value)
             except Exception:
                 return None
-        if value is None or value == "" or value is MISSING:
+        if is_empty(value):
             return None
         coerced = checker.coerce(value)
         if coerced is _BAD:
@@ -79,29 +86,24 @@ class UniqueKeys:
         text = f"{number}\x00{_canonical(coerced)}"
         return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
+    def _add(self, number: int, value: Any, position: int, out: bytearray) -> None:
+        digest = self._digest(number, value)
+        if digest is not None:
+            out += digest
+            out += _TAIL.pack(position, number)
+
     def add_row(self, row: list[Any], position: int, out: bytearray) -> None:
-        """Entries of a row in header order."""
+        """Entries of a row in header order (an absent field may have a default)."""
         for number, column in self._positions:
-            digest = self._digest(number, row[column])
-            if digest is not None:
-                out += digest
-                out += _TAIL.pack(position, number)
+            self._add(number, MISSING if column is None else row[column], position, out)
 
     def add_record(self, record: dict[str, Any], position: int, out: bytearray) -> None:
         """Entries of a free-form record."""
         keys = tuple(record)
-        names = self._record_keys.get(keys)
-        if names is None:
+        located = self._record_keys.get(keys)
+        if located is None:
             if len(self._record_keys) > 64:
                 self._record_keys.clear()
-            resolved = self.validator.resolve_columns(keys)
-            names = self._record_keys[keys] = [
-                (number, keys[resolved.index(name)])
-                for number, name in enumerate(self.fields)
-                if name in resolved
-            ]
-        for number, key in names:
-            digest = self._digest(number, record[key])
-            if digest is not None:
-                out += digest
-                out += _TAIL.pack(position, number)
+            located = self._record_keys[keys] = self._locate(keys)
+        for number, column in located:
+            self._add(number, MISSING if column is None else record[keys[column]], position, out)

@@ -33,7 +33,6 @@ def test_a_server_crash_and_restart_counts_nothing_twice(durable_server: Embedde
     di = DistributedImport(client, schema, batch_size=20, stale_batch_timeout=0.5)
     job = di.prepare(IterableSource({"n": str(i % 900)} for i in range(1000))).job_id
     seen: list[int] = []
-    errors: list[BaseException] = []
 
     def worker() -> None:
         while True:
@@ -41,8 +40,7 @@ def test_a_server_crash_and_restart_counts_nothing_twice(durable_server: Embedde
                 summary = di.run_worker(job, lambda r, c: (seen.append(r["n"]), time.sleep(0.001)))
                 if summary.finalized or di.status(job).is_complete:  # type: ignore[union-attr]
                     return
-            except redis.exceptions.ConnectionError as exc:  # the server is down: retry
-                errors.append(exc)
+            except redis.exceptions.ConnectionError:  # down past redis-py's own retries
                 time.sleep(0.1)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
@@ -59,8 +57,6 @@ def test_a_server_crash_and_restart_counts_nothing_twice(durable_server: Embedde
         t.join(60)
         assert not t.is_alive()
     assert client.info("server")["run_id"] != run_before, "the server restarted"
-    # redis-py retries a lost connection by itself; errors past its retries were retried here.
-    assert all(isinstance(e, redis.exceptions.ConnectionError) for e in errors)
     status = di.status(job)
     assert status is not None and status.state == "COMPLETED"
     assert (status.processed_records, status.failed_records) == (900, 100)

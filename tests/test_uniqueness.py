@@ -62,6 +62,21 @@ def test_first_occurrence_in_source_order_is_valid(make_import: Make) -> None:
     assert record.errors[0].category == "DUPLICATE" and record.status == "invalid"
 
 
+def test_a_default_takes_part_in_uniqueness(make_import: Make) -> None:
+    """An empty value that a default fills in is that value for uniqueness too."""
+    schema = Schema([Field("code", default="NONE"), Field("n")], unique_fields=["code"])
+    di = make_import(schema)
+    job = di.prepare(IterableSource([{"code": "", "n": 1}, {"n": 2}, {"code": "x", "n": 3}]))
+    summary = di.run_worker(job.job_id, lambda r, c: None)
+    assert (summary.processed, summary.failed) == (2, 1)
+    assert _duplicates(di, job.job_id) == [(1, "code", "code duplicates record 0")]
+    from redisbatch import BytesSource, CsvParser
+
+    job = di.prepare(BytesSource(b"n\n1\n2\n"), CsvParser())  # no code column at all
+    di.run_worker(job.job_id, lambda r, c: None)
+    assert _duplicates(di, job.job_id) == [(1, "code", "code duplicates record 0")]
+
+
 def test_uniqueness_is_deterministic_across_workers_and_timing(make_import: Make) -> None:
     """4 workers in random order, three runs: identical valid and duplicate sets."""
     rng = random.Random(5)
