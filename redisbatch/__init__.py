@@ -6,6 +6,7 @@ of workers claim and process them; exactly one of them finalizes the job.
 
 from ._async_facade import AsyncDistributedImport
 from ._codec import ABSENT
+from ._csv import CsvParser
 from ._events import (
     BatchClaimed,
     BatchCompleted,
@@ -20,7 +21,7 @@ from ._events import (
 )
 from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
 from ._facade import DistributedImport
-from ._parsers import CsvParser, JsonParser, Parser, XmlParser
+from ._parsers import JsonParser, Parser, XmlParser
 from ._pipeline import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, batch_processor
 from ._results import (
     BatchContext,

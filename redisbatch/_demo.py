@@ -21,9 +21,9 @@ from typing import Any
 
 import redis
 
+from ._csv import CsvParser
 from ._embedded import EmbeddedServer, find_server_binary
 from ._facade import DistributedImport
-from ._parsers import CsvParser
 from ._results import ProcessingContext, WorkerSummary
 from ._schema import Field, Schema
 from ._sources import FileSource

@@ -6,7 +6,7 @@ and yields, lazily, one item per source record:
 - a :class:`Header` first, when the format has a fixed column header
   (then each following ``list`` is one row's values in header order);
 - a ``dict`` for a free-form record (JSON, XML);
-- a :class:`RowBlock` of such rows (the CSV parser's hot path);
+- a :class:`RowBlock` of such rows (the CSV parser's hot path, see ``_csv``);
 - a :class:`ParseFailure` for a record the parser could not read: it becomes
   a ``PARSE_ERROR`` record and the job goes on.
 
@@ -14,18 +14,17 @@ A document that cannot be read at all (undecodable bytes, a broken header)
 raises :class:`SourceError` naming the place.
 
 Pulling from an iterator rather than being pushed chunks lets the standard
-library's C ``csv`` reader consume lines directly: quoted fields spanning
-lines need no re-buffering of our own, and the hot loop stays in C.
+library's C decoders and ``csv`` reader consume the text directly. This
+module holds what every parser shares, and the JSON and XML parsers.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import io
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
@@ -35,7 +34,7 @@ import msgspec
 from ._exceptions import SourceError
 
 __all__ = [
-    "CsvParser",
+    "ChunkStream",
     "Header",
     "JsonParser",
     "ParseFailure",
@@ -43,10 +42,8 @@ __all__ = [
     "RowBlock",
     "XmlParser",
     "row_is_empty",
+    "text_stream",
 ]
-
-_SNIFF_CHARS = 1 << 16
-_SNIFFED = ",;\t|"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,134 +114,6 @@ def text_stream(chunks: Iterable[bytes], encoding: str) -> tuple[io.TextIOWrappe
     return io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding=encoding, newline=""), raw
 
 
-class CsvParser(Parser):
-    """CSV with a header row (or ``columns`` given: the file has none).
-
-    A row with the wrong number of values becomes a ``PARSE_ERROR`` record
-    naming its line; blank lines are ignored.
-    """
-
-    def __init__(
-        self,
-        *,
-        delimiter: str | None = ",",
-        quotechar: str = '"',
-        encoding: str = "utf-8",
-        columns: Sequence[str] | None = None,
-    ) -> None:
-        if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
-            raise ValueError("delimiter must be a single character, or None to sniff it")
-        if not isinstance(quotechar, str) or len(quotechar) != 1:
-            raise ValueError("quotechar must be a single character")
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise ValueError(f"unknown encoding {encoding!r}") from None
-        self.delimiter = delimiter
-        self.quotechar = quotechar
-        self.encoding = encoding
-        self.columns = None if columns is None else list(columns)
-
-    def __repr__(self) -> str:
-        return f"CsvParser(delimiter={self.delimiter!r}, encoding={self.encoding!r})"
-
-    def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
-        text, raw = text_stream(chunks, self.encoding)
-        where: list[Any] = [None]  # the csv reader, for the line number of an error
-        try:
-            yield from self._rows(text, origin, where)
-        except UnicodeDecodeError as exc:
-            line = f"after line {where[0].line_num}, " if where[0] and where[0].line_num else ""
-            raise SourceError(
-                f"{origin}: cannot decode as {self.encoding} ({line}within the first "
-                f"{raw.offset} bytes): {exc.reason}"
-            ) from None
-
-    def _rows(self, text: io.TextIOWrapper, origin: str, where: list[Any]) -> Iterator[Any]:
-        lines: Iterator[str] = text
-        delimiter = self.delimiter
-        if delimiter is None:
-            sample = text.read(_SNIFF_CHARS)
-            sample += text.readline()  # end the sample on a line boundary
-            delimiter = _sniff(sample)
-            lines = itertools.chain(io.StringIO(sample, newline=""), text)
-        reader = csv.reader(lines, delimiter=delimiter, quotechar=self.quotechar, strict=False)
-        where[0] = reader
-        columns = self.columns
-        if columns is None:
-            first = self._next_row(reader, origin)
-            while first is not None and not first:
-                first = self._next_row(reader, origin)
-            if first is None or isinstance(first, ParseFailure):
-                if isinstance(first, ParseFailure):
-                    raise SourceError(f"{origin}: cannot read the header: {first.message}")
-                return
-            columns = _header(first, origin, reader.line_num)
-        yield Header(columns)
-        yield from _row_blocks(reader, len(columns), columns)
-
-    @staticmethod
-    def _next_row(reader: Any, origin: str) -> list[str] | ParseFailure | None:
-        try:
-            row: list[str] = next(reader)
-        except StopIteration:
-            return None
-        except csv.Error as exc:
-            return ParseFailure(f"line {reader.line_num}: {exc}", {})
-        return row
-
-
-_BLOCK_ROWS = 256
-
-
-def _row_blocks(reader: Any, width: int, columns: list[str]) -> Iterator[Any]:
-    """The rows after the header, in blocks: ``RowBlock``s of well-formed rows
-    (read by the C reader with little Python per row), and a located
-    ``ParseFailure`` in its place for each row that is not."""
-    while True:
-        block: list[list[str]] = []
-        append = block.append
-        bad: list[tuple[int, int]] = []  # (position in block, physical line)
-        failure: ParseFailure | None = None
-        read = 0
-        try:
-            for row in itertools.islice(reader, _BLOCK_ROWS):
-                read += 1
-                if len(row) != width:
-                    if not row:
-                        continue  # a blank line is no record
-                    bad.append((len(block), reader.line_num))
-                append(row)
-        except csv.Error as exc:
-            failure = ParseFailure(f"line {reader.line_num}: {exc}", {})
-        if bad:
-            yield from _split_block(block, bad, width, columns)
-        elif block:
-            yield RowBlock(block)
-        if failure is not None:
-            yield failure
-        elif read < _BLOCK_ROWS:
-            return
-
-
-def _split_block(
-    block: list[list[str]], bad: list[tuple[int, int]], width: int, columns: list[str]
-) -> Iterator[Any]:
-    """A block holding rows of the wrong width: the good runs as blocks, the
-    others as failures naming their lines."""
-    start = 0
-    for position, line in bad:
-        if start < position:
-            yield RowBlock(block[start:position])
-        row = block[position]
-        yield ParseFailure(
-            f"line {line}: expected {width} values, got {len(row)}", _raw_of(columns, row)
-        )
-        start = position + 1
-    if start < len(block):
-        yield RowBlock(block[start:])
-
-
 @dataclass(frozen=True, slots=True)
 class RowBlock:
     """Consecutive rows, each with one value per header column."""
@@ -253,33 +122,6 @@ class RowBlock:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-
-def _header(row: list[str], origin: str, line: int) -> list[str]:
-    columns = [name.strip() or f"column_{i + 1}" for i, name in enumerate(row)]
-    seen: set[str] = set()
-    for name in columns:
-        if name in seen:
-            raise SourceError(f"{origin}: line {line}: the header names column {name!r} twice")
-        seen.add(name)
-    return columns
-
-
-def _sniff(sample: str) -> str:
-    """The delimiter of a CSV sample among , ; tab and |; a comma if unclear."""
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=_SNIFFED).delimiter
-    except csv.Error:
-        counts = {d: sample.count(d) for d in _SNIFFED}
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] else ","
-
-
-def _raw_of(columns: list[str], row: list[str]) -> dict[str, Any]:
-    raw: dict[str, Any] = dict(zip(columns, row, strict=False))
-    if len(row) > len(columns):
-        raw["_extra"] = row[len(columns) :]
-    return raw
 
 
 _JSON_STRUCTURE = re.compile(rb'["\[\]{},]')

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from redisbatch import BytesSource, CsvParser, FileSource, SourceError
+from redisbatch import BytesSource, CsvParser, FileSource, SourceError, _csv
 from redisbatch._parsers import Header, ParseFailure, RowBlock
 
 
@@ -103,3 +109,72 @@ def test_parser_options_are_checked() -> None:
         CsvParser(delimiter=";;")
     with pytest.raises(ValueError, match="encoding"):
         CsvParser(encoding="no-such-codec")
+
+
+def one_pass(text: str, delimiter: str, columns: list[str] | None) -> list[Any]:
+    """What the parser must give: one csv.reader over the whole text, row by row."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    out: list[Any] = [] if columns is None else [Header(columns)]
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return out
+        except csv.Error as exc:
+            if columns is None:
+                raise SourceError(f"cannot read the header: {exc}") from None
+            out.append(ParseFailure(f"line {reader.line_num}: {exc}", {}))
+            continue
+        if not row:
+            continue
+        if columns is None:
+            columns = [name.strip() or f"column_{i + 1}" for i, name in enumerate(row)]
+            if len(set(columns)) < len(columns):
+                raise SourceError("the header names a column twice")
+            out.append(Header(columns))
+        elif len(row) != len(columns):
+            raw: dict[str, Any] = dict(zip(columns, row, strict=False))
+            if len(row) > len(columns):
+                raw["_extra"] = row[len(columns) :]
+            message = f"line {reader.line_num}: expected {len(columns)} values, got {len(row)}"
+            out.append(ParseFailure(message, raw))
+        else:
+            out.append(row)
+
+
+@contextmanager
+def reading(chunk_chars: int, field_limit: int) -> Iterator[None]:
+    saved_chunk, saved_limit = _csv.CHUNK_CHARS, csv.field_size_limit()
+    _csv.CHUNK_CHARS = chunk_chars  # type: ignore[misc]
+    csv.field_size_limit(field_limit)
+    try:
+        yield
+    finally:
+        _csv.CHUNK_CHARS = saved_chunk  # type: ignore[misc]
+        csv.field_size_limit(saved_limit)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    text=st.text(alphabet='ab,;"\n\r é😀\t', max_size=200),
+    delimiter=st.sampled_from([",", ";"]),
+    columns=st.sampled_from([None, ["x", "y"], ["x"]]),
+    chunk_chars=st.integers(1, 40),
+    field_limit=st.sampled_from([131072, 6]),
+)
+@example(text='a,b\n1,"2\n3"\n4,5', delimiter=",", columns=None, chunk_chars=5, field_limit=131072)
+@example(text="a,b\r\n1,2\r3,4\r\n", delimiter=",", columns=None, chunk_chars=3, field_limit=6)
+def test_chunked_reading_is_one_csv_reader_pass(
+    text: str, delimiter: str, columns: list[str] | None, chunk_chars: int, field_limit: int
+) -> None:
+    """Chunks read whole, split or row by row give exactly one csv.reader pass's records."""
+    with reading(chunk_chars, field_limit):
+        try:
+            expected: Any = one_pass(text, delimiter, columns)
+        except SourceError:
+            expected = SourceError
+        try:
+            got: Any = parse(text.encode(), delimiter=delimiter, columns=columns)
+        except SourceError:
+            got = SourceError
+    assert got == expected

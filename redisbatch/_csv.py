@@ -1,0 +1,248 @@
+"""CSV: the parser, and how a document is read fast without losing csv.reader's
+semantics.
+
+The document is read in chunks of whole lines. A chunk is handed to C code in
+one call whenever that is provably the same as reading it line by line with
+the standard library's ``csv.reader``:
+
+- no quote character and no lone carriage return in the chunk: every line
+  is one record and ``str.split`` on the delimiter gives its values, exactly
+  what the reader would;
+- otherwise the chunk goes to ``csv.reader`` whole, followed by a sentinel
+  line: reading the sentinel back as a row of its own proves the chunk ended
+  between records rather than inside a quoted field.
+
+Either way the rows must all have the header's width. A chunk that fails any
+check (a quoted field running past its end, a blank line, a row of the wrong
+width, a reader error) is read again row by row, which names the physical
+line of every bad row and follows a quoted field into the next lines.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Final
+
+from ._exceptions import SourceError
+from ._parsers import Header, ParseFailure, Parser, RowBlock, text_stream
+
+__all__ = ["CsvParser"]
+
+#: Characters read per chunk (then completed to the end of its line): about a
+#: thousand rows of a typical file, few enough that they die young.
+CHUNK_CHARS: Final = 1 << 16
+_SNIFFED: Final = ",;\t|"
+_SENTINEL: Final = "\ue000redisbatch end of chunk\ue000"
+
+
+class CsvParser(Parser):
+    """CSV with a header row (or ``columns`` given: the file has none).
+
+    A row with the wrong number of values becomes a ``PARSE_ERROR`` record
+    naming its line; blank lines are ignored.
+    """
+
+    def __init__(
+        self,
+        *,
+        delimiter: str | None = ",",
+        quotechar: str = '"',
+        encoding: str = "utf-8",
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+            raise ValueError("delimiter must be a single character, or None to sniff it")
+        if not isinstance(quotechar, str) or len(quotechar) != 1:
+            raise ValueError("quotechar must be a single character")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}") from None
+        self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.encoding = encoding
+        self.columns = None if columns is None else list(columns)
+
+    def __repr__(self) -> str:
+        return f"CsvParser(delimiter={self.delimiter!r}, encoding={self.encoding!r})"
+
+    def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+        text, raw = text_stream(chunks, self.encoding)
+        document: _Document | None = None
+        try:
+            first = ""
+            delimiter = self.delimiter
+            if delimiter is None:
+                first = text.read(CHUNK_CHARS)
+                first += text.readline()  # end the sample on a line boundary
+                delimiter = _sniff(first)
+            document = _Document(text, first, delimiter, self.quotechar, self.columns, origin)
+            yield from document.items()
+        except UnicodeDecodeError as exc:
+            line = document.line if document is not None else 0
+            where = f"after line {line}, " if line else ""
+            raise SourceError(
+                f"{origin}: cannot decode as {self.encoding} ({where}within the first "
+                f"{raw.offset} bytes): {exc.reason}"
+            ) from None
+
+
+class _Document:
+    """One CSV text being read: its chunks, its header, its line count."""
+
+    def __init__(
+        self,
+        text: io.TextIOBase,
+        first: str,
+        delimiter: str,
+        quotechar: str,
+        columns: list[str] | None,
+        origin: str,
+    ) -> None:
+        self.text = text
+        self.first = first  # text read ahead (the sniffing sample)
+        self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.columns = columns
+        self.origin = origin
+        self.line = 0  # physical lines read so far
+        self.sentinel_row = [_SENTINEL]
+        self.sentinel_usable = delimiter not in _SENTINEL and quotechar not in _SENTINEL
+
+    def items(self) -> Iterator[Any]:
+        if self.columns is not None:
+            yield Header(self.columns)
+        for chunk in self._chunks():
+            rows = None if self.columns is None else self._whole(chunk, len(self.columns))
+            if rows is None:
+                yield from self._row_by_row(chunk)
+            elif rows:
+                yield RowBlock(rows)
+
+    def _chunks(self) -> Iterator[str]:
+        if self.first:
+            first, self.first = self.first, ""
+            yield first
+        read, readline = self.text.read, self.text.readline
+        while chunk := read(CHUNK_CHARS):
+            yield chunk + readline()
+
+    def _whole(self, chunk: str, width: int) -> list[list[str]] | None:
+        """The chunk's rows read in one call, or None when it needs reading row
+        by row (see the module's docstring)."""
+        if self.quotechar not in chunk and (
+            "\r" not in chunk or chunk.count("\r") == chunk.count("\r\n")
+        ):
+            lines = (chunk.replace("\r\n", "\n") if "\r" in chunk else chunk).split("\n")
+            if not lines[-1]:
+                lines.pop()  # the chunk ended with its last line's newline
+            if "" in lines or max(map(len, lines)) > csv.field_size_limit():
+                return None  # a blank line, or a field the reader would refuse
+            rows = list(map(str.split, lines, itertools.repeat(self.delimiter)))
+            read = len(lines)
+        elif self.sentinel_usable:
+            ends_line = chunk.endswith(("\n", "\r"))
+            reader = csv.reader(
+                io.StringIO(f"{chunk}{'' if ends_line else chr(10)}{_SENTINEL}", newline=""),
+                delimiter=self.delimiter,
+                quotechar=self.quotechar,
+                strict=False,
+            )
+            try:
+                rows = list(reader)
+            except csv.Error:
+                return None
+            if not rows or rows.pop() != self.sentinel_row:
+                return None  # the chunk ends inside a quoted field
+            read = reader.line_num - 1
+        else:
+            return None
+        if rows and set(map(len, rows)) != {width}:
+            return None
+        self.line += read
+        return rows
+
+    def _row_by_row(self, chunk: str) -> Iterator[Any]:
+        """The chunk's records one by one: a quoted field open at its end takes
+        the next lines of the document until it closes."""
+        lines = io.StringIO(chunk, newline="").readlines()
+        given = 0
+
+        def feed() -> Iterator[str]:
+            nonlocal given
+            for line in itertools.chain(lines, self.text):
+                given += 1
+                yield line
+
+        reader = csv.reader(
+            feed(), delimiter=self.delimiter, quotechar=self.quotechar, strict=False
+        )
+        block: list[list[str]] = []
+        while given < len(lines):
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                failure = ParseFailure(f"line {self.line + reader.line_num}: {exc}", {})
+                if self.columns is None:
+                    raise SourceError(
+                        f"{self.origin}: cannot read the header: {failure.message}"
+                    ) from None
+                yield from _flushed(block)
+                yield failure
+                continue
+            if not row:
+                continue  # a blank line is no record
+            if self.columns is None:
+                self.columns = _header(row, self.origin, self.line + reader.line_num)
+                yield Header(self.columns)
+            elif len(row) == len(self.columns):
+                block.append(row)
+            else:
+                yield from _flushed(block)
+                yield ParseFailure(
+                    f"line {self.line + reader.line_num}: expected {len(self.columns)} "
+                    f"values, got {len(row)}",
+                    _raw_of(self.columns, row),
+                )
+        yield from _flushed(block)
+        self.line += given
+
+
+def _flushed(block: list[list[str]]) -> Iterator[RowBlock]:
+    """The rows gathered so far as one block, leaving ``block`` empty."""
+    if block:
+        yield RowBlock(block[:])
+        block.clear()
+
+
+def _header(row: list[str], origin: str, line: int) -> list[str]:
+    columns = [name.strip() or f"column_{i + 1}" for i, name in enumerate(row)]
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise SourceError(f"{origin}: line {line}: the header names column {name!r} twice")
+        seen.add(name)
+    return columns
+
+
+def _sniff(sample: str) -> str:
+    """The delimiter of a CSV sample among , ; tab and |; a comma if unclear."""
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_SNIFFED).delimiter
+    except csv.Error:
+        counts = {d: sample.count(d) for d in _SNIFFED}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _raw_of(columns: list[str], row: list[str]) -> dict[str, Any]:
+    raw: dict[str, Any] = dict(zip(columns, row, strict=False))
+    if len(row) > len(columns):
+        raw["_extra"] = row[len(columns) :]
+    return raw
