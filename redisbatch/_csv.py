@@ -5,9 +5,10 @@ The document is read in chunks of whole lines. A chunk is handed to C code in
 one call whenever that is provably the same as reading it line by line with
 the standard library's ``csv.reader``:
 
-- no quote character and no lone carriage return in the chunk: every line
-  is one record and ``str.split`` on the delimiter gives its values, exactly
-  what the reader would;
+- LF or CRLF line ends only, and no value holding a quote character, with
+  either no value quoted or every value quoted (``"a","b"``): every line is
+  one record and ``str.split`` gives its values, exactly what the reader
+  would;
 - otherwise the chunk goes to ``csv.reader`` whole, followed by a sentinel
   line: reading the sentinel back as a row of its own proves the chunk ended
   between records rather than inside a quoted field.
@@ -112,6 +113,7 @@ class _Document:
         self.line = 0  # physical lines read so far
         self.sentinel_row = [_SENTINEL]
         self.sentinel_usable = delimiter not in _SENTINEL and quotechar not in _SENTINEL
+        self.splittable = delimiter != quotechar and not {delimiter, quotechar} & {"\r", "\n"}
 
     def items(self) -> Iterator[Any]:
         if self.columns is not None:
@@ -134,37 +136,67 @@ class _Document:
     def _whole(self, chunk: str, width: int) -> list[list[str]] | None:
         """The chunk's rows read in one call, or None when it needs reading row
         by row (see the module's docstring)."""
-        if self.quotechar not in chunk and (
-            "\r" not in chunk or chunk.count("\r") == chunk.count("\r\n")
-        ):
-            lines = (chunk.replace("\r\n", "\n") if "\r" in chunk else chunk).split("\n")
-            if not lines[-1]:
-                lines.pop()  # the chunk ended with its last line's newline
-            if "" in lines or max(map(len, lines)) > csv.field_size_limit():
-                return None  # a blank line, or a field the reader would refuse
-            rows = list(map(str.split, lines, itertools.repeat(self.delimiter)))
-            read = len(lines)
-        elif self.sentinel_usable:
-            ends_line = chunk.endswith(("\n", "\r"))
-            reader = csv.reader(
-                io.StringIO(f"{chunk}{'' if ends_line else chr(10)}{_SENTINEL}", newline=""),
-                delimiter=self.delimiter,
-                quotechar=self.quotechar,
-                strict=False,
-            )
-            try:
-                rows = list(reader)
-            except csv.Error:
-                return None
-            if not rows or rows.pop() != self.sentinel_row:
-                return None  # the chunk ends inside a quoted field
-            read = reader.line_num - 1
-        else:
+        whole = self._split(chunk) if self.splittable else None
+        if whole is None and self.sentinel_usable:
+            whole = self._read_whole(chunk)
+        if whole is None:
             return None
+        rows, lines = whole
         if rows and set(map(len, rows)) != {width}:
             return None
-        self.line += read
+        self.line += lines
         return rows
+
+    def _split(self, chunk: str) -> tuple[list[list[str]], int] | None:
+        """Rows by ``str.split``, for a chunk of LF or CRLF lines where no value
+        holds a quote character, and either no value or every value is quoted;
+        None for any other chunk. The caller checks the widths."""
+        if "\r" in chunk:
+            eol = "\r\n"
+            lines = chunk.split(eol)
+            if chunk.count("\r") != len(lines) - 1 or chunk.count("\n") != len(lines) - 1:
+                return None  # a lone CR or LF among CRLF line ends
+        else:
+            eol = "\n"
+            lines = chunk.split(eol)
+        ended = not lines[-1]  # the chunk ends with its last line's end
+        if ended:
+            lines.pop()
+        if "" in lines or max(map(len, lines)) > csv.field_size_limit():
+            return None  # a blank line, or a field the reader would refuse
+        quote, delimiter = self.quotechar, self.delimiter
+        if quote not in chunk:
+            return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines)
+        # Every value quoted: "a","b" lines. With exactly two quote characters
+        # per value, no value holds a quote, a delimiter split or a line end.
+        body = chunk[: -len(eol)] if ended else chunk
+        if len(body) < 2 or body[0] != quote or body[-1] != quote:
+            return None
+        records = body[1:-1].split(f"{quote}{eol}{quote}")
+        if len(records) != len(lines):
+            return None
+        rows = list(map(str.split, records, itertools.repeat(f"{quote}{delimiter}{quote}")))
+        if chunk.count(quote) != 2 * sum(map(len, rows)):
+            return None
+        return rows, len(lines)
+
+    def _read_whole(self, chunk: str) -> tuple[list[list[str]], int] | None:
+        """The chunk read by csv.reader in one call, followed by the sentinel
+        line; None if the sentinel did not come back as a row of its own."""
+        ends_line = chunk.endswith(("\n", "\r"))
+        reader = csv.reader(
+            io.StringIO(f"{chunk}{'' if ends_line else chr(10)}{_SENTINEL}", newline=""),
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+            strict=False,
+        )
+        try:
+            rows = list(reader)
+        except csv.Error:
+            return None
+        if not rows or rows.pop() != self.sentinel_row:
+            return None  # the chunk ends inside a quoted field
+        return rows, reader.line_num - 1
 
     def _row_by_row(self, chunk: str) -> Iterator[Any]:
         """The chunk's records one by one: a quoted field open at its end takes

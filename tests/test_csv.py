@@ -178,3 +178,46 @@ def test_chunked_reading_is_one_csv_reader_pass(
         except SourceError:
             got = SourceError
     assert got == expected
+
+
+@st.composite
+def csv_documents(draw: st.DrawFn) -> str:
+    """CSV-like text: records of values, each quoted or not, with escaped or
+    stray quotes, delimiters and line ends inside, LF or CRLF ends."""
+    value = st.text(alphabet='ab,;"\n\r é', max_size=4)
+    quote_all = draw(st.sampled_from([True, False, None]))  # None: decided per value
+    eol = draw(st.sampled_from(["\n", "\r\n", None]))  # None: decided per record
+    text = ""
+    for values in draw(st.lists(st.lists(value, min_size=1, max_size=3), max_size=12)):
+        cells = []
+        for raw in values:
+            quoted = draw(st.booleans()) if quote_all is None else quote_all
+            escaped = raw.replace('"', '""') if quoted and draw(st.booleans()) else raw
+            cells.append(f'"{escaped}"' if quoted else escaped)
+        text += ",".join(cells) + (eol or draw(st.sampled_from(["\n", "\r\n", "\r", ""])))
+    return text
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    text=csv_documents(),
+    columns=st.sampled_from([None, ["x", "y"], ["x"]]),
+    chunk_chars=st.integers(1, 40),
+    field_limit=st.sampled_from([131072, 3]),
+)
+@example(text='"a","b"\r\n"1","2"\r\n"3",""\r\n', columns=None, chunk_chars=9, field_limit=131072)
+@example(text='"a","b"\n"1","2"\n"x,y","z"\n', columns=None, chunk_chars=30, field_limit=131072)
+def test_chunked_reading_of_csv_like_documents(
+    text: str, columns: list[str] | None, chunk_chars: int, field_limit: int
+) -> None:
+    """Quoted, unquoted and mixed records read in chunks give one csv.reader pass's records."""
+    with reading(chunk_chars, field_limit):
+        try:
+            expected: Any = one_pass(text, ",", columns)
+        except SourceError:
+            expected = SourceError
+        try:
+            got: Any = parse(text.encode(), columns=columns)
+        except SourceError:
+            got = SourceError
+    assert got == expected
