@@ -201,6 +201,9 @@ _MAGIC: Final = (
     (b"\xfd7zXZ\x00", "xz"),
 )
 
+#: Recognised so that a zstd file gets a clear error rather than garbled records.
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+
 
 def _decompressor(kind: str) -> Any:
     if kind == "gzip":
@@ -219,6 +222,11 @@ def decompressed(chunks: Iterator[bytes], origin: str) -> Iterator[bytes]:
         if len(head) >= 6:
             break
     kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if head.startswith(_ZSTD_MAGIC):
+        raise SourceError(
+            f"{origin}: the data is zstd-compressed, and this Python has no zstd "
+            "decoder in its standard library: decompress it first (or use gzip, bz2, xz)"
+        )
     if kind is None:
         if head:
             yield head

@@ -131,6 +131,14 @@ def test_compressed_sources_are_read_transparently(compress: Callable[[bytes], b
     assert parse(XmlParser(), compress(b"<r><record><a>1</a></record></r>")) == [{"a": "1"}]
 
 
+def test_zstd_data_is_named_not_misread() -> None:
+    """zstd data (no decoder in the standard library) is a SourceError saying so."""
+    frame = b"\x28\xb5\x2f\xfd\x04\x58\x41\x00\x00a,b\n1,2\n"
+    for parser in (CsvParser(), JsonParser(), XmlParser()):
+        with pytest.raises(SourceError, match="zstd-compressed"):
+            parse(parser, frame)
+
+
 def test_concatenated_gzip_members_and_truncated_data() -> None:
     data = b"".join(f"{i},{i * i}\n".encode() for i in range(20000))
     joined = gzip.compress(b"n,sq\n" + data[:1000]) + gzip.compress(data[1000:])
