@@ -1,11 +1,12 @@
 """Prepare throughput and memory on a large CSV, against plain csv.reader.
 
-    python benchmarks/prepare.py --size-mb 1024 [--style plain|quoted|crlf] [--repeat 3]
+    python benchmarks/prepare.py --size-mb 1024 [--style plain|quoted|crlf|mixed] [--repeat 3]
 
 Generates a users CSV of about --size-mb (kept in --dir, reused if present):
-``plain`` has no quotes and LF line ends, ``quoted`` quotes every field (the
-CSV parser then hands chunks to csv.reader rather than splitting them),
-``crlf`` ends lines with CRLF. Then, in this one process, --repeat times:
+``plain`` has no quotes and LF line ends, ``quoted`` quotes every field,
+``crlf`` ends lines with CRLF (all three are split by ``str.split``), and
+``mixed`` quotes only the names that hold a comma, one row in eight (chunks
+then go to ``csv.reader`` whole). Then, in this one process, --repeat times:
 iterates it with csv.reader (the baseline rows/s) and prepares it into a
 Redis server (--url, else REDIS_URL, else an embedded one). Prints one JSON
 line: rows, file MB, csv.reader and prepare rows/s of the best run of each,
@@ -38,6 +39,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def name(i: int, q: str, style: str) -> str:
+    if style == "mixed" and i % 8 == 0:
+        return f'"Doe, User {i}"'
+    return f"{q}User {i}{q}"
+
+
 def generate(path: Path, size_mb: int, style: str = "plain") -> int:
     target = size_mb * 1024 * 1024
     rows = 0
@@ -48,7 +55,7 @@ def generate(path: Path, size_mb: int, style: str = "plain") -> int:
         written = 0
         while written < target:
             lines = [
-                f"{q}user{i}@example.com{q},{q}User {i}{q},{q}{18 + i % 60}{q},"
+                f"{q}user{i}@example.com{q},{name(i, q, style)},{q}{18 + i % 60}{q},"
                 f"{q}{COUNTRIES[i % 5]}{q},{q}2024-{1 + i % 12:02d}-{1 + i % 28:02d}{q},"
                 f"{q}red;green;blue{q}{end}"
                 for i in range(rows, rows + 10000)
@@ -68,7 +75,7 @@ def count_rows(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1024)
-    parser.add_argument("--style", choices=("plain", "quoted", "crlf"), default="plain")
+    parser.add_argument("--style", choices=("plain", "quoted", "crlf", "mixed"), default="plain")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--url", default=os.environ.get("REDIS_URL"))

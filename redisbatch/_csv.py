@@ -5,18 +5,21 @@ The document is read in chunks of whole lines. A chunk is handed to C code in
 one call whenever that is provably the same as reading it line by line with
 the standard library's ``csv.reader``:
 
-- LF or CRLF line ends only, and no value holding a quote character, with
-  either no value quoted or every value quoted (``"a","b"``): every line is
-  one record and ``str.split`` gives its values, exactly what the reader
-  would;
-- otherwise the chunk goes to ``csv.reader`` whole, followed by a sentinel
-  line: reading the sentinel back as a row of its own proves the chunk ended
-  between records rather than inside a quoted field.
+- LF or CRLF line ends only, and each line one record: a line without a
+  quote character is split with ``str.split``, which gives exactly what the
+  reader would; lines with quotes go to ``csv.reader`` in one call, followed
+  by a sentinel line (reading the sentinel back as a row of its own proves
+  that none of them left a quoted field open); lines with every value
+  quoted and no quote inside (``"a","b"``) are split on ``","``;
+- otherwise the chunk goes to ``csv.reader`` whole, followed by the sentinel
+  line, which proves the chunk ended between records rather than inside a
+  quoted field.
 
 Either way the rows must all have the header's width. A chunk that fails any
 check (a quoted field running past its end, a blank line, a row of the wrong
-width, a reader error) is read again row by row, which names the physical
-line of every bad row and follows a quoted field into the next lines.
+width, a line longer than the field-size limit, a reader error) is read again
+row by row, which names the physical line of every bad row and follows a
+quoted field into the next lines.
 """
 
 from __future__ import annotations
@@ -153,9 +156,9 @@ class _Document:
         return rows
 
     def _split(self, chunk: str) -> tuple[list[list[str]], int] | None:
-        """Rows by ``str.split``, for a chunk of LF or CRLF lines where no value
-        holds a quote character, and either no value or every value is quoted;
-        None for any other chunk. The caller checks the widths."""
+        """Rows mostly by ``str.split``, for a chunk of LF or CRLF lines that
+        are one record each; None for any other chunk. The caller checks the
+        widths."""
         if "\r" in chunk:
             eol = "\r\n"
             lines = chunk.split(eol)
@@ -172,18 +175,52 @@ class _Document:
         quote, delimiter = self.quotechar, self.delimiter
         if quote not in chunk:
             return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines)
-        # Every value quoted: "a","b" lines. With exactly two quote characters
-        # per value, no value holds a quote, a delimiter split or a line end.
-        body = chunk[: -len(eol)] if ended else chunk
+        rows = self._all_quoted(chunk[: -len(eol)] if ended else chunk, eol, len(lines))
+        if rows is None and self.sentinel_usable:
+            rows = self._some_quoted(lines)
+        return None if rows is None else (rows, len(lines))
+
+    def _all_quoted(self, body: str, eol: str, lines: int) -> list[list[str]] | None:
+        """Rows of ``"a","b"`` lines (every value quoted), split on the
+        quote-delimiter-quote triple. Exactly two quote characters per value
+        prove that no value holds a quote, nor a delimiter or line end that
+        the split would have cut."""
+        quote = self.quotechar
         if len(body) < 2 or body[0] != quote or body[-1] != quote:
             return None
         records = body[1:-1].split(f"{quote}{eol}{quote}")
-        if len(records) != len(lines):
+        if len(records) != lines:
             return None
-        rows = list(map(str.split, records, itertools.repeat(f"{quote}{delimiter}{quote}")))
-        if chunk.count(quote) != 2 * sum(map(len, rows)):
+        separator = f"{quote}{self.delimiter}{quote}"
+        rows = list(map(str.split, records, itertools.repeat(separator)))
+        if body.count(quote) != 2 * sum(map(len, rows)):
             return None
-        return rows, len(lines)
+        return rows
+
+    def _some_quoted(self, lines: list[str]) -> list[list[str]] | None:
+        """Rows of lines of which some hold quotes: the others are split, those
+        go to csv.reader in one call, followed by the sentinel line. The
+        sentinel coming back as a row of its own proves that each of them
+        ended its record (no quoted line end), so reading them apart from
+        their neighbours changed nothing."""
+        quote = self.quotechar
+        quoted = [i for i, line in enumerate(lines) if quote in line]
+        reader = csv.reader(
+            [*(lines[i] for i in quoted), _SENTINEL],
+            delimiter=self.delimiter,
+            quotechar=quote,
+            strict=False,
+        )
+        try:
+            read = list(reader)
+        except csv.Error:
+            return None
+        if len(read) != len(quoted) + 1 or read.pop() != self.sentinel_row:
+            return None
+        rows = list(map(str.split, lines, itertools.repeat(self.delimiter)))
+        for i, row in zip(quoted, read, strict=True):
+            rows[i] = row
+        return rows
 
     def _read_whole(self, chunk: str) -> tuple[list[list[str]], int] | None:
         """The chunk read by csv.reader in one call, followed by the sentinel
