@@ -1,17 +1,24 @@
 """Prepare throughput and memory on a large CSV, against plain csv.reader.
 
-    python benchmarks/prepare.py --size-mb 1024 [--style plain|quoted|crlf|mixed] [--repeat 3]
+    python benchmarks/prepare.py --size-mb 1024 [--style STYLE] [--repeat 3]
 
-Generates a users CSV of about --size-mb (kept in --dir, reused if present):
-``plain`` has no quotes and LF line ends, ``quoted`` quotes every field,
-``crlf`` ends lines with CRLF (all three are split by ``str.split``), and
-``mixed`` quotes only the names that hold a comma, one row in eight (chunks
-then go to ``csv.reader`` whole). Then, in this one process, --repeat times:
-iterates it with csv.reader (the baseline rows/s) and prepares it into a
-Redis server (--url, else REDIS_URL, else an embedded one). Prints one JSON
-line: rows, file MB, csv.reader and prepare rows/s of the best run of each,
-the ratio of every run pair and their median, and the process's peak RSS in
-MB (ru_maxrss) after the baseline and after preparing.
+Generates a users CSV of about --size-mb (kept in --dir, reused if present)
+in one of these styles:
+
+- ``plain``: no quotes, LF line ends;
+- ``quoted``: every field quoted;
+- ``crlf``: CRLF line ends (these three are split with ``str.split``);
+- ``mixed``: one name in eight quoted for the comma it holds (those lines
+  go to ``csv.reader``);
+- ``multiline``: one name in eight quoted for the line break it holds
+  (whole chunks go to ``csv.reader``).
+
+Then, in this one process, --repeat times: iterates it with csv.reader (the
+baseline rows/s) and prepares it into a Redis server (--url, else REDIS_URL,
+else an embedded one). Prints one JSON line: rows, file MB, csv.reader and
+prepare rows/s of the best run of each, the ratio of every run pair and
+their median, and the process's peak RSS in MB (ru_maxrss) after the
+baseline and after preparing.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from redisbatch import CsvParser, DistributedImport, FileSource
 from redisbatch._embedded import EmbeddedServer
 
 COUNTRIES = ("DE", "FR", "US", "JP", "BR")
+STYLES = ("plain", "quoted", "crlf", "mixed", "multiline")
 
 
 def peak_rss_mb() -> float:
@@ -42,6 +50,8 @@ def peak_rss_mb() -> float:
 def name(i: int, q: str, style: str) -> str:
     if style == "mixed" and i % 8 == 0:
         return f'"Doe, User {i}"'
+    if style == "multiline" and i % 8 == 0:
+        return f'"User {i}\nsecond line"'
     return f"{q}User {i}{q}"
 
 
@@ -50,7 +60,8 @@ def generate(path: Path, size_mb: int, style: str = "plain") -> int:
     rows = 0
     q = '"' if style == "quoted" else ""
     end = "\r\n" if style == "crlf" else "\n"
-    with path.open("w", encoding="utf-8", newline="") as out:
+    partial = path.with_name(path.name + ".partial")  # an interrupted run leaves no file to reuse
+    with partial.open("w", encoding="utf-8", newline="") as out:
         out.write(f"email,name,age,country,signup_date,tags{end}")
         written = 0
         while written < target:
@@ -64,6 +75,7 @@ def generate(path: Path, size_mb: int, style: str = "plain") -> int:
             out.write(chunk)
             written += len(chunk)
             rows += len(lines)
+    partial.replace(path)
     return rows
 
 
@@ -75,7 +87,7 @@ def count_rows(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1024)
-    parser.add_argument("--style", choices=("plain", "quoted", "crlf", "mixed"), default="plain")
+    parser.add_argument("--style", choices=STYLES, default="plain")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--url", default=os.environ.get("REDIS_URL"))

@@ -44,6 +44,11 @@ __all__ = ["CsvParser"]
 CHUNK_CHARS: Final = 1 << 14
 #: The sample the delimiter is sniffed from, when it is not given.
 _SNIFF_CHARS: Final = 1 << 16
+#: The longest physical line held in memory (or csv.field_size_limit(), if
+#: that is larger). A longer line is a PARSE_ERROR, read through without
+#: being kept: a file with no line ends at all is never loaded whole.
+LINE_CHARS: Final = 1 << 24
+_LINE_ENDS: Final = ("\n", "\r")
 _SNIFFED: Final = ",;\t|"
 _SENTINEL: Final = "\ue000redisbatch end of chunk\ue000"
 
@@ -87,8 +92,8 @@ class CsvParser(Parser):
             delimiter = self.delimiter
             if delimiter is None:
                 first = text.read(_SNIFF_CHARS)
-                first += text.readline()  # end the sample on a line boundary
-                delimiter = _sniff(first)
+                whole_lines = max(first.rfind("\n"), first.rfind("\r")) + 1
+                delimiter = _sniff(first[:whole_lines] or first)
             document = _Document(text, first, delimiter, self.quotechar, self.columns, origin)
             yield from document.items()
         except UnicodeDecodeError as exc:
@@ -113,12 +118,13 @@ class _Document:
         origin: str,
     ) -> None:
         self.text = text
-        self.first = first  # text read ahead (the sniffing sample)
+        self.first = first  # text read ahead (the sniffing sample), the start of the first chunk
         self.delimiter = delimiter
         self.quotechar = quotechar
         self.columns = columns
         self.origin = origin
         self.line = 0  # physical lines read so far
+        self.overlong_next = False  # the next line is overlong, and read through already
         self.sentinel_row = [_SENTINEL]
         self.sentinel_usable = delimiter not in _SENTINEL and quotechar not in _SENTINEL
         self.splittable = delimiter != quotechar and not {delimiter, quotechar} & {"\r", "\n"}
@@ -127,19 +133,53 @@ class _Document:
         if self.columns is not None:
             yield Header(self.columns)
         for chunk in self._chunks():
+            if chunk is None:  # an overlong line, read through
+                self.line += 1
+                yield self._overlong(self.line)
+                continue
             rows = None if self.columns is None else self._whole(chunk, len(self.columns))
             if rows is None:
                 yield from self._row_by_row(chunk)
             elif rows:
                 yield RowBlock(rows)
 
-    def _chunks(self) -> Iterator[str]:
-        if self.first:
-            first, self.first = self.first, ""
-            yield first
-        read, readline = self.text.read, self.text.readline
-        while chunk := read(CHUNK_CHARS):
-            yield chunk + readline()
+    def _chunks(self) -> Iterator[str | None]:
+        """Whole lines, a chunk at a time; None in place of an overlong line."""
+        while chunk := self.first + self.text.read(CHUNK_CHARS):
+            self.first = ""
+            try:
+                yield chunk + self.next_line()
+            except _OverlongLine:  # the line the chunk ends in
+                whole_lines = max(chunk.rfind("\n"), chunk.rfind("\r")) + 1
+                # A quoted field open at the end of the whole lines meets it
+                # when it reads on; else it comes after them.
+                self.overlong_next = True
+                if whole_lines:
+                    yield chunk[:whole_lines]
+                if self.overlong_next:
+                    self.overlong_next = False
+                    yield None
+
+    def next_line(self) -> str:
+        """The document's next line ("" at its end); raises _OverlongLine,
+        having read through it, for a line longer than the limit."""
+        if self.overlong_next:
+            self.overlong_next = False
+            raise _OverlongLine
+        limit = max(LINE_CHARS, csv.field_size_limit())
+        line = self.text.readline(limit)
+        if len(line) < limit or line.endswith(_LINE_ENDS):
+            return line
+        while line and not line.endswith(_LINE_ENDS):
+            line = self.text.readline(limit)
+        raise _OverlongLine
+
+    def _overlong(self, line: int) -> ParseFailure:
+        limit = max(LINE_CHARS, csv.field_size_limit())
+        message = f"line {line}: longer than {limit} characters"
+        if self.columns is None:
+            raise SourceError(f"{self.origin}: cannot read the header: {message}")
+        return ParseFailure(message, {})
 
     def _whole(self, chunk: str, width: int) -> list[list[str]] | None:
         """The chunk's rows read in one call, or None when it needs reading row
@@ -244,25 +284,20 @@ class _Document:
         """The chunk's records one by one: a quoted field open at its end takes
         the next lines of the document until it closes."""
         lines = io.StringIO(chunk, newline="").readlines()
-        given = 0
-
-        def feed() -> Iterator[str]:
-            nonlocal given
-            for line in itertools.chain(lines, self.text):
-                given += 1
-                yield line
-
-        reader = csv.reader(
-            feed(), delimiter=self.delimiter, quotechar=self.quotechar, strict=False
-        )
+        feed = _Feed(lines, self)
+        reader = csv.reader(feed, delimiter=self.delimiter, quotechar=self.quotechar, strict=False)
         block: list[list[str]] = []
-        while given < len(lines):
+        while feed.given < len(lines):
             try:
                 row = next(reader)
             except StopIteration:
                 break
+            except _OverlongLine:  # in a quoted field that ran past the chunk
+                yield from _flushed(block)
+                yield self._overlong(self.line + feed.given)
+                continue
             except csv.Error as exc:
-                failure = ParseFailure(f"line {self.line + reader.line_num}: {exc}", {})
+                failure = ParseFailure(f"line {self.line + feed.given}: {exc}", {})
                 if self.columns is None:
                     raise SourceError(
                         f"{self.origin}: cannot read the header: {failure.message}"
@@ -273,19 +308,47 @@ class _Document:
             if not row:
                 continue  # a blank line is no record
             if self.columns is None:
-                self.columns = _header(row, self.origin, self.line + reader.line_num)
+                self.columns = _header(row, self.origin, self.line + feed.given)
                 yield Header(self.columns)
             elif len(row) == len(self.columns):
                 block.append(row)
             else:
                 yield from _flushed(block)
                 yield ParseFailure(
-                    f"line {self.line + reader.line_num}: expected {len(self.columns)} "
+                    f"line {self.line + feed.given}: expected {len(self.columns)} "
                     f"values, got {len(row)}",
                     _raw_of(self.columns, row),
                 )
         yield from _flushed(block)
-        self.line += given
+        self.line += feed.given
+
+
+class _OverlongLine(Exception):
+    """A line longer than the limit was read through."""
+
+
+class _Feed:
+    """The lines csv.reader reads a chunk from, row by row: the chunk's, then
+    the document's for a quoted field open at its end. An iterator object
+    rather than a generator, so that it goes on after an overlong line."""
+
+    def __init__(self, lines: list[str], document: _Document) -> None:
+        self.lines = lines
+        self.document = document
+        self.given = 0  # lines handed out, overlong ones included
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        self.given += 1
+        if self.given <= len(self.lines):
+            return self.lines[self.given - 1]
+        line = self.document.next_line()
+        if not line:
+            self.given -= 1
+            raise StopIteration
+        return line
 
 
 def _flushed(block: list[list[str]]) -> Iterator[RowBlock]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -221,3 +222,60 @@ def test_chunked_reading_of_csv_like_documents(
         except SourceError:
             got = SourceError
     assert got == expected
+
+
+@contextmanager
+def line_limit(chars: int) -> Iterator[None]:
+    """Lines over ``chars`` are overlong (chunks and the field limit set below it)."""
+    saved = _csv.LINE_CHARS
+    _csv.LINE_CHARS = chars  # type: ignore[misc]
+    try:
+        with reading(64, min(chars, 100)):
+            yield
+    finally:
+        _csv.LINE_CHARS = saved  # type: ignore[misc]
+
+
+def test_an_overlong_line_is_a_located_parse_error() -> None:
+    """A line over the line limit fails as a PARSE_ERROR naming it; its neighbours are kept."""
+    with line_limit(1000):
+        items = parse("a,b\n1,2\n" + "x" * 5000 + "\n3,4\n")
+    assert items == [
+        Header(["a", "b"]),
+        ["1", "2"],
+        ParseFailure("line 3: longer than 1000 characters", {}),
+        ["3", "4"],
+    ]
+
+
+def test_an_overlong_line_inside_a_quoted_field() -> None:
+    """An overlong line met while a quoted field runs past a chunk fails that record only."""
+    text = 'a,b\n1,"start\n' + "z" * 5000 + '\nend"\n3,4\n'
+    with line_limit(1000):
+        items = parse(text)
+    assert items == [
+        Header(["a", "b"]),
+        ParseFailure("line 3: longer than 1000 characters", {}),
+        ParseFailure("line 4: expected 2 values, got 1", {"a": 'end"'}),
+        ["3", "4"],
+    ]
+
+
+def test_a_document_without_line_ends_is_not_loaded_whole() -> None:
+    """20 MB without a line end: a PARSE_ERROR read in bounded memory (a SourceError as header)."""
+
+    def endless() -> Iterator[bytes]:
+        for _ in range(320):
+            yield b"x" * 65536
+
+    with line_limit(1 << 16):
+        tracemalloc.start()
+        try:
+            items = flatten(CsvParser(columns=["a"]).records(endless(), "<stream>"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert items == [Header(["a"]), ParseFailure("line 1: longer than 65536 characters", {})]
+        assert peak < 4 * 2**20, peak
+        with pytest.raises(SourceError, match="cannot read the header: line 1: longer than"):
+            flatten(CsvParser().records(endless(), "<stream>"))
