@@ -5,12 +5,12 @@ The document is read in chunks of whole lines. A chunk is handed to C code in
 one call whenever that is provably the same as reading it line by line with
 the standard library's ``csv.reader``:
 
-- LF or CRLF line ends only, and each line one record: a line without a
-  quote character is split with ``str.split``, which gives exactly what the
-  reader would; lines with quotes go to ``csv.reader`` in one call, followed
-  by a sentinel line (reading the sentinel back as a row of its own proves
-  that none of them left a quoted field open); lines with every value
-  quoted and no quote inside (``"a","b"``) are split on ``","``;
+- LF or CRLF line ends only: a line without a quote character is one
+  record, and ``str.split`` gives exactly what the reader would; runs of
+  lines with quotes go to ``csv.reader`` in one call, each followed by a
+  sentinel line (reading every sentinel back as a row of its own proves
+  that no run left a quoted field open); lines with every value quoted and
+  no quote inside (``"a","b"``) are split on ``","``;
 - otherwise the chunk goes to ``csv.reader`` whole, followed by the sentinel
   line, which proves the chunk ended between records rather than inside a
   quoted field.
@@ -216,8 +216,8 @@ class _Document:
         if quote not in chunk:
             return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines)
         rows = self._all_quoted(chunk[: -len(eol)] if ended else chunk, eol, len(lines))
-        if rows is None and self.sentinel_usable:
-            rows = self._some_quoted(lines)
+        if rows is None and self.sentinel_usable and _SENTINEL[0] not in chunk:
+            rows = self._some_quoted(lines, eol)
         return None if rows is None else (rows, len(lines))
 
     def _all_quoted(self, body: str, eol: str, lines: int) -> list[list[str]] | None:
@@ -237,29 +237,44 @@ class _Document:
             return None
         return rows
 
-    def _some_quoted(self, lines: list[str]) -> list[list[str]] | None:
-        """Rows of lines of which some hold quotes: the others are split, those
-        go to csv.reader in one call, followed by the sentinel line. The
-        sentinel coming back as a row of its own proves that each of them
-        ended its record (no quoted line end), so reading them apart from
-        their neighbours changed nothing."""
+    def _some_quoted(self, lines: list[str], eol: str) -> list[list[str]] | None:
+        """Rows of lines of which some hold quotes. The others are split; each
+        run of consecutive lines with quotes goes to csv.reader with its line
+        ends (a quoted field may span the run), all runs in one call, each
+        followed by the sentinel line. Every sentinel coming back as a row of
+        its own proves that every run ended its last record, so reading the
+        runs apart from their neighbours changed nothing."""
         quote = self.quotechar
-        quoted = [i for i, line in enumerate(lines) if quote in line]
-        reader = csv.reader(
-            [*(lines[i] for i in quoted), _SENTINEL],
-            delimiter=self.delimiter,
-            quotechar=quote,
-            strict=False,
-        )
+        runs: list[list[int]] = []  # [first, last + 1] line of each run
+        feed: list[str] = []
+        for i, line in enumerate(lines):
+            if quote not in line:
+                continue
+            if runs and runs[-1][1] == i:
+                runs[-1][1] = i + 1
+            else:
+                if runs:
+                    feed.append(_SENTINEL)
+                runs.append([i, i + 1])
+            feed.append(line + eol)
+        feed.append(_SENTINEL)
+        reader = csv.reader(feed, delimiter=self.delimiter, quotechar=quote, strict=False)
         try:
             read = list(reader)
         except csv.Error:
             return None
-        if len(read) != len(quoted) + 1 or read.pop() != self.sentinel_row:
+        sentinel = self.sentinel_row
+        if read.count(sentinel) != len(runs) or read[-1] != sentinel:
             return None
-        rows = list(map(str.split, lines, itertools.repeat(self.delimiter)))
-        for i, row in zip(quoted, read, strict=True):
-            rows[i] = row
+        split = list(map(str.split, lines, itertools.repeat(self.delimiter)))
+        rows: list[list[str]] = []
+        done = taken = 0  # lines done, rows of ``read`` taken
+        for first, end in runs:
+            rows += split[done:first]
+            run_end = read.index(sentinel, taken)
+            rows += read[taken:run_end]
+            done, taken = end, run_end + 1
+        rows += split[done:]
         return rows
 
     def _read_whole(self, chunk: str) -> tuple[list[list[str]], int] | None:

@@ -208,6 +208,12 @@ def csv_documents(draw: st.DrawFn) -> str:
 )
 @example(text='"a","b"\r\n"1","2"\r\n"3",""\r\n', columns=None, chunk_chars=9, field_limit=131072)
 @example(text='"a","b"\n"1","2"\n"x,y","z"\n', columns=None, chunk_chars=30, field_limit=131072)
+@example(  # data that reads as the sentinel row must not pass for it
+    text=f'1,"x\np,q,r\ny",2\n"{_csv._SENTINEL}"\n',
+    columns=["x", "y", "z"],
+    chunk_chars=200,
+    field_limit=131072,
+)
 def test_chunked_reading_of_csv_like_documents(
     text: str, columns: list[str] | None, chunk_chars: int, field_limit: int
 ) -> None:
