@@ -26,7 +26,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from xml.etree import ElementTree
 
 import msgspec
@@ -124,6 +124,11 @@ class RowBlock:
         return len(self.rows)
 
 
+#: The largest NDJSON line or JSON array element held in memory. A larger one
+#: is a PARSE_ERROR, read through without being kept: memory stays bounded
+#: whatever a document holds.
+RECORD_BYTES: Final = 1 << 24
+
 _JSON_STRUCTURE = re.compile(rb'["\[\]{},]')
 _JSON_STRING_END = re.compile(rb'["\\]')
 _WHITESPACE = b" \t\r\n"
@@ -134,7 +139,8 @@ class JsonParser(Parser):
     apart by the first character. Both stream: an array is cut into its
     elements as bytes arrive, so a 2 GB array never sits in memory.
 
-    An element or line that is not an object, and a malformed NDJSON line, is a
+    An element or line that is not an object, a malformed NDJSON line, and an
+    element or line larger than ``RECORD_BYTES`` (read through, not kept) is a
     ``PARSE_ERROR`` record; a truncated or broken array is a ``SourceError``
     naming the byte offset.
     """
@@ -168,17 +174,40 @@ def _as_record(value: Any, where: str) -> Any:
 
 
 def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
-    pending = b""
-    line_number = 0
+    pieces: list[bytes] = []  # the start of a line that goes on in the next chunk
+    held = 0  # bytes in pieces
+    overlong = False  # the current line passed RECORD_BYTES: its bytes are dropped
+    number = 0
     for chunk in chunks:
-        pending += chunk
-        lines = pending.split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            line_number += 1
-            yield from _ndjson_line(line, line_number)
-    if pending:
-        yield from _ndjson_line(pending, line_number + 1)
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if lines:  # the line begun in earlier chunks ends in this one
+            if overlong or held + len(lines[0]) > RECORD_BYTES:
+                number += 1
+                yield _too_large(f"line {number}")
+                del lines[0]
+            elif pieces:
+                pieces.append(lines[0])
+                lines[0] = b"".join(pieces)
+            pieces, held, overlong = [], 0, False
+            for line in lines:
+                number += 1
+                yield from _ndjson_line(line, number)
+        if overlong or not tail:
+            continue
+        if held + len(tail) > RECORD_BYTES:
+            pieces, held, overlong = [], 0, True
+        else:
+            pieces.append(tail)
+            held += len(tail)
+    if overlong:
+        yield _too_large(f"line {number + 1}")
+    elif pieces:
+        yield from _ndjson_line(b"".join(pieces), number + 1)
+
+
+def _too_large(where: str) -> ParseFailure:
+    return ParseFailure(f"{where}: larger than {RECORD_BYTES} bytes", {})
 
 
 def _ndjson_line(line: bytes, number: int) -> Iterator[Any]:
@@ -214,6 +243,7 @@ class _ArrayScanner:
         self.depth = 0
         self.in_string = False
         self.element_start = 0  # where the current element starts in buffer
+        self.oversized = False  # the current element passed RECORD_BYTES: not kept
         self.count = 0
         self.done = False
 
@@ -229,7 +259,9 @@ class _ArrayScanner:
             self._after_end(bytes(self.buffer[self.position :]))
             self.buffer.clear()
             return elements
-        keep = self.element_start if self.depth >= 1 else self.position
+        if self.depth >= 1 and self.position - self.element_start > RECORD_BYTES:
+            self.oversized = True
+        keep = self.element_start if self.depth >= 1 and not self.oversized else self.position
         if keep:
             del self.buffer[:keep]
             self.base += keep
@@ -281,8 +313,11 @@ class _ArrayScanner:
         """A comma or the closing bracket at depth 1 ends an element."""
         if char == 0x7D:
             raise SourceError(f"{self.origin}: unbalanced '}}' at byte {self.base + at}")
-        text = bytes(self.buffer[self.element_start : at]).strip(_WHITESPACE)
-        if text:
+        if self.oversized:  # read through, not kept
+            elements.append(_too_large(f"element {self.count}"))
+            self.count += 1
+            self.oversized = False
+        elif text := bytes(self.buffer[self.element_start : at]).strip(_WHITESPACE):
             elements.append(
                 _array_element(text, self.count, self.base + self.element_start, self.origin)
             )

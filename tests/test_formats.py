@@ -7,7 +7,9 @@ import bz2
 import csv
 import gzip
 import lzma
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from redisbatch import (
     Parser,
     SourceError,
     XmlParser,
+    _parsers,
 )
 from redisbatch._parsers import Header, ParseFailure, RowBlock
 from redisbatch._sources import decompressed
@@ -73,6 +76,84 @@ def test_ndjson_lines_with_a_bad_line_and_crlf() -> None:
     assert items[0] == {"a": 1} and items[1] == {"a": 2} and items[4] == {"a": "é"}
     assert isinstance(items[2], ParseFailure) and items[2].message.startswith("line 4:")
     assert items[3] == ParseFailure("line 5: a JSON list, not an object", {"value": [1]})
+
+
+@contextmanager
+def record_limit(size: int) -> Iterator[None]:
+    saved = _parsers.RECORD_BYTES
+    _parsers.RECORD_BYTES = size  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        _parsers.RECORD_BYTES = saved  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("chunk", [7, 64])
+def test_ndjson_lines_over_the_limit_are_parse_errors(chunk: int) -> None:
+    """An NDJSON line over the size limit is a PARSE_ERROR naming it; its neighbours are kept."""
+    big = b'{"big": "' + b"x" * 500 + b'"}'
+    just_over = b'{"m": "' + b"y" * 100 + b'"}'  # 109 bytes: at chunk 64, its end tips it
+    data = just_over + b'\n{"a": 1}\n' + big + b'\n{"a": 2}\n' + big
+    with record_limit(100):
+        assert parse(JsonParser(), data, chunk) == [
+            ParseFailure("line 1: larger than 100 bytes", {}),
+            {"a": 1},
+            ParseFailure("line 3: larger than 100 bytes", {}),
+            {"a": 2},
+            ParseFailure("line 5: larger than 100 bytes", {}),
+        ]
+
+
+@pytest.mark.parametrize("chunk", [7, 64])
+def test_json_elements_over_the_limit_are_parse_errors(chunk: int) -> None:
+    """An array element over the size limit is a PARSE_ERROR; the scan goes on past it."""
+    data = b'[{"a": 1}, {"big": "' + b"x" * 500 + b'", "n": [1, {"b": "]"}]}, {"a": 2}]'
+    with record_limit(100):
+        assert parse(JsonParser(), data, chunk) == [
+            {"a": 1},
+            ParseFailure("element 1: larger than 100 bytes", {}),
+            {"a": 2},
+        ]
+
+
+@pytest.mark.parametrize(
+    ("head", "tail"), [(b'{"a": 1}\n{"big": "', b'"}\n'), (b'[{"big": "', b'"}]')]
+)
+def test_a_huge_json_record_is_read_in_bounded_memory(head: bytes, tail: bytes) -> None:
+    """20 MB in one NDJSON line or one array element never sits in memory."""
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        for _ in range(320):
+            yield b"x" * 65536
+        yield tail
+
+    with record_limit(1 << 16):
+        tracemalloc.start()
+        try:
+            items = list(JsonParser().records(chunks(), "<stream>"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert isinstance(items[-1], ParseFailure) and "larger than 65536 bytes" in items[-1].message
+    assert peak < 4 * 2**20, peak
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.sampled_from(
+            [b'{"a": 1}', b'{"b": "x\\n"}', b"", b"  ", b"[1]", b"no", b'{"c": "\xc3\xa9"}']
+        ),
+        max_size=20,
+    ),
+    end=st.sampled_from([b"", b"\n", b"\r\n"]),
+    chunk=st.integers(1, 30),
+)
+def test_ndjson_chunking_does_not_matter(lines: list[bytes], end: bytes, chunk: int) -> None:
+    """NDJSON read in chunks of any size gives what it gives read at once."""
+    data = b'{"first": 0}\n' + b"\n".join(lines) + end
+    assert parse(JsonParser(), data, chunk) == parse(JsonParser(), data, len(data))
 
 
 def test_empty_json_inputs() -> None:
