@@ -360,7 +360,9 @@ _DOCTYPE_MARKS = tuple(
 class XmlParser(Parser):
     """Streams the elements named ``record_tag`` as records: their attributes
     and the text of their child elements become fields (a child tag repeated
-    becomes a list). Elements are cleared as soon as they are read.
+    becomes a list). Elements are cleared as soon as they are read. A document
+    whose root holds elements but none named ``record_tag`` is a
+    ``SourceError`` naming what it holds.
 
     A document type declaration is refused with ``SourceError`` before any of
     it is parsed: no entity is ever expanded (billion laughs) or fetched (XXE).
@@ -376,7 +378,7 @@ class XmlParser(Parser):
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
         parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
-        stack: list[ElementTree.Element] = []
+        tree = _XmlTree(self.record_tag)
         tail = b""
         offset = 0
         try:
@@ -390,24 +392,50 @@ class XmlParser(Parser):
                 tail = window[-20:]
                 offset += len(chunk)
                 parser.feed(chunk)
-                yield from self._take(parser, stack)
+                yield from tree.take(parser.read_events())
             parser.close()
-            yield from self._take(parser, stack)
+            yield from tree.take(parser.read_events())
         except ElementTree.ParseError as exc:
             line, column = exc.position
             raise SourceError(
                 f"{origin}: malformed XML at line {line}, column {column}: {exc}"
             ) from None
+        if not tree.records and tree.other_tag is not None:
+            raise SourceError(
+                f"{origin}: no <{self.record_tag}> element in the document (its root holds "
+                f"<{tree.other_tag}>): set XmlParser(record_tag=...) to the records' tag"
+            )
 
-    def _take(self, parser: Any, stack: list[ElementTree.Element]) -> Iterator[dict[str, Any]]:
-        for event, element in parser.read_events():
+
+class _XmlTree:
+    """The open elements of a document being read. A record is cleared once
+    read; so is any element outside a record, so that a document whose
+    elements are not records (a wrong ``record_tag``) is not built whole."""
+
+    def __init__(self, record_tag: str) -> None:
+        self.record_tag = record_tag
+        self.stack: list[ElementTree.Element] = []
+        self.open_records = 0  # record elements among the open ones
+        self.records = 0
+        self.other_tag: str | None = None  # the first child of the root that was no record
+
+    def take(self, events: Iterable[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+        stack = self.stack
+        for event, element in events:
             if event == "start":
                 stack.append(element)
+                if element.tag == self.record_tag:
+                    self.open_records += 1
                 continue
             stack.pop()
-            if element.tag != self.record_tag:
-                continue
-            yield _element_record(element)
+            if element.tag == self.record_tag:
+                self.open_records -= 1
+                self.records += 1
+                yield _element_record(element)
+            elif self.open_records:
+                continue  # a field of the record around it
+            elif len(stack) == 1 and self.other_tag is None:
+                self.other_tag = element.tag
             element.clear()
             if stack:
                 stack[-1].remove(element)

@@ -195,6 +195,34 @@ def test_xml_entity_attacks_are_refused(attack: bytes) -> None:
         parse(XmlParser(), attack)
 
 
+def test_a_wrong_record_tag_is_named_not_an_empty_import() -> None:
+    """A document whose root holds no record_tag element is a SourceError naming what it holds."""
+    data = b"<customers><customer><id>1</id></customer></customers>"
+    with pytest.raises(SourceError, match=r"no <record> element .* holds <customer>"):
+        parse(XmlParser(), data)
+    assert parse(XmlParser(), b"<records/>") == []
+    assert parse(XmlParser(record_tag="customer"), data) == [{"id": "1"}]
+
+
+def test_xml_elements_outside_records_are_not_kept() -> None:
+    """Elements outside records are cleared as read: memory stays flat over 200,000 of them."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b"<export>"
+        for _ in range(100):  # chunks of 58 KB, as a file source reads 64 KiB
+            yield b"<meta><x>1</x><y>2</y></meta>" * 2_000
+        yield b"<record><a>1</a></record></export>"
+
+    tracemalloc.start()
+    try:
+        items = list(XmlParser().records(chunks(), "<stream>"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert items == [{"a": "1"}]
+    assert peak < 4 * 2**20, peak
+
+
 def test_malformed_xml_names_line_and_column() -> None:
     with pytest.raises(SourceError, match="line 2, column"):
         parse(XmlParser(), b"<records>\n<record><a>1</b></record></records>")
