@@ -201,8 +201,10 @@ _MAGIC: Final = (
     (b"\xfd7zXZ\x00", "xz"),
 )
 
-#: Recognised so that a zstd file gets a clear error rather than garbled records.
+#: Recognised so that a zstd file or a ZIP archive (such as an .xlsx workbook)
+#: gets a clear error rather than garbled records.
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+_ZIP_MAGIC: Final = b"PK\x03\x04"
 
 
 def _decompressor(kind: str) -> Any:
@@ -226,6 +228,11 @@ def decompressed(chunks: Iterator[bytes], origin: str) -> Iterator[bytes]:
         raise SourceError(
             f"{origin}: the data is zstd-compressed, and this Python has no zstd "
             "decoder in its standard library: decompress it first (or use gzip, bz2, xz)"
+        )
+    if head.startswith(_ZIP_MAGIC):
+        raise SourceError(
+            f"{origin}: the data is a ZIP archive (an Excel .xlsx workbook is one), not "
+            "CSV, JSON or XML: export the sheet as CSV, or unzip the file first"
         )
     if kind is None:
         if head:

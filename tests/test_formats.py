@@ -6,8 +6,10 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import io
 import lzma
 import tracemalloc
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -246,6 +248,16 @@ def test_zstd_data_is_named_not_misread() -> None:
     for parser in (CsvParser(), JsonParser(), XmlParser()):
         with pytest.raises(SourceError, match="zstd-compressed"):
             parse(parser, frame)
+
+
+def test_a_zip_archive_such_as_an_xlsx_workbook_is_named() -> None:
+    """A ZIP archive (an .xlsx workbook) is a SourceError saying what it is."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as workbook:
+        workbook.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+    for parser in (CsvParser(), JsonParser(), XmlParser()):
+        with pytest.raises(SourceError, match=r"ZIP archive \(an Excel \.xlsx"):
+            parse(parser, archive.getvalue())
 
 
 def test_concatenated_gzip_members_and_truncated_data() -> None:
