@@ -166,7 +166,7 @@ class _Document:
         if self.overlong_next:
             self.overlong_next = False
             raise _OverlongLine
-        limit = max(LINE_CHARS, csv.field_size_limit())
+        limit = _line_limit()
         line = self.text.readline(limit)
         if len(line) < limit or line.endswith(_LINE_ENDS):
             return line
@@ -175,8 +175,7 @@ class _Document:
         raise _OverlongLine
 
     def _overlong(self, line: int) -> ParseFailure:
-        limit = max(LINE_CHARS, csv.field_size_limit())
-        message = f"line {line}: longer than {limit} characters"
+        message = f"line {line}: longer than {_line_limit()} characters"
         if self.columns is None:
             raise SourceError(f"{self.origin}: cannot read the header: {message}")
         return ParseFailure(message, {})
@@ -196,8 +195,9 @@ class _Document:
         return rows
 
     def _split(self, chunk: str) -> tuple[list[list[str]], int] | None:
-        """Rows mostly by ``str.split``, for a chunk of LF or CRLF lines that
-        are one record each; None for any other chunk. The caller checks the
+        """Rows mostly by ``str.split``, for a chunk of LF or CRLF lines with
+        no blank line; None for any other chunk, or one whose quoted fields do
+        not close where the methods below can prove it. The caller checks the
         widths."""
         if "\r" in chunk:
             eol = "\r\n"
@@ -364,6 +364,10 @@ class _Feed:
             self.given -= 1
             raise StopIteration
         return line
+
+
+def _line_limit() -> int:
+    return max(LINE_CHARS, csv.field_size_limit())
 
 
 def _flushed(block: list[list[str]]) -> Iterator[RowBlock]:

@@ -34,7 +34,6 @@ import msgspec
 from ._exceptions import SourceError
 
 __all__ = [
-    "ChunkStream",
     "Header",
     "JsonParser",
     "ParseFailure",
