@@ -6,8 +6,11 @@
   handing it out, issues a fresh fencing token and returns the batch's records.
 
   A dead-lettered batch is FAILED; its records count as failed and stay
-  stored so that failed_records can list them. When nothing is claimable the
-  job may be finalized here (its last batch was just dead-lettered).
+  stored so that failed_records can list them. A batch whose records are gone
+  from the records hash (evicted, or deleted by hand) is dead-lettered at
+  once, as lost: it cannot be processed, and retrying it would only fail
+  again. When nothing is claimable the job may be finalized here (its last
+  batch was just dead-lettered).
 
   Input:
     KEYS[1] job hash
@@ -31,8 +34,8 @@
     {"JOB_NOT_FOUND"}
     {"JOB_NOT_PROCESSING", state}
   where dead_lettered is a flat list {batch_index, attempts, ...} of the
-  batches this call dead-lettered, and summary the jobSummary include's
-  figures (meaningful when finalized is 1).
+  batches this call dead-lettered (attempts 0: its records were missing), and
+  summary the jobSummary include's figures (meaningful when finalized is 1).
 ]]
 local rcall = redis.call
 local jobKey = KEYS[1]
@@ -80,7 +83,8 @@ for _ = 1, 50 do
   local idx = entryField(entry, "b")
   local attempt = rcall("HINCRBY", batchesKey, "a:" .. idx, 1)
   local token = rcall("HINCRBY", jobKey, "token_seq", 1)
-  if attempt > maxAttempts then
+  local payload = rcall("HGET", recordsKey, idx)
+  if attempt > maxAttempts or not payload then
     local count = tonumber(rcall("HGET", batchesKey, "n:" .. idx) or "0")
     rcall("XACK", queueKey, group, entry[1])
     rcall("XDEL", queueKey, entry[1])
@@ -91,7 +95,7 @@ for _ = 1, 50 do
     rcall("HINCRBY", jobKey, "failed_batches", 1)
     appendEvent(eventsKey, {"type", "batch:failed", "batch", idx, "failed", count})
     deadLettered[#deadLettered + 1] = tonumber(idx)
-    deadLettered[#deadLettered + 1] = attempt - 1
+    deadLettered[#deadLettered + 1] = payload and attempt - 1 or 0
   else
     rcall("HSET", batchesKey, "s:" .. idx, "PROCESSING", "t:" .. idx, token,
       "o:" .. idx, worker, "e:" .. idx, entry[1])
@@ -99,8 +103,8 @@ for _ = 1, 50 do
       rcall("HSET", jobKey, "started_at", serverTime())
     end
     local job = rcall("HMGET", jobKey, "columns", "total_records")
-    return {"OK", tonumber(idx), token, attempt, rcall("HGET", recordsKey, idx) or "",
-      job[1] or "", tonumber(job[2]), deadLettered, rcall("HGET", batchesKey, "d:" .. idx) or ""}
+    return {"OK", tonumber(idx), token, attempt, payload, job[1] or "", tonumber(job[2]),
+      deadLettered, rcall("HGET", batchesKey, "d:" .. idx) or ""}
   end
 end
 

@@ -33,6 +33,7 @@ __all__ = [
     "CommitReply",
     "Store",
     "StoreReply",
+    "dead_letter_reason",
 ]
 
 FINAL_STATES: Final = frozenset(("COMPLETED", "FAILED", "ABORTED"))
@@ -408,10 +409,18 @@ def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:
     return tuple(zip(values[::2], values[1::2], strict=True))
 
 
+def dead_letter_reason(attempts: int) -> str:
+    """Why a batch was dead-lettered: after ``attempts`` deliveries, or, with
+    0, because its records were gone from Redis."""
+    if attempts == 0:
+        return "batch lost: its records are gone from Redis (evicted, or deleted)"
+    return f"batch dead-lettered after {attempts} attempts"
+
+
 def _dead_lettered(
     batch: ReceivedBatch, columns: list[str], attempts: int
 ) -> list[ProcessedRecord]:
-    message = f"batch dead-lettered after {max(1, attempts - 1)} attempts"
+    message = dead_letter_reason(max(1, attempts - 1))
     return [
         ProcessedRecord(
             index=index,

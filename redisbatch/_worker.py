@@ -20,7 +20,7 @@ from ._events import (
 )
 from ._pipeline import BatchProcessor, Processor, RecordPipeline, batch_id_of
 from ._results import BatchResult, JobSummary, ProcessingContext
-from ._store import Claim, Store
+from ._store import Claim, Store, dead_letter_reason
 
 __all__ = ["emit_job_completed", "process_batch"]
 
@@ -87,7 +87,7 @@ def process_batch(
                 timestamp=time.time(),
                 batch_id=batch_id_of(dead_index),
                 batch_index=dead_index,
-                error=f"batch dead-lettered after {attempts} attempts",
+                error=dead_letter_reason(attempts),
             )
         )
     if claim.batch_index is None or claim.batch is None:

@@ -315,3 +315,21 @@ def test_scripts_flushed_mid_job_are_loaded_again(make_import: Make, client: Any
     summary = di.run_worker(job, processor)
     assert flushed == 4 and summary.processed == 200 and summary.finalized
     assert di.status(job).state == "COMPLETED"  # type: ignore[union-attr]
+
+
+def test_a_batch_whose_records_are_gone_is_lost_at_once(make_import: Make, client: Any) -> None:
+    """A batch whose records vanished (eviction) fails at its first claim; the job ends."""
+    di = make_import(batch_size=2)
+    failures: list[Any] = []
+    di.on("batch:failed", failures.append)
+    job = di.prepare(records(6)).job_id
+    client.hdel(di._core.store.keys(job).records, "1")
+    seen: list[int] = []
+    summary = di.run_worker(job, lambda r, c: seen.append(c.record_index))
+    status = di.status(job)
+    assert status is not None and status.state == "FAILED"
+    assert (status.processed_records, status.failed_records, status.failed_batches) == (4, 2, 1)
+    assert sorted(seen) == [0, 1, 4, 5] and summary.finalized
+    assert [(f.batch_index, f.error) for f in failures] == [
+        (1, "batch lost: its records are gone from Redis (evicted, or deleted)")
+    ]
