@@ -183,7 +183,7 @@ class _Document:
     def _whole(self, chunk: str, width: int) -> list[list[str]] | None:
         """The chunk's rows read in one call, or None when it needs reading row
         by row (see the module's docstring)."""
-        whole = self._split(chunk) if self.splittable else None
+        whole = self._split(chunk, width) if self.splittable else None
         if whole is None and self.sentinel_usable:
             whole = self._read_whole(chunk)
         if whole is None:
@@ -194,46 +194,52 @@ class _Document:
         self.line += lines
         return rows
 
-    def _split(self, chunk: str) -> tuple[list[list[str]], int] | None:
+    def _split(self, chunk: str, width: int) -> tuple[list[list[str]], int] | None:
         """Rows mostly by ``str.split``, for a chunk of LF or CRLF lines with
         no blank line; None for any other chunk, or one whose quoted fields do
-        not close where the methods below can prove it. The caller checks the
-        widths."""
+        not close where the methods below can prove it. The caller checks that
+        every row has ``width`` values."""
         if "\r" in chunk:
             eol = "\r\n"
-            lines = chunk.split(eol)
-            if chunk.count("\r") != len(lines) - 1 or chunk.count("\n") != len(lines) - 1:
+            ends = chunk.count(eol)
+            if chunk.count("\r") != ends or chunk.count("\n") != ends:
                 return None  # a lone CR or LF among CRLF line ends
         else:
             eol = "\n"
-            lines = chunk.split(eol)
-        ended = not lines[-1]  # the chunk ends with its last line's end
-        if ended:
-            lines.pop()
-        if "" in lines or max(map(len, lines)) > csv.field_size_limit():
-            return None  # a blank line, or a field the reader would refuse
+        body = chunk[: -len(eol)] if chunk.endswith(eol) else chunk
+        limit = csv.field_size_limit()
         quote, delimiter = self.quotechar, self.delimiter
+        if body[:1] == quote:
+            rows = self._all_quoted(body, eol, width)
+            if rows is not None:
+                if len(body) > limit and max(map(len, body.split(eol))) > limit:
+                    return None  # a field the reader would refuse
+                return rows, len(rows)
+        lines = body.split(eol)
+        if "" in lines or (len(body) > limit and max(map(len, lines)) > limit):
+            return None  # a blank line, or a field the reader would refuse
         if quote not in chunk:
             return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines)
-        rows = self._all_quoted(chunk[: -len(eol)] if ended else chunk, eol, len(lines))
-        if rows is None and self.sentinel_usable and _SENTINEL[0] not in chunk:
-            rows = self._some_quoted(lines, eol)
+        if not self.sentinel_usable or _SENTINEL[0] in chunk:
+            return None
+        rows = self._some_quoted(lines, eol)
         return None if rows is None else (rows, len(lines))
 
-    def _all_quoted(self, body: str, eol: str, lines: int) -> list[list[str]] | None:
+    def _all_quoted(self, body: str, eol: str, width: int) -> list[list[str]] | None:
         """Rows of ``"a","b"`` lines (every value quoted), split on the
-        quote-delimiter-quote triple. Exactly two quote characters per value
-        prove that no value holds a quote, nor a delimiter or line end that
-        the split would have cut."""
+        quote-delimiter-quote triple, if each line is one record. With
+        exactly two quote characters per value (``width`` values a row, which
+        the caller checks), no value holds a quote, nor a delimiter or line
+        end that the split would have cut."""
         quote = self.quotechar
-        if len(body) < 2 or body[0] != quote or body[-1] != quote:
+        if len(body) < 2 or body[-1] != quote:
             return None
         records = body[1:-1].split(f"{quote}{eol}{quote}")
-        if len(records) != lines:
-            return None
+        if len(records) != body.count(eol) + 1:
+            return None  # a line that is not "...", or a quoted line end
         separator = f"{quote}{self.delimiter}{quote}"
         rows = list(map(str.split, records, itertools.repeat(separator)))
-        if body.count(quote) != 2 * sum(map(len, rows)):
+        if body.count(quote) != 2 * width * len(rows):
             return None
         return rows
 
