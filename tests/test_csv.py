@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 
 from redisbatch import BytesSource, CsvParser, FileSource, SourceError, _csv
 from redisbatch._parsers import Header, ParseFailure, RowBlock
+from tests._memory import with_peak
 
 
 def parse(data: bytes | str, **options: Any) -> list[Any]:
@@ -275,12 +275,9 @@ def test_a_document_without_line_ends_is_not_loaded_whole() -> None:
             yield b"x" * 65536
 
     with line_limit(1 << 16):
-        tracemalloc.start()
-        try:
-            items = flatten(CsvParser(columns=["a"]).records(endless(), "<stream>"))
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        items, peak = with_peak(
+            lambda: flatten(CsvParser(columns=["a"]).records(endless(), "<stream>"))
+        )
         assert items == [Header(["a"]), ParseFailure("line 1: longer than 65536 characters", {})]
         assert peak < 4 * 2**20, peak
         with pytest.raises(SourceError, match="cannot read the header: line 1: longer than"):

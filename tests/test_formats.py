@@ -8,7 +8,6 @@ import csv
 import gzip
 import io
 import lzma
-import tracemalloc
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from redisbatch import (
 )
 from redisbatch._parsers import Header, ParseFailure, RowBlock
 from redisbatch._sources import decompressed
+from tests._memory import with_peak
 
 Make = Callable[..., DistributedImport]
 
@@ -131,12 +131,7 @@ def test_a_huge_json_record_is_read_in_bounded_memory(head: bytes, tail: bytes) 
         yield tail
 
     with record_limit(1 << 16):
-        tracemalloc.start()
-        try:
-            items = list(JsonParser().records(chunks(), "<stream>"))
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        items, peak = with_peak(lambda: list(JsonParser().records(chunks(), "<stream>")))
     assert isinstance(items[-1], ParseFailure) and "larger than 65536 bytes" in items[-1].message
     assert peak < 4 * 2**20, peak
 
@@ -215,12 +210,7 @@ def test_xml_elements_outside_records_are_not_kept() -> None:
             yield b"<meta><x>1</x><y>2</y></meta>" * 2_000
         yield b"<record><a>1</a></record></export>"
 
-    tracemalloc.start()
-    try:
-        items = list(XmlParser().records(chunks(), "<stream>"))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    items, peak = with_peak(lambda: list(XmlParser().records(chunks(), "<stream>")))
     assert items == [{"a": "1"}]
     assert peak < 4 * 2**20, peak
 
