@@ -99,9 +99,12 @@ class CsvParser(Parser):
         except UnicodeDecodeError as exc:
             line = document.line if document is not None else 0
             where = f"after line {line}, " if line else ""
+            hint = ""
+            if codecs.lookup(self.encoding).name == "utf-8":
+                hint = " (a file saved by Excel on Windows is often cp1252: try encoding='cp1252')"
             raise SourceError(
                 f"{origin}: cannot decode as {self.encoding} ({where}within the first "
-                f"{raw.offset} bytes): {exc.reason}"
+                f"{raw.offset} bytes): {exc.reason}{hint}"
             ) from None
 
 
