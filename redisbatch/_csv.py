@@ -92,7 +92,7 @@ class CsvParser(Parser):
             delimiter = self.delimiter
             if delimiter is None:
                 first = text.read(_SNIFF_CHARS)
-                whole_lines = max(first.rfind("\n"), first.rfind("\r")) + 1
+                whole_lines = _whole_lines_end(first)
                 delimiter = _sniff(first[:whole_lines] or first)
             document = _Document(text, first, delimiter, self.quotechar, self.columns, origin)
             yield from document.items()
@@ -153,7 +153,7 @@ class _Document:
             try:
                 yield chunk + self.next_line()
             except _OverlongLine:  # the line the chunk ends in
-                whole_lines = max(chunk.rfind("\n"), chunk.rfind("\r")) + 1
+                whole_lines = _whole_lines_end(chunk)
                 # A quoted field open at the end of the whole lines meets it
                 # when it reads on; else it comes after them.
                 self.overlong_next = True
@@ -267,7 +267,7 @@ class _Document:
                 runs.append([i, i + 1])
             feed.append(line + eol)
         feed.append(_SENTINEL)
-        reader = csv.reader(feed, delimiter=self.delimiter, quotechar=quote, strict=False)
+        reader = self._reader(feed)
         try:
             read = list(reader)
         except csv.Error:
@@ -286,15 +286,16 @@ class _Document:
         rows += split[done:]
         return rows
 
+    def _reader(self, lines: Iterable[str]) -> Any:
+        """The standard library's reader over ``lines``, in this document's dialect."""
+        return csv.reader(lines, delimiter=self.delimiter, quotechar=self.quotechar, strict=False)
+
     def _read_whole(self, chunk: str) -> tuple[list[list[str]], int] | None:
         """The chunk read by csv.reader in one call, followed by the sentinel
         line; None if the sentinel did not come back as a row of its own."""
-        ends_line = chunk.endswith(("\n", "\r"))
-        reader = csv.reader(
-            io.StringIO(f"{chunk}{'' if ends_line else chr(10)}{_SENTINEL}", newline=""),
-            delimiter=self.delimiter,
-            quotechar=self.quotechar,
-            strict=False,
+        ends_line = chunk.endswith(_LINE_ENDS)
+        reader = self._reader(
+            io.StringIO(f"{chunk}{'' if ends_line else chr(10)}{_SENTINEL}", newline="")
         )
         try:
             rows = list(reader)
@@ -309,7 +310,7 @@ class _Document:
         the next lines of the document until it closes."""
         lines = io.StringIO(chunk, newline="").readlines()
         feed = _Feed(lines, self)
-        reader = csv.reader(feed, delimiter=self.delimiter, quotechar=self.quotechar, strict=False)
+        reader = self._reader(feed)
         block: list[list[str]] = []
         while feed.given < len(lines):
             try:
@@ -373,6 +374,11 @@ class _Feed:
             self.given -= 1
             raise StopIteration
         return line
+
+
+def _whole_lines_end(text: str) -> int:
+    """Where the last whole line of ``text`` ends (0 if it holds none)."""
+    return max(text.rfind("\n"), text.rfind("\r")) + 1
 
 
 def _line_limit() -> int:
