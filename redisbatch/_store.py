@@ -304,7 +304,7 @@ class Store:
         keys = self.keys(job_id)
         return self._call(
             "heartbeatBatch",
-            (keys.batches, keys.leases),
+            (keys.queue, keys.batches, keys.leases),
             CONSUMER_GROUP,
             check_worker_id(worker_id),
             idx,
@@ -474,6 +474,18 @@ class Store:
             error=None if fields[4] is None else _text(fields[4]),
             sealed_by=None if fields[5] is None else _text(fields[5]),
         )
+
+    def reclaimable_in(self, job_id: str) -> Flow[float | None]:
+        """Seconds until the stalest claimed batch of the job may be reclaimed
+        under this store's stale timeout (0.0 when it already may), or None when
+        no batch is claimed. For a worker that waits on batches held by others."""
+        head = yield Command(("ZRANGE", self.keys(job_id).leases, 0, 0, "WITHSCORES"))
+        if not head:
+            return None
+        seconds, micros = yield Command(("TIME",))
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        heard_ms = float(head[0][1]) if isinstance(head[0], list | tuple) else float(head[1])
+        return max(0.0, (heard_ms + self.stale_ms - now_ms) / 1000.0)
 
     def total_batches(self, job_id: str) -> Flow[int]:
         value = yield Command(("HGET", self.keys(job_id).job, "total_batches"))

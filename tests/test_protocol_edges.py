@@ -502,3 +502,15 @@ def test_names_not_encodable_as_utf8_are_configuration_errors(make_import: Make)
     assert "a\\udc80" in str(caught.value)
     with pytest.raises(ConfigurationError, match="namespace"):
         make_import(namespace="n\udc80")
+
+
+def test_reclaimable_in_tells_when_the_stalest_lease_runs_out(make_import: Make) -> None:
+    """reclaimable_in is None with nothing claimed, else the time left on the stalest lease."""
+    di = make_import(batch_size=1, stale_batch_timeout=30)
+    job = di.prepare(records(2)).job_id
+    raw = Raw(di)
+    store = di._core.store
+    assert raw.run(store.reclaimable_in(job)) is None
+    raw.claim(job, "w")
+    left = raw.run(store.reclaimable_in(job))
+    assert left is not None and 25 < left <= 30
