@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -132,8 +133,7 @@ def test_a_lost_commit_reply_still_reports_job_complete(
     """Through a real connection cut after the server ran the finalizing commit, the
     worker still sees job_complete, and exactly one job:completed fires."""
     client = _retrying(real_url)
-    client.flushdb()
-    di = DistributedImport(client, batch_size=4, namespace="lost")
+    di = DistributedImport(client, batch_size=4, namespace=f"lost{uuid.uuid4().hex[:8]}")
     completed: list[Any] = []
     di.on("job:completed", completed.append)
     job = di.prepare(records(4)).job_id
@@ -152,8 +152,7 @@ def test_a_lost_claim_reply_does_not_hold_a_second_batch(
 ) -> None:
     """A claim re-sent after a lost reply returns the same batch; the worker holds one."""
     client = _retrying(real_url)
-    client.flushdb()
-    di = DistributedImport(client, batch_size=1, namespace="lostclaim")
+    di = DistributedImport(client, batch_size=1, namespace=f"lost{uuid.uuid4().hex[:8]}")
     job = di.prepare(records(3)).job_id
     dropped = _drop_reply_of(monkeypatch, di._core.store._scripts["claimBatch"].sha)
     claim = Raw(di).claim(job, "w")
@@ -447,8 +446,9 @@ def _gated(count: int, gate: threading.Event, after: int) -> Iterator[dict[str, 
 def test_of_two_concurrent_resumes_one_completes_and_the_other_raises(client: Any) -> None:
     """Two prepare(..., resume=True) of one interrupted job: one returns the totals,
     the other raises JobExistsError."""
-    first = DistributedImport(client, batch_size=10, namespace="twin")
-    second = DistributedImport(client, batch_size=10, namespace="twin")
+    namespace = f"twin{uuid.uuid4().hex[:8]}"
+    first = DistributedImport(client, batch_size=10, namespace=namespace)
+    second = DistributedImport(client, batch_size=10, namespace=namespace)
     first._driver.run(first._core.store.create("r", 10))  # an interrupted prepare
     gate = threading.Event()
     outcome: list[Any] = []
