@@ -2,12 +2,21 @@
   Creates a job in state PREPARING with its batch queue and consumer group.
   Refuses an id that already exists, so two orchestrators can never share a job.
 
+  The creating call brings a nonce made by the client (a uuid4), kept as the
+  job's incarnation: every fencing token of the job starts with it, so the
+  tokens of a job deleted and created again under the same id never match
+  the old ones.
+
+  Repeats: a repeat of the creating call (same nonce) answers OK with the same
+  created_at, not JOB_EXISTS.
+
   Input:
     KEYS[1] job hash
     KEYS[2] queue stream
 
     ARGV[1] consumer group name
     ARGV[2] batch size (kept on the job for status tools)
+    ARGV[3] nonce of the creating call (the job's incarnation)
 
   Output:
     {"OK", created_at}
@@ -19,14 +28,18 @@ local queueKey = KEYS[2]
 
 --- @include "includes/serverTime"
 
-if rcall("EXISTS", jobKey) == 1 then
+local existing = rcall("HMGET", jobKey, "state", "incarnation", "created_at")
+if existing[1] then
+  if existing[2] == ARGV[3] then
+    return {"OK", existing[3]}
+  end
   return {"JOB_EXISTS"}
 end
 local now = serverTime()
 rcall("HSET", jobKey, "state", "PREPARING", "sealed", "0", "created_at", now,
   "batch_size", ARGV[2], "total_records", 0, "total_batches", 0,
   "processed_records", 0, "failed_records", 0, "completed_batches", 0,
-  "failed_batches", 0, "token_seq", 0)
+  "failed_batches", 0, "token_seq", 0, "incarnation", ARGV[3])
 if rcall("EXISTS", queueKey) == 1 then
   rcall("DEL", queueKey)
 end

@@ -2,6 +2,8 @@
   A consistent snapshot of a job: its hash and the number of batches claimed
   right now (the consumer group's pending entries), read in one atomic step.
 
+  Repeats: read only; a repeat answers the job as it is at its own time.
+
   Input:
     KEYS[1] job hash
     KEYS[2] queue stream

@@ -2,6 +2,11 @@
   Stores one batch's records and publishes it on the queue, atomically, so a
   worker can claim it at once. Idempotent: storing an index that is already
   stored changes nothing (a retried pipeline or a resumed prepare is safe).
+  Refused once the job is sealed (another prepare of it completed).
+
+  Repeats: a repeat stores nothing more and answers OK with the state and the
+  unclaimed count of its own time (what the first answered, give or take the
+  claims made in between).
 
   Uniqueness: each (digest, position, field) entry of ARGV[6] is looked up
   in the unique hash; the first record to bring a digest owns it, and every
@@ -29,7 +34,7 @@
   Output:
     {"OK", state, unclaimed}  unclaimed: stored batches no worker has claimed yet
     {"JOB_NOT_FOUND"}
-    {"JOB_NOT_PROCESSING", state}  aborted or failed while preparing
+    {"JOB_NOT_PROCESSING", state}  aborted or failed while preparing, or sealed
 ]]
 local rcall = redis.call
 local jobKey = KEYS[1]
@@ -46,6 +51,9 @@ local idx = ARGV[2]
 local state, refusal = preparingState(jobKey)
 if refusal then
   return refusal
+end
+if rcall("HGET", jobKey, "sealed") == "1" then
+  return {"JOB_NOT_PROCESSING", state}
 end
 
 if rcall("HEXISTS", batchesKey, "n:" .. idx) == 0 then

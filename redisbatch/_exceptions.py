@@ -23,8 +23,8 @@ class RedisBatchError(Exception):
 class JobExistsError(RedisBatchError):
     """A job with this id already exists in the namespace."""
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"job {job_id!r} already exists")
+    def __init__(self, job_id: str, reason: str = "") -> None:
+        super().__init__(f"job {job_id!r} already exists" + (f": {reason}" if reason else ""))
         self.job_id = job_id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -48,8 +49,11 @@ def prepare(
     stored batches are unclaimed: a source read faster than workers consume it
     waits here instead of filling Redis."""
     already_stored = 0
+    # Names this prepare: its create and seal are answered, not refused, when
+    # redis-py repeats them after a lost reply; a resume has its own.
+    nonce = uuid.uuid4().hex
     try:
-        yield from store.create(job_id, batcher.batch_size)
+        yield from store.create(job_id, batcher.batch_size, nonce=nonce)
     except JobExistsError:
         if not resume:
             raise
@@ -68,10 +72,10 @@ def prepare(
                 else:
                     out.keep(batcher.add(item))
             if out.full() and (yield from out.flush()) is not None:
-                return (yield from _stopped(store, job_id))
+                return (yield from _stopped(store, job_id, nonce))
         out.keep(batcher.finish())
         if (yield from out.flush(last=True)) is not None:
-            return (yield from _stopped(store, job_id))
+            return (yield from _stopped(store, job_id, nonce))
     except Exception as exc:
         if isinstance(exc, RedisBatchError) and not isinstance(exc, SourceError):
             raise
@@ -90,9 +94,11 @@ def prepare(
         yield from store.end(job_id, "FAILED", message)
         raise SourceError(message) from exc
 
-    sealed = yield from store.seal(job_id)
+    sealed = yield from store.seal(job_id, nonce=nonce)
+    if sealed.sealed_elsewhere:
+        raise JobExistsError(job_id, _SEALED_ELSEWHERE)
     if sealed.state in ("ABORTED", "FAILED") and sealed.finalized is None:
-        return (yield from _stopped(store, job_id))
+        return (yield from _stopped(store, job_id, nonce))
     result = PrepareResult(
         job_id=job_id, total_records=sealed.total_records, total_batches=sealed.total_batches
     )
@@ -189,12 +195,27 @@ class _Outbox:
         return self.max_pending - self.unclaimed
 
 
+_SEALED_ELSEWHERE: Final = (
+    "another prepare of it (a concurrent prepare(..., resume=True)) completed it first"
+)
+_WHAT_TO_DO: Final = (
+    "delete it (delete(job_id)) to prepare it again under this id, or prepare under a new job_id"
+)
+
+
 def _resume_point(store: Store, job_id: str, batch_size: int) -> Flow[int]:
-    """How many batches an interrupted prepare stored; refuses a job that is
-    not an interrupted prepare of the same batch size."""
+    """How many batches an interrupted prepare stored; refuses, saying why, a
+    job that is not an interrupted prepare of the same batch size."""
     point = yield from store.resume_point(job_id)
-    if point is None or point.sealed or point.state not in ("PREPARING", "PAUSED"):
-        raise JobExistsError(job_id)
+    if point is None:  # created and deleted again in between
+        raise JobExistsError(job_id, "it changed while resuming; try again")
+    if point.sealed or point.state not in ("PREPARING", "PAUSED"):
+        why = f"it cannot be resumed: it is {point.state}"
+        if point.sealed and point.state not in ("COMPLETED", "FAILED", "ABORTED"):
+            why += " (its prepare already completed)"
+        if point.error:
+            why += f" (error: {point.error})"
+        raise JobExistsError(job_id, f"{why}; {_WHAT_TO_DO}")
     if point.batch_size != batch_size:
         raise ConfigurationError(
             f"resume: job {job_id!r} was prepared with batch_size={point.batch_size}, "
@@ -203,9 +224,13 @@ def _resume_point(store: Store, job_id: str, batch_size: int) -> Flow[int]:
     return point.total_batches
 
 
-def _stopped(store: Store, job_id: str) -> Flow[PrepareResult]:
+def _stopped(store: Store, job_id: str, nonce: str) -> Flow[PrepareResult]:
     """The job was aborted while preparing: the counts stored so far. A job
-    that vanished (deleted, or a server that lost its data) is an error."""
+    that vanished (deleted, or a server that lost its data) is an error; so is
+    one that another prepare of it sealed (two concurrent resumes)."""
+    point = yield from store.resume_point(job_id)
+    if point is not None and point.sealed and point.sealed_by != nonce:
+        raise JobExistsError(job_id, _SEALED_ELSEWHERE)
     status = yield from store.status(job_id)
     if status is None:
         raise RedisBatchError(

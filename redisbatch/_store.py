@@ -7,6 +7,7 @@ sync and async facades share them: only the driver differs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -23,7 +24,7 @@ from ._codec import (
 )
 from ._effects import Command, Flow, Pipeline
 from ._exceptions import JobExistsError
-from ._keys import CONSUMER_GROUP, JobKeys, jobs_index_key
+from ._keys import CONSUMER_GROUP, JobKeys, check_namespace, check_worker_id, jobs_index_key
 from ._results import JobStatus, JobSummary, ProcessedRecord
 from ._scripts import Reply, ScriptCall, scripts
 
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 FINAL_STATES: Final = frozenset(("COMPLETED", "FAILED", "ABORTED"))
+#: Entries of the namespace's job index checked per create (the oldest ones and
+#: as many at random), to drop jobs whose keys expired: bounded work per job.
+PRUNE_CHUNK: Final = 8
 _json: Final = msgspec.json.Decoder(list[tuple[int, int, int]])
 
 
@@ -46,6 +50,13 @@ def _text(value: Any) -> str:
 
 def _int(value: Any) -> int:
     return int(value) if value not in (None, b"", "") else 0
+
+
+def _request_id() -> str:
+    """A fresh id naming one state-changing call: a repeat of the call (redis-py
+    re-sending it after a lost reply) carries the same id, and the script
+    answers it as it answered the first."""
+    return uuid.uuid4().hex
 
 
 def _float(value: Any) -> float | None:
@@ -106,6 +117,8 @@ class ResumePoint:
     sealed: bool
     batch_size: int
     total_batches: int
+    error: str | None = None
+    sealed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +127,7 @@ class Sealed:
     total_batches: int
     state: str | None
     finalized: JobSummary | None
+    sealed_elsewhere: bool = False  # another prepare of the job sealed it
 
 
 class Store:
@@ -127,7 +141,7 @@ class Store:
         max_batch_attempts: int,
         retention: float | None,
     ) -> None:
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace)
         self.index_key = jobs_index_key(namespace)
         self.stale_ms = max(1, round(stale_timeout * 1000))
         self.max_batch_attempts = max_batch_attempts
@@ -143,14 +157,44 @@ class Store:
 
     # ------------------------------------------------------------ prepare
 
-    def create(self, job_id: str, batch_size: int) -> Flow[float]:
+    def create(self, job_id: str, batch_size: int, *, nonce: str | None = None) -> Flow[float]:
+        """Creates the job; ``nonce`` (a fresh one by default) names this creation:
+        a repeat of it is answered, not refused, and the job's fencing tokens
+        start with it. Prunes a few expired jobs from the namespace's index."""
         keys = self.keys(job_id)
-        reply = yield self._call("createJob", (keys.job, keys.queue), CONSUMER_GROUP, batch_size)
+        reply = yield self._call(
+            "createJob",
+            (keys.job, keys.queue),
+            CONSUMER_GROUP,
+            batch_size,
+            nonce or _request_id(),
+        )
         if _text(reply[0]) == Reply.JOB_EXISTS:
             raise JobExistsError(job_id)
         created_at = float(reply[1])
         yield Command(("ZADD", self.index_key, created_at, job_id))
+        yield from self.prune_index(exclude=job_id)
         return created_at
+
+    def prune_index(self, *, exclude: str | None = None) -> Flow[int]:
+        """Drops from the namespace's job index the jobs whose keys are gone
+        (expired after their retention): checks the PRUNE_CHUNK oldest entries
+        and PRUNE_CHUNK random ones, in one pipeline. Returns how many it dropped.
+
+        Plain commands on the index (it sits outside every job's hash tag);
+        one script call per checked job, each on its own tag."""
+        oldest = yield Command(("ZRANGE", self.index_key, 0, PRUNE_CHUNK - 1))
+        sampled = yield Command(("ZRANDMEMBER", self.index_key, PRUNE_CHUNK))
+        candidates = sorted({_text(j) for j in (*oldest, *(sampled or ()))} - {exclude})
+        if not candidates:
+            return 0
+        exists = yield Pipeline(
+            tuple(self._call("jobExists", (self.keys(job).job,)) for job in candidates)
+        )
+        gone = [job for job, found in zip(candidates, exists, strict=True) if not int(found)]
+        if gone:
+            yield Command(("ZREM", self.index_key, *gone))
+        return len(gone)
 
     def store_batches(self, job_id: str, batches: Iterable[EncodedBatch]) -> Flow[StoreReply]:
         replies = yield self.store_pipeline(job_id, batches)
@@ -188,9 +232,15 @@ class Store:
             unclaimed = int(reply[2])
         return StoreReply(stopped_state=None, unclaimed=unclaimed)
 
-    def seal(self, job_id: str) -> Flow[Sealed]:
-        reply = yield self._call("sealJob", self.keys(job_id).all, self.retention_ms)
+    def seal(self, job_id: str, *, nonce: str | None = None) -> Flow[Sealed]:
+        """Seals the job; ``nonce`` names the prepare that seals it (a job
+        sealed by another prepare answers ``sealed_elsewhere``)."""
+        reply = yield self._call(
+            "sealJob", self.keys(job_id).all, self.retention_ms, nonce or _request_id()
+        )
         code = _text(reply[0])
+        if code == Reply.JOB_EXISTS:
+            return Sealed(0, 0, None, None, sealed_elsewhere=True)
         if code != Reply.OK:
             return Sealed(0, 0, _text(reply[1]) if len(reply) > 1 else None, None)
         return Sealed(
@@ -201,12 +251,15 @@ class Store:
         )
 
     def end(self, job_id: str, state: str, error: str = "") -> Flow[bool]:
-        reply = yield self._call("endJob", self.keys(job_id).all, state, error, self.retention_ms)
+        reply = yield self._call(
+            "endJob", self.keys(job_id).all, state, error, self.retention_ms, _request_id()
+        )
         return bool(int(reply))
 
     # ------------------------------------------------------------ workers
 
     def claim(self, job_id: str, worker_id: str) -> Flow[Claim]:
+        check_worker_id(worker_id)
         reply = yield self._call(
             "claimBatch",
             self.keys(job_id).all,
@@ -215,6 +268,7 @@ class Store:
             self.stale_ms,
             self.max_batch_attempts,
             self.retention_ms,
+            _request_id(),
         )
         return self.parse_claim(reply)
 
@@ -249,7 +303,12 @@ class Store:
     def heartbeat_call(self, job_id: str, worker_id: str, idx: int, token: str) -> ScriptCall:
         keys = self.keys(job_id)
         return self._call(
-            "heartbeatBatch", (keys.queue, keys.batches), CONSUMER_GROUP, worker_id, idx, token
+            "heartbeatBatch",
+            (keys.queue, keys.batches, keys.leases),
+            CONSUMER_GROUP,
+            check_worker_id(worker_id),
+            idx,
+            token,
         )
 
     def commit(
@@ -295,7 +354,12 @@ class Store:
     def release(self, job_id: str, idx: int, worker_id: str) -> Flow[bool]:
         keys = self.keys(job_id)
         reply = yield self._call(
-            "releaseBatch", (keys.job, keys.queue, keys.batches), CONSUMER_GROUP, idx, worker_id
+            "releaseBatch",
+            (keys.job, keys.queue, keys.batches, keys.leases),
+            CONSUMER_GROUP,
+            idx,
+            check_worker_id(worker_id),
+            _request_id(),
         )
         return bool(int(reply))
 
@@ -303,20 +367,23 @@ class Store:
         keys = self.keys(job_id)
         reply = yield self._call(
             "reclaimStale",
-            (keys.job, keys.queue, keys.batches),
+            (keys.job, keys.queue, keys.batches, keys.leases),
             CONSUMER_GROUP,
             max(0, round(timeout * 1000)),
+            _request_id(),
         )
         return int(reply)
 
     # ------------------------------------------------------------ control
 
     def pause(self, job_id: str) -> Flow[bool]:
-        reply = yield self._call("pauseJob", (self.keys(job_id).job,))
+        reply = yield self._call("pauseJob", (self.keys(job_id).job,), _request_id())
         return bool(int(reply))
 
     def resume(self, job_id: str) -> Flow[tuple[bool, JobSummary | None]]:
-        reply = yield self._call("resumeJob", self.keys(job_id).all, self.retention_ms)
+        reply = yield self._call(
+            "resumeJob", self.keys(job_id).all, self.retention_ms, _request_id()
+        )
         resumed = bool(int(reply[0]))
         finalized = _summary(reply[2]) if resumed and int(reply[1]) else None
         return resumed, finalized
@@ -386,7 +453,16 @@ class Store:
     def resume_point(self, job_id: str) -> Flow[ResumePoint | None]:
         """What an interrupted prepare left: state, seal, batch size, batches stored."""
         fields = yield Command(
-            ("HMGET", self.keys(job_id).job, "state", "sealed", "batch_size", "total_batches")
+            (
+                "HMGET",
+                self.keys(job_id).job,
+                "state",
+                "sealed",
+                "batch_size",
+                "total_batches",
+                "error",
+                "sealed_by",
+            )
         )
         if fields[0] is None:
             return None
@@ -395,7 +471,21 @@ class Store:
             sealed=_text(fields[1] or b"0") == "1",
             batch_size=_int(fields[2]),
             total_batches=_int(fields[3]),
+            error=None if fields[4] is None else _text(fields[4]),
+            sealed_by=None if fields[5] is None else _text(fields[5]),
         )
+
+    def reclaimable_in(self, job_id: str) -> Flow[float | None]:
+        """Seconds until the stalest claimed batch of the job may be reclaimed
+        under this store's stale timeout (0.0 when it already may), or None when
+        no batch is claimed. For a worker that waits on batches held by others."""
+        head = yield Command(("ZRANGE", self.keys(job_id).leases, 0, 0, "WITHSCORES"))
+        if not head:
+            return None
+        seconds, micros = yield Command(("TIME",))
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        heard_ms = float(head[0][1]) if isinstance(head[0], list | tuple) else float(head[1])
+        return max(0.0, (heard_ms + self.stale_ms - now_ms) / 1000.0)
 
     def total_batches(self, job_id: str) -> Flow[int]:
         value = yield Command(("HGET", self.keys(job_id).job, "total_batches"))

@@ -59,6 +59,7 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             self.terminal: dict[int, tuple[int, int, str]] = {}  # idx -> processed, failed, state
             self.held: list[Held] = []  # every claim ever handed out, current or revoked
             self.finalized = 0 if total else 1  # an empty job finalizes at prepare
+            self.committed: dict[str, bool] = {}  # token of an applied commit -> finalized
 
         def _claim(self, worker: str) -> Claim:
             claim = self.run(self.store.claim(self.job, worker))
@@ -106,9 +107,17 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                 )
             )
             event(f"commit accepted={reply.accepted}")
+            if claim.token in self.committed:
+                # A repeat of an applied commit (a lost reply): answered as the first,
+                # counted once, and the finalization reported by it alone.
+                assert reply.accepted, "a repeated commit was refused"
+                assert (reply.finalized is not None) == self.committed[claim.token]
+                event("repeated a commit")
+                return
             if reply.accepted:
                 assert claim.batch_index not in self.terminal, "a batch was counted twice"
                 self.terminal[claim.batch_index] = (size - failed, failed, state)
+                self.committed[claim.token] = reply.finalized is not None
             if reply.finalized is not None:
                 self.finalized += 1
 

@@ -2,12 +2,15 @@
 -- (FAILED if any batch failed, else COMPLETED), records job:completed on the
 -- event stream and starts the retention clock on every key. Returns 1 when this
 -- call did it, 0 otherwise: exactly one caller across all workers ever sees 1.
--- allKeys is the seven-key job layout (job, queue, records, batches, failed, events,
--- unique).
+-- ``by`` names the call (a commit's token, "claim:<request>", "seal:<nonce>",
+-- "resume:<request>") and is kept as finalized_by, so that a repeat of that very
+-- call (its reply was lost) can answer 1 again.
+-- allKeys is the eight-key job layout (job, queue, records, batches, failed, events,
+-- unique, leases).
 --- @include "includes/serverTime"
 --- @include "includes/applyRetention"
 --- @include "includes/appendEvent"
-local function finalizeIfDone(jobKey, allKeys, retentionMs)
+local function finalizeIfDone(jobKey, allKeys, retentionMs, by)
   local f = redis.call("HMGET", jobKey, "state", "sealed", "total_batches",
     "completed_batches", "failed_batches")
   if f[1] ~= "PROCESSING" or f[2] ~= "1" then
@@ -21,7 +24,7 @@ local function finalizeIfDone(jobKey, allKeys, retentionMs)
   if failed > 0 then
     final = "FAILED"
   end
-  redis.call("HSET", jobKey, "state", final, "completed_at", serverTime())
+  redis.call("HSET", jobKey, "state", final, "completed_at", serverTime(), "finalized_by", by)
   appendEvent(allKeys[6], {"type", "job:completed", "state", final})
   applyRetention(allKeys, retentionMs)
   return 1

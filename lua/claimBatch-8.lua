@@ -1,0 +1,202 @@
+--[[
+  Claims one batch for a worker, in one round trip: checks the job state,
+  reclaims the batch whose lease ran out longest ago (or, if none has, reads a
+  new one with XREADGROUP), counts the delivery as an attempt, dead-letters a
+  batch delivered more than max_attempts times instead of handing it out,
+  issues a fresh fencing token and returns the batch's records.
+
+  Leases: every claimed batch has an entry in the leases sorted set, scored by
+  the server time (ms) of its claim or last heartbeat. The entry with the
+  lowest score is the one that went stale first, so a claim looks at that one
+  entry only (ZRANGE 0 0, O(log N)) and, when it is older than the stale
+  timeout, moves that exact queue entry to the caller (XCLAIM by id, min idle
+  0: the lease already decided). A dead batch is therefore reclaimed by the
+  first claim after its timeout, however many live batches are pending ahead
+  of it (XAUTOCLAIM from 0-0 scans a bounded slice of the pending list and,
+  with its cursor thrown away, never reaches entries behind live ones).
+  Attempts are counted on the batches hash (a:<index>), not by the stream's
+  delivery count.
+
+  A dead-lettered batch is FAILED; its records count as failed and stay
+  stored so that failed_records can list them. A batch whose records are gone
+  from the records hash (evicted, or deleted by hand) is dead-lettered at
+  once, as lost: it cannot be processed, and retrying it would only fail
+  again. When nothing is claimable the job may be finalized here (its last
+  batch was just dead-lettered), and the caller's consumer is dropped from
+  the group if it holds nothing.
+
+  Repeats: a call is named by its request id (ARGV[6]). A repeat of a call
+  whose reply was lost answers as the first did: the same batch, token and
+  attempt while the caller still holds that batch (no second batch is taken),
+  or the same NO_PENDING_BATCHES reply (dead-lettered batches, finalized flag)
+  when the first dead-lettered or finalized. The record of the last such call
+  is kept per worker (w:<worker> on the batches hash) until the batch is
+  committed, handed back or released.
+
+  Input:
+    KEYS[1] job hash
+    KEYS[2] queue stream (consumer group ARGV[1])
+    KEYS[3] records hash
+    KEYS[4] batches hash
+    KEYS[5] failed hash
+    KEYS[6] events stream
+    KEYS[7] unique hash (a unique value's digest -> index of its first record)
+    KEYS[8] leases sorted set (batch index -> ms of its claim or last heartbeat)
+
+    ARGV[1] consumer group name
+    ARGV[2] worker id (consumer name)
+    ARGV[3] stale timeout in ms
+    ARGV[4] max attempts per batch
+    ARGV[5] retention in ms, or "" to keep the job forever
+    ARGV[6] request id (unique per call; a retried send repeats it)
+
+  Output:
+    {"OK", batch_index, token, attempt, payload, columns, total_records, dead_lettered,
+     duplicates}  duplicates: the batch's d:<index> JSON from storeBatch, or ""
+    {"NO_PENDING_BATCHES", state, finalized (0|1), dead_lettered, summary}
+    {"JOB_NOT_FOUND"}
+    {"JOB_NOT_PROCESSING", state}
+  where dead_lettered is a flat list {batch_index, attempts, ...} of the
+  batches this call dead-lettered (attempts 0: its records were missing), and
+  summary the jobSummary include's figures (meaningful when finalized is 1).
+]]
+local rcall = redis.call
+local jobKey = KEYS[1]
+local queueKey = KEYS[2]
+local recordsKey = KEYS[3]
+local batchesKey = KEYS[4]
+local eventsKey = KEYS[6]
+local leasesKey = KEYS[8]
+local group = ARGV[1]
+local worker = ARGV[2]
+local staleMs = tonumber(ARGV[3])
+local maxAttempts = tonumber(ARGV[4])
+local request = ARGV[6]
+local finalizer = "claim:" .. request
+
+--- @include "includes/serverTime"
+--- @include "includes/nowMs"
+--- @include "includes/newToken"
+--- @include "includes/firstStreamEntry"
+--- @include "includes/entryField"
+--- @include "includes/appendEvent"
+--- @include "includes/finalizeIfDone"
+--- @include "includes/finalizedBy"
+--- @include "includes/jobSummary"
+--- @include "includes/dropIdleConsumer"
+
+local function splitList(text)
+  local list = {}
+  for n in string.gmatch(text, "[^,]+") do
+    list[#list + 1] = tonumber(n)
+  end
+  return list
+end
+
+local function claimed(idx, token, attempt, payload, dead)
+  local job = rcall("HMGET", jobKey, "columns", "total_records")
+  return {"OK", tonumber(idx), token, attempt, payload, job[1] or "", tonumber(job[2]),
+    dead, rcall("HGET", batchesKey, "d:" .. idx) or ""}
+end
+
+local state = rcall("HGET", jobKey, "state")
+if not state then
+  return {"JOB_NOT_FOUND"}
+end
+
+local last = rcall("HGET", batchesKey, "w:" .. worker)
+if last then
+  local lastRequest, lastIdx, lastToken, lastDead = string.match(last, "^([^|]*)|([^|]*)|([^|]*)|(.*)$")
+  if lastRequest == request then
+    if lastIdx == "" then
+      return {"NO_PENDING_BATCHES", state, finalizedBy(jobKey, finalizer), splitList(lastDead),
+        jobSummary(jobKey)}
+    end
+    local held = rcall("HMGET", batchesKey, "s:" .. lastIdx, "t:" .. lastIdx, "a:" .. lastIdx)
+    local payload = rcall("HGET", recordsKey, lastIdx)
+    if held[1] == "PROCESSING" and held[2] == lastToken and payload then
+      return claimed(lastIdx, lastToken, tonumber(held[3]), payload, splitList(lastDead))
+    end
+    -- The batch the first call took is gone from the caller meanwhile: claim anew.
+  end
+end
+
+if state ~= "PREPARING" and state ~= "PROCESSING" then
+  return {"JOB_NOT_PROCESSING", state}
+end
+
+local now = nowMs()
+
+-- The next batch to hand out: the stalest lease if it ran out, else a new entry.
+-- Returns {entry id, batch index}, or nil when nothing is claimable.
+local function nextBatch()
+  while true do
+    local head = rcall("ZRANGE", leasesKey, 0, 0, "WITHSCORES")
+    if #head == 0 or now - tonumber(head[2]) < staleMs then
+      break
+    end
+    local idx = head[1]
+    local held = rcall("HMGET", batchesKey, "e:" .. idx, "o:" .. idx)
+    rcall("ZREM", leasesKey, idx)
+    local moved = {}
+    if held[1] then
+      moved = rcall("XCLAIM", queueKey, group, worker, 0, held[1], "JUSTID")
+    end
+    if held[2] and held[2] ~= worker then
+      dropIdleConsumer(queueKey, group, held[2])
+    end
+    if #moved > 0 then
+      return {held[1], idx}
+    end
+    -- A lease without a pending entry (cannot happen through these scripts): drop it.
+  end
+  local entry = firstStreamEntry(rcall("XREADGROUP", "GROUP", group, worker, "COUNT", 1,
+    "STREAMS", queueKey, ">"))
+  if entry then
+    return {entry[1], entryField(entry, "b")}
+  end
+  return nil
+end
+
+local deadLettered = {}
+-- Bounded: each turn either returns a batch or dead-letters one.
+for _ = 1, 50 do
+  local next = nextBatch()
+  if not next then
+    break
+  end
+  local entryId, idx = next[1], next[2]
+  local attempt = rcall("HINCRBY", batchesKey, "a:" .. idx, 1)
+  local token = newToken(jobKey)
+  local payload = rcall("HGET", recordsKey, idx)
+  if attempt > maxAttempts or not payload then
+    local count = tonumber(rcall("HGET", batchesKey, "n:" .. idx) or "0")
+    rcall("XACK", queueKey, group, entryId)
+    rcall("XDEL", queueKey, entryId)
+    rcall("HSET", batchesKey, "s:" .. idx, "DEAD", "t:" .. idx, token)
+    rcall("HINCRBY", batchesKey, "f:" .. idx, count)
+    rcall("HDEL", batchesKey, "o:" .. idx)
+    rcall("HINCRBY", jobKey, "failed_records", count)
+    rcall("HINCRBY", jobKey, "failed_batches", 1)
+    appendEvent(eventsKey, {"type", "batch:failed", "batch", idx, "failed", count})
+    deadLettered[#deadLettered + 1] = tonumber(idx)
+    deadLettered[#deadLettered + 1] = payload and attempt - 1 or 0
+  else
+    rcall("HSET", batchesKey, "s:" .. idx, "PROCESSING", "t:" .. idx, token,
+      "o:" .. idx, worker, "e:" .. idx, entryId,
+      "w:" .. worker, request .. "|" .. idx .. "|" .. token .. "|" .. table.concat(deadLettered, ","))
+    rcall("ZADD", leasesKey, now, idx)
+    if rcall("HEXISTS", jobKey, "started_at") == 0 then
+      rcall("HSET", jobKey, "started_at", serverTime())
+    end
+    return claimed(idx, token, attempt, payload, deadLettered)
+  end
+end
+
+dropIdleConsumer(queueKey, group, worker)
+local finalized = finalizeIfDone(jobKey, KEYS, ARGV[5], finalizer)
+if finalized == 1 or #deadLettered > 0 then
+  rcall("HSET", batchesKey, "w:" .. worker, request .. "|||" .. table.concat(deadLettered, ","))
+end
+return {"NO_PENDING_BATCHES", rcall("HGET", jobKey, "state"), finalized, deadLettered,
+  jobSummary(jobKey)}
