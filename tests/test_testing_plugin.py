@@ -272,3 +272,14 @@ def test_the_plugin_without_autoloading(
     pytester.makepyfile(test_users=USER_TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
+    """The README's "Testing your processor" example passes as it is written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Testing your processor") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n\n")]
+    assert code.startswith("# test_users.py")
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(test_users=code)
+    pytester.runpytest("-p", "no:valkey", "-p", "no:cacheprovider").assert_outcomes(passed=2)
