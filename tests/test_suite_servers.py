@@ -44,7 +44,17 @@ def _pytest(env_changes: dict[str, str], *args: str) -> subprocess.CompletedProc
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", TEST_URL_VARIABLE)}
     env.update(env_changes, REDISBATCH_REQUIRE_SERVER="1")
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            "-q",
+            *args,
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

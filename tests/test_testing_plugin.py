@@ -23,6 +23,9 @@ from redisbatch import (
 from redisbatch.testing import Crash, ImportFactory, JobRun, run_job
 
 pytest_plugins = ["pytester"]
+#: Options of the pytest runs inside tests: the plugins a user's project would not have
+#: (hypothesis would be imported afresh, and assert-rewritten, in each run).
+INNER = ("-p", "no:valkey", "-p", "no:hypothesispytest", "-p", "no:cacheprovider")
 
 SCHEMA = Schema([Field("email", "email", required=True), Field("n", "integer")])
 
@@ -250,14 +253,14 @@ def test_a_users_test_suite_uses_the_plugin(pytester: pytest.Pytester) -> None:
     """In a user's project the fixtures and run_job work with warnings as errors."""
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makepyfile(test_users=USER_TESTS)
-    result = pytester.runpytest("-p", "no:valkey", "-p", "no:cacheprovider")
+    result = pytester.runpytest(*INNER)
     result.assert_outcomes(passed=2)
 
 
 def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     """-p no:redisbatch removes the fixtures (the plugin is the entry point, nothing else)."""
     pytester.makepyfile(test_users=USER_TESTS)
-    result = pytester.runpytest("-p", "no:valkey", "-p", "no:cacheprovider", "-p", "no:redisbatch")
+    result = pytester.runpytest(*INNER, "-p", "no:redisbatch")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*fixture 'redisbatch_import' not found*"])
 
@@ -270,7 +273,7 @@ def test_the_plugin_without_autoloading(
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makeconftest('pytest_plugins = ["redisbatch.testing"]\n')
     pytester.makepyfile(test_users=USER_TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest(*INNER)
     result.assert_outcomes(passed=2)
 
 
@@ -282,4 +285,4 @@ def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
     assert code.startswith("# test_users.py")
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makepyfile(test_users=code)
-    pytester.runpytest("-p", "no:valkey", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+    pytester.runpytest(*INNER).assert_outcomes(passed=2)
