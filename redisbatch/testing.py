@@ -174,8 +174,8 @@ class JobRun:
     status: JobStatus
     #: Every invalid or failed record, in source order (``failed_records``).
     failed: list[ProcessedRecord]
-    #: The result of every claimed batch that was committed, in order (``accepted``
-    #: is False for a commit refused because the batch was reclaimed meanwhile).
+    #: The result of every batch a worker claimed and lived to commit, in order
+    #: (``accepted`` is False for a commit refused because the batch was reclaimed).
     batches: list[BatchResult]
     #: How many times the processor was called for each record index (retries and
     #: redeliveries included; records that never reached it are absent).
@@ -390,6 +390,11 @@ def run_job(
         orchestrator.on_any(run.events.append)
         prepared = orchestrator.prepare(_as_source(source), parser, job_id=job_id)
         job = prepared.job_id
+        for crash in crashes:
+            if crash.batch >= prepared.total_batches:
+                raise ValueError(
+                    f"{crash} can never happen: the job has {prepared.total_batches} batches"
+                )
         wrapped = run.wrap(processor)
         slots = [run.worker(f"worker-{n}") for n in range(workers)]
         restarts = 0

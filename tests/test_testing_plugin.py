@@ -215,6 +215,8 @@ def test_run_job_refuses_what_it_cannot_run(tmp_path: Path) -> None:
         Crash(after=-1)
     with pytest.raises(ValueError, match="workers"):
         run_job(Store(), rows(1), workers=0)
+    with pytest.raises(ValueError, match=r"Crash\(batch=2, after=0, times=1\) can never happen"):
+        run_job(Store(), rows(4), batch_size=2, crashes=[Crash(batch=2)])
     path = tmp_path / "users.csv"
     path.write_text("email,n\na@example.com,1\n")
     assert run_job(Store(), path, CsvParser(), schema=SCHEMA).status.processed_records == 1
