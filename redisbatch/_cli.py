@@ -201,7 +201,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     status = di.status(job_id)
     print(result.job_id, flush=True)
     _say(
-        f"prepared {result.total_records:,} records in {result.total_batches:,} batches "
+        f"prepared {result.total_records:,} records in {result.total_batches:,} "
+        f"batch{'' if result.total_batches == 1 else 'es'} "
         f"({time.monotonic() - started:.2f}s); job {status.state if status else 'deleted'}"
     )
     if status is not None and status.state in ("FAILED", "ABORTED"):
@@ -265,7 +266,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     total = status.total_records
     done = settled(status)
-    share = f" ({done / total:.1%})" if total else ""
+    share = f" ({done / total:.1%} done)" if total else ""
     lines = [
         ("job", status.job_id),
         ("state", status.state),
@@ -393,7 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("REDIS_URL") or DEFAULT_URL,
         help="Redis URL (default: $REDIS_URL, else %(default)s)",
     )
-    redis_options.add_argument("--namespace", default="redisbatch", help="key prefix")
+    redis_options.add_argument(
+        "--namespace",
+        default=os.environ.get("REDISBATCH_NAMESPACE") or "redisbatch",
+        help="key prefix (default: $REDISBATCH_NAMESPACE, else %(default)s)",
+    )
 
     def add(name: str, help: str, *, redis: bool = True) -> argparse.ArgumentParser:
         return commands.add_parser(
