@@ -149,8 +149,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         for code, count in report.errors_by_code.items():
             print(f"  {code:<20} {count:,}")
-        if report.first_errors:
-            print(f"first {len(report.first_errors)} errors:")
+        shown = len(report.first_errors)
+        if shown:
+            print("first error:" if shown == 1 else f"first {shown} errors:")
         for e in report.first_errors:
             value = "" if e.value is None else f" (value {e.value!r})"
             print(f"  row {e.row}: {e.field}: {e.message}{value}")
@@ -223,6 +224,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         stale_timeout=args.stale_timeout,
     )
     spec.load()  # a missing module or a bad schema: exit 2 before any process starts
+    if args.schema is None:
+        _say("no --schema: records reach the processor as read, without validation")
     di = _facade(args)
     if wait_for_job(lambda: di.status(args.job_id), args.wait_for_job) is None:
         _status_or_fail(di, args)

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
+import http.server
 import io
 import json
 import os
@@ -13,6 +16,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -139,6 +143,21 @@ def cli(real_url: str, tmp_path: Path) -> Iterator[Cli]:
     yield runner
 
 
+@contextlib.contextmanager
+def _serving(folder: Path) -> Iterator[str]:
+    """An HTTP server on loopback serving ``folder``; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def _one_line_error(done: Any, text: str) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
@@ -187,6 +206,11 @@ def test_validate(cli: Cli) -> None:
         cli("validate", "good.csv", "--schema", "bad_schema.json"),
         "bad_schema.json: fields[0] ('a'): unknown option 'typ' (did you mean 'type'?)",
     )
+    with _serving(cli.folder) as base:
+        done = cli("validate", f"{base}/bad.csv", "--schema", "schema.json", "--show", "1")
+        assert done.returncode == 1
+        assert "52 records, 48 valid, 4 invalid" in done.stdout and "first error:" in done.stdout
+        _one_line_error(cli("validate", f"{base}/gone.csv", "--schema", "schema.json"), "404")
     _one_line_error(cli("validate", "nope.csv", "--schema", "schema.json"), "nope.csv")
     _one_line_error(
         cli("validate", "good.data", "--schema", "schema.json"), "cannot tell the format"
