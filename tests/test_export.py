@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from redisbatch import BytesSource, CsvParser, DistributedImport, Field, JsonParser, Schema
+from redisbatch import (
+    BytesSource,
+    CsvParser,
+    DistributedImport,
+    Field,
+    IterableSource,
+    JsonParser,
+    Schema,
+)
 from redisbatch._export import neutralise
 
 SCHEMA = Schema(
@@ -198,3 +206,32 @@ def test_neutralise_leaves_plain_numbers() -> None:
     assert [neutralise(c) for c in ("-5", "+1.5e3", "-", "=A1", "-1+1", "\r", "ok", "")] == [
         "-5", "+1.5e3", "'-", "'=A1", "'-1+1", "'\r", "ok", "",
     ]  # fmt: skip
+
+
+def test_jobs_and_export_on_a_cluster(cluster_url: str) -> None:
+    """On Redis Cluster, jobs() pipelines status calls across shards; export works per job."""
+    import uuid
+
+    import redis
+
+    client = redis.RedisCluster.from_url(cluster_url)
+    di = DistributedImport(
+        client, Schema([Field("n", "integer")]), batch_size=3, namespace=f"x{uuid.uuid4().hex[:6]}"
+    )
+    ids = []
+    for _ in range(6):
+        ids.append(
+            di.prepare(IterableSource({"n": "x" if i == 4 else i} for i in range(10))).job_id
+        )
+        di.run_worker(ids[-1], lambda record, ctx: None)
+    assert len({client.keyslot(di._core.store.keys(j).job) for j in ids}) > 1
+    assert [s.job_id for s in di.jobs()] == ids[::-1]
+    out = io.StringIO()
+    assert di.export_failed(ids[0], out) == 1
+    assert out.getvalue().splitlines() == [
+        "n,_row,_line,_error_codes,_errors",
+        "x,4,,TYPE_MISMATCH,n must be an integer",
+    ]
+    for job_id in ids:
+        di.delete(job_id)
+    client.close()
