@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -173,32 +172,23 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     job_id = check_job_id(args.job_id or uuid.uuid4().hex)
     di = _facade(args, schema, batch_size=args.batch_size)
     di.redis.ping()
+    from ._progress import following
+
     progress = _progress("prepare")
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(0.5):
-            try:
-                status = di.status(job_id)
-            except Exception:
-                continue
-            if status is not None:
-                progress.update(status)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     started = time.monotonic()
     try:
-        result = di.prepare(source, parser, job_id=job_id, resume=args.resume)
+        with following(progress, lambda: di.status(job_id)):
+            result = di.prepare(source, parser, job_id=job_id, resume=args.resume)
     except SourceError as exc:
         status = di.status(job_id)
         if status is None:  # nothing was created: a usage error
             raise
         raise CliError(f"{exc} (job {job_id} is {status.state})", 1) from None
-    finally:
-        done.set()
-        watcher.join()
+    except KeyboardInterrupt:
         progress.clear()
+        _say(f"interrupted; continue with: redisbatch prepare ... --job-id {job_id} --resume")
+        return 130
+    progress.clear()
     status = di.status(job_id)
     print(result.job_id, flush=True)
     _say(
@@ -224,11 +214,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         stale_timeout=args.stale_timeout,
     )
     spec.load()  # a missing module or a bad schema: exit 2 before any process starts
-    if args.schema is None:
-        _say("no --schema: records reach the processor as read, without validation")
     di = _facade(args)
     if wait_for_job(lambda: di.status(args.job_id), args.wait_for_job) is None:
         _status_or_fail(di, args)
+    if args.schema is None:
+        _say("no --schema: records reach the processor as read, without validation")
     started = time.monotonic()
     progress = _progress("worker")
     if args.processes == 1:

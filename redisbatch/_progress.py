@@ -11,13 +11,16 @@ core install stays dependency-free.
 from __future__ import annotations
 
 import collections
+import contextlib
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any, Final, TextIO
 
 from ._results import JobStatus
 
-__all__ = ["Progress", "Rate", "describe_eta", "settled"]
+__all__ = ["Progress", "Rate", "describe_eta", "following", "poll", "settled"]
 
 _BAR: Final = 24
 
@@ -153,3 +156,32 @@ def poll(get: Any, job_id: str, interval: float) -> Any:
         if status.is_complete:
             return
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def following(
+    progress: Progress | None, snapshot: Callable[[], JobStatus | None], interval: float = 0.5
+) -> Iterator[None]:
+    """While inside, a daemon thread shows ``snapshot()`` every ``interval``
+    seconds (errors reading it are skipped: the display is best effort)."""
+    if progress is None:
+        yield
+        return
+    done = threading.Event()
+
+    def show() -> None:
+        while not done.wait(interval):
+            try:
+                status = snapshot()
+            except Exception:
+                continue
+            if status is not None:
+                progress.update(status)
+
+    thread = threading.Thread(target=show, name="redisbatch-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)  # a status call stuck on a dead server is not waited for

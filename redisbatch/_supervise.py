@@ -31,7 +31,7 @@ import redis.asyncio
 
 from ._async_facade import AsyncDistributedImport
 from ._facade import DistributedImport
-from ._progress import Progress
+from ._progress import Progress, following
 from ._schema_file import import_attr, load_schema
 
 __all__ = ["WorkerSpec", "run_here", "run_processes"]
@@ -99,14 +99,6 @@ def _stop_status(exc: BaseException) -> int:
     return 128 + signal.SIGTERM
 
 
-def _watch(di: DistributedImport, job_id: str, progress: Progress, done: threading.Event) -> None:
-    while not done.wait(_POLL):
-        with contextlib.suppress(Exception):
-            status = di.status(job_id)
-            if status is not None:
-                progress.update(status)
-
-
 def _run_sync(spec: WorkerSpec, progress: Progress | None) -> int:
     processor, schema = spec.load()
     client = redis.Redis.from_url(spec.url)
@@ -114,16 +106,12 @@ def _run_sync(spec: WorkerSpec, progress: Progress | None) -> int:
     kwargs: dict[str, Any] = {}
     if "handle_signals" in inspect.signature(di.run_worker).parameters:
         kwargs["handle_signals"] = True
-    done = threading.Event()
-    if progress is not None:
-        threading.Thread(target=_watch, args=(di, spec.job_id, progress, done), daemon=True).start()
     try:
-        with _sigterm_stops(own=not kwargs):
+        with following(progress, lambda: di.status(spec.job_id)), _sigterm_stops(not kwargs):
             di.run_worker(spec.job_id, processor, **kwargs)
     except (KeyboardInterrupt, SystemExit) as exc:
         return _stop_status(exc)
     finally:
-        done.set()
         client.close()
     return 0
 
