@@ -418,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--records", type=_positive, default=100_000, help="users to generate")
     demo.add_argument("--workers", type=_positive, default=4, help="worker processes")
 
-    validate = add("validate", "check a whole source against a schema, without Redis", redis=False)
+    # --url/--namespace are accepted (every command takes them) but never used.
+    validate = add("validate", "check a whole source against a schema, without Redis")
     source_options(validate)
     validate.add_argument("--json", action="store_true", help="one JSON document on stdout")
     validate.add_argument("--show", type=int, default=20, help="errors to list (default 20)")

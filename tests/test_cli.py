@@ -67,6 +67,15 @@ async def save_async(record, ctx):
     await asyncio.sleep(0)
     save(record, ctx)
 '''
+STRUCT_MODULE = """
+from typing import Annotated
+import msgspec
+
+class User(msgspec.Struct):
+    email: str
+    name: str
+    age: Annotated[int, msgspec.Meta(ge=0, le=60)] | None = None
+"""
 JOB_STATUS_FIELDS = set(JobStatus.__struct_fields__)
 
 
@@ -206,6 +215,12 @@ def test_validate(cli: Cli) -> None:
         cli("validate", "good.csv", "--schema", "bad_schema.json"),
         "bad_schema.json: fields[0] ('a'): unknown option 'typ' (did you mean 'type'?)",
     )
+    cli.write("models.py", STRUCT_MODULE)
+    done = cli.on("validate", "bad.csv", "--schema", "models:User")  # --url: accepted, unused
+    assert done.returncode == 1
+    # A str email is not checked; Meta(le=60) is: ages 61..69 of rows 41..49.
+    assert "52 records, 42 valid, 10 invalid" in done.stdout
+    assert re.search(r"OUT_OF_RANGE\s+9", done.stdout) and "PARSE_ERROR" in done.stdout
     with _serving(cli.folder) as base:
         done = cli("validate", f"{base}/bad.csv", "--schema", "schema.json", "--show", "1")
         assert done.returncode == 1
