@@ -230,3 +230,26 @@ class DistributedImport(_Facade):
 
     def delete(self, job_id: str) -> bool:
         return self._driver.run(self._core.delete_flow(job_id))
+
+    # ------------------------------------------------------------ operating jobs
+
+    def jobs(self) -> list[JobStatus]:
+        """The namespace's jobs, newest first."""
+        from ._jobs import jobs_flow
+
+        return self._driver.run(jobs_flow(self._core.store))
+
+    def export_failed(self, job_id: str, file: Any, format: str = "csv") -> int:
+        """Writes every failed/invalid record to ``file`` (a path or a text file
+        object) as ``csv`` or ``jsonl``, ready to fix and import again; returns
+        how many were written (see ``_export``)."""
+        from ._export import FailedExport, columns_flow, job_not_found
+        from ._keys import check_job_id
+
+        exists, columns = self._driver.run(columns_flow(self._core.store, check_job_id(job_id)))
+        if not exists:
+            raise job_not_found(job_id)
+        with FailedExport(file, format, columns) as out:
+            for record in self.failed_records(job_id):
+                out.write(record)
+        return out.count
