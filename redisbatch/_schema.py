@@ -6,12 +6,16 @@ nothing here runs per record.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass
+from datetime import date, datetime
 from typing import Any, Final, Literal
 
 import msgspec
+
+from ._exceptions import ConfigurationError
 
 __all__ = ["FIELD_TYPES", "MISSING", "Field", "FieldCheck", "FieldType", "Schema"]
 
@@ -80,17 +84,133 @@ class Field:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError("Field name must be a non-empty string")
-        if self.type not in FIELD_TYPES:
-            raise ValueError(
-                f"Field {self.name!r}: type must be one of {sorted(FIELD_TYPES)}, got {self.type!r}"
+            raise ConfigurationError(f"Field name must be a non-empty string, got {self.name!r}")
+        _check_field(self)
+
+
+#: The Python types a coerced value of each field type has (``choices`` and
+#: ``min``/``max`` are compared with it); types not listed are not checked.
+_VALUE_TYPES: Final[dict[str, tuple[tuple[type, ...], str]]] = {
+    "string": ((str,), "str"),
+    "email": ((str,), "str"),
+    "integer": ((int,), "int"),
+    "number": ((int, float), "int or float"),
+    "boolean": ((bool,), "bool"),
+    "date": ((date,), "datetime.date"),
+    "datetime": ((datetime,), "datetime.datetime"),
+}
+#: What ``min``/``max`` of each field type must be (an integer field's bounds
+#: may be any number: ``min=1.5`` means 2 and above).
+_BOUNDS: Final[dict[str, tuple[str, str]]] = {
+    "integer": ("number", "a number"),
+    "number": ("number", "a number"),
+    "date": ("date", "a datetime.date"),
+    "datetime": ("datetime", "a datetime.datetime"),
+}
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _of_type(value: Any, kind: str) -> bool:
+    """Could a coerced value of field type ``kind`` equal (or compare with) ``value``?"""
+    types, _ = _VALUE_TYPES[kind]
+    if isinstance(value, bool) and kind != "boolean":
+        return False  # a bool is not a number (API contract, section 8)
+    if kind == "date" and isinstance(value, datetime):
+        return False  # a date field's values are dates, never datetimes
+    return isinstance(value, types)
+
+
+def _check_field(f: Field) -> None:
+    """Refuses, naming the field, a declaration that could never work."""
+    where = f"Field {f.name!r}"
+    if f.type not in FIELD_TYPES:
+        raise ConfigurationError(
+            f"{where}: type must be one of {sorted(FIELD_TYPES)}, got {f.type!r}"
+        )
+    if not isinstance(f.required, bool):
+        raise ConfigurationError(f"{where}: required must be a bool, got {f.required!r}")
+    if f.pattern is not None:
+        if isinstance(f.pattern, str):
+            try:
+                re.compile(f.pattern)
+            except re.error as exc:
+                raise ConfigurationError(
+                    f"{where}: pattern {f.pattern!r} does not compile: {exc}"
+                ) from None
+        elif not isinstance(f.pattern, re.Pattern):
+            raise ConfigurationError(
+                f"{where}: pattern must be a regex string or a compiled pattern, "
+                f"got {type(f.pattern).__name__}"
             )
-        if self.type == "array" and not self.separator:
-            raise ValueError(f"Field {self.name!r}: separator must not be empty")
-        for option in ("min_length", "max_length"):
-            limit = getattr(self, option)
-            if limit is not None and (not isinstance(limit, int) or limit < 0):
-                raise ValueError(f"Field {self.name!r}: {option} must be a non-negative int")
+    for option in ("validator", "transform", "item_transform"):
+        function = getattr(f, option)
+        if function is not None and not callable(function):
+            raise ConfigurationError(
+                f"{where}: {option} must be callable, got {type(function).__name__}"
+            )
+    if not isinstance(f.separator, str) or (f.type == "array" and not f.separator):
+        raise ConfigurationError(f"{where}: separator must be a non-empty string")
+    if isinstance(f.aliases, str) or not all(isinstance(a, str) and a for a in f.aliases):
+        raise ConfigurationError(f"{where}: aliases must be a sequence of non-empty strings")
+    for option in ("min_length", "max_length"):
+        limit = getattr(f, option)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ConfigurationError(f"{where}: {option} must be an int, got {limit!r}")
+        if limit is not None and limit < 0:
+            raise ConfigurationError(f"{where}: {option} must not be negative, got {limit}")
+    if f.min_length is not None and f.max_length is not None and f.min_length > f.max_length:
+        raise ConfigurationError(
+            f"{where}: min_length ({f.min_length}) is above max_length ({f.max_length})"
+        )
+    _check_bounds(f, where)
+    _check_choices(f, where)
+
+
+def _check_bounds(f: Field, where: str) -> None:
+    if f.type in _BOUNDS:
+        kind, name = _BOUNDS[f.type]
+        for option in ("min", "max"):
+            bound = getattr(f, option)
+            if bound is not None and not _of_type(bound, kind):
+                raise ConfigurationError(
+                    f"{where}: {option} of {_a(f.type)} field must be {name}, got {bound!r}"
+                )
+            if isinstance(bound, float) and math.isnan(bound):
+                raise ConfigurationError(f"{where}: {option} must not be NaN")
+    if f.min is None or f.max is None:
+        return
+    try:
+        above = f.min > f.max
+    except TypeError:
+        raise ConfigurationError(
+            f"{where}: min ({f.min!r}) and max ({f.max!r}) cannot be compared"
+        ) from None
+    if above:
+        raise ConfigurationError(f"{where}: min ({f.min!r}) is above max ({f.max!r})")
+
+
+def _check_choices(f: Field, where: str) -> None:
+    if f.choices is None:
+        return
+    if isinstance(f.choices, str | bytes) or not isinstance(f.choices, Iterable):
+        raise ConfigurationError(
+            f"{where}: choices must be a list of values, got {type(f.choices).__name__}"
+        )
+    choices = list(f.choices)
+    if not choices:
+        raise ConfigurationError(f"{where}: choices is empty: no value could ever be valid")
+    if f.type not in _VALUE_TYPES:
+        return
+    _, name = _VALUE_TYPES[f.type]
+    for choice in choices:
+        if not _of_type(choice, f.type):
+            raise ConfigurationError(
+                f"{where}: choices of {_a(f.type)} field must be {name} values (they are "
+                f"compared with the coerced value), got {choice!r} ({type(choice).__name__})"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +253,11 @@ class Schema:
             if not isinstance(f, Field):
                 raise TypeError(f"Schema fields must be Field instances, got {type(f).__name__}")
             if f.name in names:
-                raise ValueError(f"Schema has two fields named {f.name!r}")
+                raise ConfigurationError(f"Schema has two fields named {f.name!r}")
             names.add(f.name)
         for name in self.unique_fields:
             if name not in names:
-                raise ValueError(f"unique_fields names an unknown field {name!r}")
+                raise ConfigurationError(
+                    f"unique_fields names an unknown field {name!r} "
+                    f"(fields: {', '.join(sorted(names))})"
+                )
