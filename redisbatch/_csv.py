@@ -32,7 +32,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from ._exceptions import SourceError
-from ._parsers import Header, ParseFailure, Parser, RowBlock, text_stream
+from ._parsers import (
+    DecodedText,
+    Header,
+    ParseFailure,
+    Parser,
+    RowBlock,
+    Undecodable,
+    line_breaks,
+)
 
 __all__ = ["CsvParser"]
 
@@ -85,27 +93,50 @@ class CsvParser(Parser):
         return f"CsvParser(delimiter={self.delimiter!r}, encoding={self.encoding!r})"
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
-        text, raw = text_stream(chunks, self.encoding)
-        document: _Document | None = None
-        try:
-            first = ""
-            delimiter = self.delimiter
-            if delimiter is None:
+        text = DecodedText(chunks, self.encoding)
+        first = ""
+        delimiter = self.delimiter
+        if delimiter is None:
+            try:
                 first = text.read(_SNIFF_CHARS)
-                whole_lines = _whole_lines_end(first)
-                delimiter = _sniff(first[:whole_lines] or first)
-            document = _Document(text, first, delimiter, self.quotechar, self.columns, origin)
+            except Undecodable as bad:
+                raise self._undecodable(bad, origin, 0, "") from None
+            whole_lines = _whole_lines_end(first)
+            delimiter = _sniff(first[:whole_lines] or first)
+        document = _Document(text, first, delimiter, self.quotechar, self.columns, origin)
+        try:
             yield from document.items()
-        except UnicodeDecodeError as exc:
-            line = document.line if document is not None else 0
-            where = f"after line {line}, " if line else ""
-            hint = ""
-            if codecs.lookup(self.encoding).name == "utf-8":
-                hint = " (a file saved by Excel on Windows is often cp1252: try encoding='cp1252')"
-            raise SourceError(
-                f"{origin}: cannot decode as {self.encoding} ({where}within the first "
-                f"{raw.offset} bytes): {exc.reason}{hint}"
-            ) from None
+        except _BadBytes as bad:
+            raise self._undecodable(bad.undecodable, origin, bad.lines, bad.held) from None
+
+    def _undecodable(self, bad: Undecodable, origin: str, lines: int, held: str) -> SourceError:
+        """The error for undecodable bytes: their exact line, column and byte
+        offset, and what to change. ``lines`` are the lines read before the
+        text ``held`` (read but not parsed yet), which starts a line."""
+        before = held + bad.pending  # the text between the last line counted and the bad byte
+        line = lines + line_breaks(before) + 1
+        column = len(before) - max(before.rfind("\n"), before.rfind("\r"))
+        if codecs.lookup(self.encoding).name == "utf-8":
+            hint = (
+                "if the file is not UTF-8, name its encoding: a file saved by Excel on "
+                "Windows is often cp1252, read with CsvParser(encoding='cp1252')"
+            )
+        else:
+            hint = "if the file is in another encoding, name it: CsvParser(encoding=...)"
+        return SourceError(
+            f"{origin}: line {line}, column {column} (byte offset {bad.offset}): cannot decode "
+            f"{bad.bad!r} as {self.encoding} ({bad.reason}); {hint}"
+        )
+
+
+class _BadBytes(Exception):
+    """Undecodable bytes met by the document, with what it had read before."""
+
+    def __init__(self, undecodable: Undecodable, lines: int, held: str) -> None:
+        super().__init__(str(undecodable))
+        self.undecodable = undecodable
+        self.lines = lines
+        self.held = held
 
 
 class _Document:
@@ -113,7 +144,7 @@ class _Document:
 
     def __init__(
         self,
-        text: io.TextIOBase,
+        text: DecodedText,
         first: str,
         delimiter: str,
         quotechar: str,
@@ -148,10 +179,10 @@ class _Document:
 
     def _chunks(self) -> Iterator[str | None]:
         """Whole lines, a chunk at a time; None in place of an overlong line."""
-        while chunk := self.first + self.text.read(CHUNK_CHARS):
+        while chunk := self.first + self._read():
             self.first = ""
             try:
-                yield chunk + self.next_line()
+                yield chunk + self.next_line(held=chunk)
             except _OverlongLine:  # the line the chunk ends in
                 whole_lines = _whole_lines_end(chunk)
                 # A quoted field open at the end of the whole lines meets it
@@ -163,18 +194,30 @@ class _Document:
                     self.overlong_next = False
                     yield None
 
-    def next_line(self) -> str:
+    def _read(self) -> str:
+        """The next CHUNK_CHARS characters; every line before them is counted."""
+        try:
+            return self.text.read(CHUNK_CHARS)
+        except Undecodable as bad:
+            raise _BadBytes(bad, self.line, self.first) from None
+
+    def next_line(self, *, held: str = "", lines: int | None = None) -> str:
         """The document's next line ("" at its end); raises _OverlongLine,
-        having read through it, for a line longer than the limit."""
+        having read through it, for a line longer than the limit. ``held``
+        is text read but not parsed yet, after ``lines`` lines (by default
+        those counted so far): where undecodable bytes are located from."""
         if self.overlong_next:
             self.overlong_next = False
             raise _OverlongLine
         limit = _line_limit()
-        line = self.text.readline(limit)
-        if len(line) < limit or line.endswith(_LINE_ENDS):
-            return line
-        while line and not line.endswith(_LINE_ENDS):
+        try:
             line = self.text.readline(limit)
+            if len(line) < limit or line.endswith(_LINE_ENDS):
+                return line
+            while line and not line.endswith(_LINE_ENDS):
+                line = self.text.readline(limit)
+        except Undecodable as bad:
+            raise _BadBytes(bad, self.line if lines is None else lines, held) from None
         raise _OverlongLine
 
     def _overlong(self, line: int) -> ParseFailure:
@@ -369,7 +412,7 @@ class _Feed:
         self.given += 1
         if self.given <= len(self.lines):
             return self.lines[self.given - 1]
-        line = self.document.next_line()
+        line = self.document.next_line(lines=self.document.line + self.given - 1)
         if not line:
             self.given -= 1
             raise StopIteration

@@ -21,7 +21,6 @@ module holds what every parser shares, and the JSON and XML parsers.
 from __future__ import annotations
 
 import codecs
-import io
 import itertools
 import re
 from collections.abc import Iterable, Iterator
@@ -34,14 +33,16 @@ import msgspec
 from ._exceptions import SourceError
 
 __all__ = [
+    "DecodedText",
     "Header",
     "JsonParser",
     "ParseFailure",
     "Parser",
     "RowBlock",
+    "Undecodable",
     "XmlParser",
+    "line_breaks",
     "row_is_empty",
-    "text_stream",
 ]
 
 
@@ -79,38 +80,122 @@ class Parser:
         raise NotImplementedError
 
 
-class ChunkStream(io.RawIOBase):
-    """A source's chunk iterator as a binary file, so that the standard
-    library's C decoders and line splitting can read it."""
+class Undecodable(Exception):
+    """Bytes that are not text in the expected encoding, located exactly.
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    ``offset`` is the 0-based byte offset of the first bad byte in the
+    document; ``pending`` is the text decoded before it that the reader has
+    not been handed yet (a reader adds the lines it has seen to find the line)."""
+
+    def __init__(self, offset: int, bad: bytes, reason: str, pending: str) -> None:
+        super().__init__(f"byte offset {offset}: {reason}")
+        self.offset = offset
+        self.bad = bad
+        self.reason = reason
+        self.pending = pending
+
+
+_LINE_END: Final = re.compile("[\r\n]")
+
+
+def line_breaks(text: str) -> int:
+    """How many lines end in ``text`` (CR LF, CR and LF each end one)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+class DecodedText:
+    """Text decoded from byte chunks, pulled by ``read``/``readline`` (line ends
+    left as they are; a UTF-8 byte order mark dropped). Unlike a
+    ``TextIOWrapper`` it knows exactly where undecodable bytes sit: it raises
+    :class:`Undecodable` with their byte offset and the text before them."""
+
+    def __init__(self, chunks: Iterable[bytes], encoding: str) -> None:
+        if codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"
+        self._factory = codecs.getincrementaldecoder(encoding)
+        self._decoder = self._factory("strict")
         self._chunks = iter(chunks)
-        self._pending = b""
-        self.offset = 0  # bytes handed out so far
+        self._text = ""  # decoded; handed out up to _pos
+        self._pos = 0
+        self._fed = 0  # bytes given to the decoder
+        self._ended = False
 
-    def readable(self) -> bool:
+    def _more(self) -> bool:
+        """Decodes the next chunk into the buffer; False at the end."""
+        if self._ended:
+            return False
+        state = self._decoder.getstate()
+        chunk = next(self._chunks, None)
+        try:
+            if chunk is None:
+                self._ended = True
+                new = self._decoder.decode(b"", True)
+            else:
+                self._fed += len(chunk)
+                new = self._decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            raise self._located(exc, chunk or b"", state) from None
+        self._text = self._text[self._pos :] + new if self._pos < len(self._text) else new
+        self._pos = 0
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        self.offset += size
-        return size
+    def _located(self, exc: UnicodeDecodeError, chunk: bytes, state: Any) -> Undecodable:
+        # The decoder's input ends with this chunk (after bytes it held back).
+        data = bytes(exc.object)
+        offset = self._fed - len(data) + exc.start
+        valid = exc.start - (len(data) - len(chunk))  # bytes of this chunk before the bad one
+        before = ""
+        if valid > 0:
+            decoder = self._factory("strict")
+            decoder.setstate(state)
+            before = decoder.decode(chunk[:valid])
+        pending = self._text[self._pos :] + before
+        return Undecodable(offset, data[exc.start : exc.end], exc.reason, pending)
 
+    def read(self, size: int) -> str:
+        """Up to ``size`` characters ("" at the end)."""
+        while len(self._text) - self._pos < size and self._more():
+            pass
+        out = self._text[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
 
-def text_stream(chunks: Iterable[bytes], encoding: str) -> tuple[io.TextIOWrapper, ChunkStream]:
-    """Text (universal newlines left to the caller) from byte chunks; a UTF-8
-    byte order mark is dropped."""
-    if codecs.lookup(encoding).name == "utf-8":
-        encoding = "utf-8-sig"
-    raw = ChunkStream(chunks)
-    return io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding=encoding, newline=""), raw
+    def readline(self, limit: int) -> str:
+        """The next line with its line end (LF, CR LF or CR), or its first
+        ``limit`` characters if it is longer; "" at the end."""
+        parts: list[str] = []
+        size = 0
+        try:
+            while True:
+                text, pos = self._text, self._pos
+                room = limit - size  # characters this line may still take
+                found = _LINE_END.search(text, pos, pos + room)
+                if found is None:
+                    if len(text) - pos >= room:
+                        self._pos = pos + room
+                        return "".join((*parts, text[pos : self._pos]))
+                    parts.append(text[pos:])
+                    size += len(text) - pos
+                    self._pos = len(text)
+                    if not self._more():
+                        return "".join(parts)
+                    continue
+                end = found.start() + 1
+                if text[end - 1] == "\r":
+                    if end == len(text):  # an LF may follow, in the next chunk
+                        parts.append(text[pos : end - 1])
+                        size += end - 1 - pos
+                        self._pos = end - 1
+                        if self._more():
+                            continue
+                        text, pos = self._text, self._pos
+                    elif text[end] == "\n" and end - pos < room:
+                        end += 1
+                self._pos = end
+                return "".join((*parts, text[pos:end]))
+        except Undecodable as exc:
+            exc.pending = "".join(parts) + exc.pending
+            raise
 
 
 @dataclass(frozen=True, slots=True)

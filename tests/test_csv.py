@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from redisbatch import BytesSource, CsvParser, FileSource, SourceError, _csv
+from redisbatch import BytesSource, CsvParser, DistributedImport, FileSource, SourceError, _csv
 from redisbatch._parsers import Header, ParseFailure, RowBlock
 from tests._memory import with_peak
 
@@ -78,12 +78,79 @@ def test_header_names_are_stripped_and_duplicates_refused() -> None:
 
 def test_undecodable_bytes_name_the_place() -> None:
     """Bytes that are not valid in the encoding raise SourceError with the place."""
-    with pytest.raises(SourceError, match=r"within the first 8 bytes.*try encoding='cp1252'"):
+    with pytest.raises(SourceError, match=r"line 2, column 3 \(byte offset 6\).*'cp1252'"):
         parse(b"a,b\n1,\xff\n")
     assert parse("a\né\n".encode("latin-1"), encoding="latin-1") == [Header(["a"]), ["é"]]
-    big = b"a\n" + b"x\n" * 100_000 + b"\xff\n"
-    with pytest.raises(SourceError, match=r"after line \d+, within the first \d+ bytes"):
-        parse(big)
+
+
+def users_bytes(rows: int, bad_line: int, *, eol: bytes = b"\n") -> tuple[bytes, int]:
+    """A header and ``rows`` rows; line ``bad_line`` holds a cp1252 'é'. Returns
+    the bytes and the byte offset of the bad byte."""
+    lines = [b"id,name,city"] + [f"{i},User {i},Paris".encode() for i in range(1, rows + 1)]
+    lines[bad_line - 1] = f"{bad_line - 1},Jos".encode() + b"\xe9,Lyon"
+    data = eol.join(lines) + eol
+    return data, data.index(b"\xe9")
+
+
+@pytest.mark.parametrize(("rows", "bad_line"), [(20, 8), (100_000, 50_002)])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("delimiter", [",", None])
+def test_a_bad_byte_is_located_by_exact_line_and_offset(
+    rows: int, bad_line: int, eol: bytes, delimiter: str | None
+) -> None:
+    """A cp1252 byte in a UTF-8 CSV names its exact line, column and byte offset,
+    and the parser argument that reads the file."""
+    data, offset = users_bytes(rows, bad_line, eol=eol)
+    with pytest.raises(SourceError) as caught:
+        parse(data, delimiter=delimiter)
+    message = str(caught.value)
+    assert f"line {bad_line}, column {len(str(bad_line - 1)) + 5} (byte offset {offset})" in message
+    assert "b'\\xe9'" in message and "CsvParser(encoding='cp1252')" in message
+    cp1252 = flatten(CsvParser(encoding="cp1252").records(iter([data]), "x"))
+    assert cp1252[bad_line - 1] == [str(bad_line - 1), "José", "Lyon"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(
+        st.sampled_from(["1,a", "2,é", '3,"x\ny"', '"4",""', "", "5,\r", "6,b\r"]),
+        max_size=40,
+    ),
+    at=st.integers(0, 10_000),
+    cut=st.lists(st.integers(1, 50), min_size=1, max_size=8),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_bad_byte_location_holds_whatever_the_chunks(
+    lines: list[str], at: int, cut: list[int], eol: str
+) -> None:
+    """Wherever the bad byte sits and however the bytes are cut into chunks,
+    the line and byte offset named are those of the bad byte."""
+    data = ("a,b" + eol + eol.join(lines) + eol).encode()
+    offset = at % (len(data) + 1)
+    while 0 < offset < len(data) and data[offset] & 0xC0 == 0x80:
+        offset -= 1  # not inside a multi-byte character
+    data = data[:offset] + b"\xff" + data[offset:]
+    text_before = data[:offset].decode()
+    line = text_before.count("\n") + text_before.count("\r") - text_before.count("\r\n") + 1
+    chunks, start = [], 0
+    while start < len(data):
+        size = cut[len(chunks) % len(cut)]
+        chunks.append(data[start : start + size])
+        start += size
+    with pytest.raises(SourceError, match=rf"line {line}, column \d+ \(byte offset {offset}\)"):
+        flatten(CsvParser().records(iter(chunks), "x"))
+
+
+def test_an_undecodable_file_fails_its_job_and_keeps_what_was_stored(client: Any) -> None:
+    """prepare: the job is left FAILED with the located error; batches stored before stay."""
+    di = DistributedImport(client, batch_size=1000)
+    data, offset = users_bytes(100_000, 50_002)
+    with pytest.raises(SourceError, match=rf"line 50002, column 10 \(byte offset {offset}\)"):
+        di.prepare(BytesSource(data), CsvParser(), job_id="latin")
+    status = di.status("latin")
+    assert status is not None and status.state == "FAILED"
+    assert f"line 50002, column 10 (byte offset {offset})" in (status.error or "")
+    assert 40_000 <= status.total_records < 50_001
 
 
 def test_chunk_boundaries_do_not_matter(tmp_path: Path) -> None:
