@@ -39,8 +39,13 @@ from ._parsers import (
     Parser,
     RowBlock,
     Undecodable,
+    line_at,
     line_breaks,
 )
+
+#: Rows read in one call: the rows, the lines they took, and ``(row, extra
+#: lines)`` for the rows that span more than one line.
+_Read = tuple[list[list[str]], int, "Sequence[tuple[int, int]]"]
 
 __all__ = ["CsvParser"]
 
@@ -171,11 +176,11 @@ class _Document:
                 self.line += 1
                 yield self._overlong(self.line)
                 continue
-            rows = None if self.columns is None else self._whole(chunk, len(self.columns))
-            if rows is None:
+            whole = None if self.columns is None else self._whole(chunk, len(self.columns))
+            if whole is None:
                 yield from self._row_by_row(chunk)
-            elif rows:
-                yield RowBlock(rows)
+            elif whole[0]:
+                yield RowBlock(*whole)
 
     def _chunks(self) -> Iterator[str | None]:
         """Whole lines, a chunk at a time; None in place of an overlong line."""
@@ -220,27 +225,43 @@ class _Document:
             raise _BadBytes(bad, self.line if lines is None else lines, held) from None
         raise _OverlongLine
 
-    def _overlong(self, line: int) -> ParseFailure:
+    def _overlong(self, line: int, start: int | None = None) -> ParseFailure:
+        """A record on line ``line`` (starting on ``start``) longer than the limit."""
         message = f"line {line}: longer than {_line_limit()} characters"
         if self.columns is None:
             raise SourceError(f"{self.origin}: cannot read the header: {message}")
-        return ParseFailure(message, {})
+        return ParseFailure(message, {}, line if start is None else start)
 
-    def _whole(self, chunk: str, width: int) -> list[list[str]] | None:
-        """The chunk's rows read in one call, or None when it needs reading row
-        by row (see the module's docstring)."""
+    def _whole(self, chunk: str, width: int) -> tuple[list[list[str]], list[int]] | None:
+        """The chunk's rows read in one call and their line table (see
+        ``line_at``), or None when it needs reading row by row (see the
+        module's docstring)."""
         whole = self._split(chunk, width) if self.splittable else None
         if whole is None and self.sentinel_usable:
             whole = self._read_whole(chunk)
         if whole is None:
             return None
-        rows, lines = whole
+        rows, lines, spans = whole
         if rows and set(map(len, rows)) != {width}:
             return None
+        # Each row takes one line, plus the line ends inside its quoted values.
+        table = [0, self.line + 1]
+        if spans:
+            if len(rows) + sum(extra for _, extra in spans) != lines:
+                return None
+            line = self.line + 1
+            done = 0
+            for position, extra in spans:
+                line += position + 1 - done + extra
+                done = position + 1
+                if done < len(rows):
+                    table += (done, line)
+        elif len(rows) != lines:
+            return None
         self.line += lines
-        return rows
+        return rows, table
 
-    def _split(self, chunk: str, width: int) -> tuple[list[list[str]], int] | None:
+    def _split(self, chunk: str, width: int) -> _Read | None:
         """Rows mostly by ``str.split``, for a chunk of LF or CRLF lines with
         no blank line; None for any other chunk, or one whose quoted fields do
         not close where the methods below can prove it. The caller checks that
@@ -260,16 +281,15 @@ class _Document:
             if rows is not None:
                 if len(body) > limit and max(map(len, body.split(eol))) > limit:
                     return None  # a field the reader would refuse
-                return rows, len(rows)
+                return rows, len(rows), ()
         lines = body.split(eol)
         if "" in lines or (len(body) > limit and max(map(len, lines)) > limit):
             return None  # a blank line, or a field the reader would refuse
         if quote not in chunk:
-            return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines)
+            return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines), ()
         if not self.sentinel_usable or _SENTINEL[0] in chunk:
             return None
-        rows = self._some_quoted(lines, eol)
-        return None if rows is None else (rows, len(lines))
+        return self._some_quoted(lines, eol)
 
     def _all_quoted(self, body: str, eol: str, width: int) -> list[list[str]] | None:
         """Rows of ``"a","b"`` lines (every value quoted), split on the
@@ -289,7 +309,7 @@ class _Document:
             return None
         return rows
 
-    def _some_quoted(self, lines: list[str], eol: str) -> list[list[str]] | None:
+    def _some_quoted(self, lines: list[str], eol: str) -> _Read | None:
         """Rows of lines of which some hold quotes. The others are split; each
         run of consecutive lines with quotes goes to csv.reader with its line
         ends (a quoted field may span the run), all runs in one call, each
@@ -320,20 +340,23 @@ class _Document:
             return None
         split = list(map(str.split, lines, itertools.repeat(self.delimiter)))
         rows: list[list[str]] = []
+        spans: list[tuple[int, int]] = []
         done = taken = 0  # lines done, rows of ``read`` taken
         for first, end in runs:
             rows += split[done:first]
             run_end = read.index(sentinel, taken)
+            if run_end - taken != end - first:  # a row of this run spans lines
+                spans += _spans(read[taken:run_end], len(rows))
             rows += read[taken:run_end]
             done, taken = end, run_end + 1
         rows += split[done:]
-        return rows
+        return rows, len(lines), spans
 
     def _reader(self, lines: Iterable[str]) -> Any:
         """The standard library's reader over ``lines``, in this document's dialect."""
         return csv.reader(lines, delimiter=self.delimiter, quotechar=self.quotechar, strict=False)
 
-    def _read_whole(self, chunk: str) -> tuple[list[list[str]], int] | None:
+    def _read_whole(self, chunk: str) -> _Read | None:
         """The chunk read by csv.reader in one call, followed by the sentinel
         line; None if the sentinel did not come back as a row of its own."""
         ends_line = chunk.endswith(_LINE_ENDS)
@@ -346,7 +369,8 @@ class _Document:
             return None
         if not rows or rows.pop() != self.sentinel_row:
             return None  # the chunk ends inside a quoted field
-        return rows, reader.line_num - 1
+        lines = reader.line_num - 1
+        return rows, lines, (() if len(rows) == lines else _spans(rows, 0))
 
     def _row_by_row(self, chunk: str) -> Iterator[Any]:
         """The chunk's records one by one: a quoted field open at its end takes
@@ -355,22 +379,24 @@ class _Document:
         feed = _Feed(lines, self)
         reader = self._reader(feed)
         block: list[list[str]] = []
+        table: list[int] = []  # the block's line table
         while feed.given < len(lines):
+            start = self.line + feed.given + 1  # the line the next row starts on
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except _OverlongLine:  # in a quoted field that ran past the chunk
-                yield from _flushed(block)
-                yield self._overlong(self.line + feed.given)
+                yield from _flushed(block, table)
+                yield self._overlong(self.line + feed.given, start)
                 continue
             except csv.Error as exc:
-                failure = ParseFailure(f"line {self.line + feed.given}: {exc}", {})
+                failure = ParseFailure(f"line {self.line + feed.given}: {exc}", {}, start)
                 if self.columns is None:
                     raise SourceError(
                         f"{self.origin}: cannot read the header: {failure.message}"
                     ) from None
-                yield from _flushed(block)
+                yield from _flushed(block, table)
                 yield failure
                 continue
             if not row:
@@ -379,15 +405,18 @@ class _Document:
                 self.columns = _header(row, self.origin, self.line + feed.given)
                 yield Header(self.columns)
             elif len(row) == len(self.columns):
+                if line_at(table, len(block)) != start:
+                    table += (len(block), start)
                 block.append(row)
             else:
-                yield from _flushed(block)
+                yield from _flushed(block, table)
                 yield ParseFailure(
                     f"line {self.line + feed.given}: expected {len(self.columns)} "
                     f"values, got {len(row)}",
                     _raw_of(self.columns, row),
+                    start,
                 )
-        yield from _flushed(block)
+        yield from _flushed(block, table)
         self.line += feed.given
 
 
@@ -428,11 +457,23 @@ def _line_limit() -> int:
     return max(LINE_CHARS, csv.field_size_limit())
 
 
-def _flushed(block: list[list[str]]) -> Iterator[RowBlock]:
-    """The rows gathered so far as one block, leaving ``block`` empty."""
+def _flushed(block: list[list[str]], table: list[int]) -> Iterator[RowBlock]:
+    """The rows gathered so far as one block, leaving ``block`` and its line
+    table empty."""
     if block:
-        yield RowBlock(block[:])
+        yield RowBlock(block[:], table[:])
         block.clear()
+        table.clear()
+
+
+def _spans(rows: list[list[str]], first: int) -> list[tuple[int, int]]:
+    """``(first + i, extra lines)`` for each row ``i`` whose values hold line ends."""
+    spans = []
+    for i, row in enumerate(rows):
+        extra = sum(map(line_breaks, row))
+        if extra:
+            spans.append((first + i, extra))
+    return spans
 
 
 def _header(row: list[str], origin: str, line: int) -> list[str]:

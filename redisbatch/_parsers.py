@@ -36,11 +36,13 @@ __all__ = [
     "DecodedText",
     "Header",
     "JsonParser",
+    "Line",
     "ParseFailure",
     "Parser",
     "RowBlock",
     "Undecodable",
     "XmlParser",
+    "line_at",
     "line_breaks",
     "row_is_empty",
 ]
@@ -55,10 +57,13 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class ParseFailure:
-    """A source record the parser could not turn into a record."""
+    """A source record the parser could not turn into a record; ``line`` is
+    the physical line it starts on, when the parser knows it (else the
+    records' line count, see :class:`Line`, places it)."""
 
     message: str
     raw: dict[str, Any]
+    line: int | None = None
 
     @classmethod
     def not_a_mapping(cls, item: Any, index: int) -> ParseFailure:
@@ -66,6 +71,29 @@ class ParseFailure:
         return cls(
             f"record {index} is a {type(item).__name__}, not a mapping", {"value": repr(item)}
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """The next record starts on physical line ``number`` (1-based); each
+    record after it on the line after the previous one's start, until the
+    next ``Line``. Parsers whose records carry no line of their own (NDJSON)
+    say so only where that rule breaks (the first record, after blank lines)."""
+
+    number: int
+
+
+def line_at(table: list[int], position: int) -> int | None:
+    """The line of the record at ``position`` in a line table: a flat list
+    ``[position_0, line_0, position_1, line_1, ...]`` (positions increasing,
+    the first 0) meaning that records from ``position_k`` on start on
+    consecutive lines from ``line_k``. An empty table knows no line."""
+    if not table:
+        return None
+    k = len(table) - 2
+    while k > 0 and table[k] > position:
+        k -= 2
+    return table[k + 1] + position - table[k]
 
 
 def row_is_empty(values: Iterable[Any]) -> bool:
@@ -200,9 +228,12 @@ class DecodedText:
 
 @dataclass(frozen=True, slots=True)
 class RowBlock:
-    """Consecutive rows, each with one value per header column."""
+    """Consecutive rows, each with one value per header column. ``lines`` is
+    where they start in the source: a line table (see :func:`line_at`), or
+    None when the parser does not know."""
 
     rows: list[list[str]]
+    lines: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -262,13 +293,21 @@ def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
     held = 0  # bytes in pieces
     overlong = False  # the current line passed RECORD_BYTES: its bytes are dropped
     number = 0
+    expected = 0  # the line the consumer takes the next record to start on (see Line)
+    consumed = 0  # bytes of the chunks before this one
+    line_start = 0  # where the line in ``pieces`` starts
     for chunk in chunks:
         lines = chunk.split(b"\n")
         tail = lines.pop()
         if lines:  # the line begun in earlier chunks ends in this one
+            start = line_start
             if overlong or held + len(lines[0]) > RECORD_BYTES:
                 number += 1
+                if number != expected:
+                    yield Line(number)
+                expected = number + 1
                 yield _too_large(f"line {number}")
+                start = consumed + len(lines[0]) + 1
                 del lines[0]
             elif pieces:
                 pieces.append(lines[0])
@@ -276,7 +315,15 @@ def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
             pieces, held, overlong = [], 0, False
             for line in lines:
                 number += 1
-                yield from _ndjson_line(line, number)
+                record = _ndjson_line(line, number, start)
+                start += len(line) + 1
+                if record is not None:
+                    if number != expected:
+                        yield Line(number)
+                    expected = number + 1
+                    yield record
+        line_start = consumed + len(chunk) - len(tail) if lines else line_start
+        consumed += len(chunk)
         if overlong or not tail:
             continue
         if held + len(tail) > RECORD_BYTES:
@@ -284,26 +331,51 @@ def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
         else:
             pieces.append(tail)
             held += len(tail)
-    if overlong:
-        yield _too_large(f"line {number + 1}")
-    elif pieces:
-        yield from _ndjson_line(b"".join(pieces), number + 1)
+    last = _too_large(f"line {number + 1}") if overlong else None
+    if pieces:
+        last = _ndjson_line(b"".join(pieces), number + 1, line_start)
+    if last is not None:
+        if number + 1 != expected:
+            yield Line(number + 1)
+        yield last
 
 
 def _too_large(where: str) -> ParseFailure:
     return ParseFailure(f"{where}: larger than {RECORD_BYTES} bytes", {})
 
 
-def _ndjson_line(line: bytes, number: int) -> Iterator[Any]:
+def _ndjson_line(line: bytes, number: int, offset: int) -> Any:
+    """The record on one NDJSON line (None for a blank line); ``offset`` is
+    the line's byte offset in the document."""
     if not line.strip():
-        return
+        return None
     try:
         value = msgspec.json.decode(line)
     except msgspec.DecodeError as exc:
         text = line[:200].decode("utf-8", "replace")
-        yield ParseFailure(f"line {number}: invalid JSON: {exc}", {"line": text})
-        return
-    yield _as_record(value, f"line {number}")
+        return ParseFailure(
+            f"line {number}: {_not_utf8(line, offset) or f'invalid JSON: {exc}'}", {"line": text}
+        )
+    except RecursionError:
+        text = line[:200].decode("utf-8", "replace")
+        return ParseFailure(f"line {number}: {_TOO_DEEP}", {"line": text})
+    return _as_record(value, f"line {number}")
+
+
+_TOO_DEEP: Final = "JSON nested too deeply to decode (RecursionError)"
+
+
+def _not_utf8(data: bytes, offset: int) -> str | None:
+    """Where ``data`` (at ``offset`` in the document) is not UTF-8, if it is not."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"byte offset {offset + exc.start}: {data[exc.start : exc.end]!r} is not UTF-8 "
+            f"({exc.reason}); JSON must be UTF-8: convert the file (for example "
+            "iconv -f cp1252 -t utf-8)"
+        )
+    return None
 
 
 def _json_array(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
@@ -401,10 +473,10 @@ class _ArrayScanner:
             elements.append(_too_large(f"element {self.count}"))
             self.count += 1
             self.oversized = False
-        elif text := bytes(self.buffer[self.element_start : at]).strip(_WHITESPACE):
-            elements.append(
-                _array_element(text, self.count, self.base + self.element_start, self.origin)
-            )
+        elif text := bytes(self.buffer[self.element_start : at]).rstrip(_WHITESPACE):
+            stripped = text.lstrip(_WHITESPACE)
+            offset = self.base + self.element_start + len(text) - len(stripped)
+            elements.append(_array_element(stripped, self.count, offset, self.origin))
             self.count += 1
         elif char == 0x2C or self.count:
             raise SourceError(f"{self.origin}: missing array element at byte {self.base + at}")
@@ -428,9 +500,14 @@ def _array_element(text: bytes, number: int, offset: int, origin: str) -> Any:
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
+        not_utf8 = _not_utf8(text, offset)
         raise SourceError(
-            f"{origin}: invalid JSON in element {number} at byte {offset}: {exc}"
+            f"{origin}: element {number}: {not_utf8}"
+            if not_utf8
+            else f"{origin}: invalid JSON in element {number} at byte {offset}: {exc}"
         ) from None
+    except RecursionError:
+        return ParseFailure(f"element {number} (byte offset {offset}): {_TOO_DEEP}", {})
     return _as_record(value, f"element {number}")
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ._parsers import Header, ParseFailure, RowBlock, row_is_empty
+from ._parsers import Header, Line, ParseFailure, RowBlock, row_is_empty
 from ._pipeline import RecordPipeline
 from ._results import PreviewResult, ProcessedRecord
 from ._schema import Field, Schema
@@ -27,6 +27,8 @@ def iter_records(items: Iterator[Any], skip_empty_rows: bool) -> Iterator[Any]:
     for item in items:
         if isinstance(item, Header):
             header = item.columns
+            continue
+        if isinstance(item, Line):
             continue
         if isinstance(item, RowBlock | list):
             rows = item.rows if isinstance(item, RowBlock) else [item]

@@ -14,20 +14,27 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from redisbatch import BytesSource, CsvParser, DistributedImport, FileSource, SourceError, _csv
-from redisbatch._parsers import Header, ParseFailure, RowBlock
+from redisbatch._parsers import Header, ParseFailure, RowBlock, line_at
 from tests._memory import with_peak
 
 
-def parse(data: bytes | str, **options: Any) -> list[Any]:
+def parse(data: bytes | str, *, located: bool = False, **options: Any) -> list[Any]:
     source = BytesSource(data)
-    return flatten(CsvParser(**options).records(source.open(), source.describe()))
+    return flatten(CsvParser(**options).records(source.open(), source.describe()), located)
 
 
-def flatten(items: Any) -> list[Any]:
-    """Parser items with row blocks opened up into their rows."""
+def flatten(items: Any, located: bool = False) -> list[Any]:
+    """Parser items with row blocks opened up into their rows; ``located``:
+    each row as ``(row, the line it starts on)``."""
     out: list[Any] = []
     for item in items:
-        out.extend(item.rows if isinstance(item, RowBlock) else [item])
+        if not isinstance(item, RowBlock):
+            out.append(item)
+        elif located:
+            assert item.lines
+            out.extend((row, line_at(item.lines, i)) for i, row in enumerate(item.rows))
+        else:
+            out.extend(item.rows)
     return out
 
 
@@ -52,9 +59,9 @@ def test_wrong_column_count_is_a_located_parse_failure() -> None:
     assert items[0] == Header(["a", "b"])
     assert items[1] == ["1", "2"]
     assert items[2] == ParseFailure(
-        "line 3: expected 2 values, got 3", {"a": "1", "b": "2", "_extra": ["3"]}
+        "line 3: expected 2 values, got 3", {"a": "1", "b": "2", "_extra": ["3"]}, 3
     )
-    assert items[3] == ParseFailure("line 5: expected 2 values, got 1", {"a": "4"})
+    assert items[3] == ParseFailure("line 5: expected 2 values, got 1", {"a": "4"}, 5)
     assert items[4] == ["5", "6"]
 
 
@@ -180,10 +187,12 @@ def test_parser_options_are_checked() -> None:
 
 
 def one_pass(text: str, delimiter: str, columns: list[str] | None) -> list[Any]:
-    """What the parser must give: one csv.reader over the whole text, row by row."""
+    """What the parser must give: one csv.reader over the whole text, row by
+    row; each row as ``(row, the line it starts on)``."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
     out: list[Any] = [] if columns is None else [Header(columns)]
     while True:
+        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
@@ -191,7 +200,7 @@ def one_pass(text: str, delimiter: str, columns: list[str] | None) -> list[Any]:
         except csv.Error as exc:
             if columns is None:
                 raise SourceError(f"cannot read the header: {exc}") from None
-            out.append(ParseFailure(f"line {reader.line_num}: {exc}", {}))
+            out.append(ParseFailure(f"line {reader.line_num}: {exc}", {}, start))
             continue
         if not row:
             continue
@@ -205,9 +214,9 @@ def one_pass(text: str, delimiter: str, columns: list[str] | None) -> list[Any]:
             if len(row) > len(columns):
                 raw["_extra"] = row[len(columns) :]
             message = f"line {reader.line_num}: expected {len(columns)} values, got {len(row)}"
-            out.append(ParseFailure(message, raw))
+            out.append(ParseFailure(message, raw, start))
         else:
-            out.append(row)
+            out.append((row, start))
 
 
 @contextmanager
@@ -242,7 +251,7 @@ def test_chunked_reading_is_one_csv_reader_pass(
         except SourceError:
             expected = SourceError
         try:
-            got: Any = parse(text.encode(), delimiter=delimiter, columns=columns)
+            got: Any = parse(text.encode(), located=True, delimiter=delimiter, columns=columns)
         except SourceError:
             got = SourceError
     assert got == expected
@@ -291,7 +300,7 @@ def test_chunked_reading_of_csv_like_documents(
         except SourceError:
             expected = SourceError
         try:
-            got: Any = parse(text.encode(), columns=columns)
+            got: Any = parse(text.encode(), located=True, columns=columns)
         except SourceError:
             got = SourceError
     assert got == expected
@@ -316,7 +325,7 @@ def test_an_overlong_line_is_a_located_parse_error() -> None:
     assert items == [
         Header(["a", "b"]),
         ["1", "2"],
-        ParseFailure("line 3: longer than 1000 characters", {}),
+        ParseFailure("line 3: longer than 1000 characters", {}, 3),
         ["3", "4"],
     ]
 
@@ -328,8 +337,8 @@ def test_an_overlong_line_inside_a_quoted_field() -> None:
         items = parse(text)
     assert items == [
         Header(["a", "b"]),
-        ParseFailure("line 3: longer than 1000 characters", {}),
-        ParseFailure("line 4: expected 2 values, got 1", {"a": 'end"'}),
+        ParseFailure("line 3: longer than 1000 characters", {}, 2),  # the record starts on 2
+        ParseFailure("line 4: expected 2 values, got 1", {"a": 'end"'}, 4),
         ["3", "4"],
     ]
 
@@ -345,7 +354,7 @@ def test_a_document_without_line_ends_is_not_loaded_whole() -> None:
         items, peak = with_peak(
             lambda: flatten(CsvParser(columns=["a"]).records(endless(), "<stream>"))
         )
-        assert items == [Header(["a"]), ParseFailure("line 1: longer than 65536 characters", {})]
+        assert items == [Header(["a"]), ParseFailure("line 1: longer than 65536 characters", {}, 1)]
         assert peak < 4 * 2**20, peak
         with pytest.raises(SourceError, match="cannot read the header: line 1: longer than"):
             flatten(CsvParser().records(endless(), "<stream>"))
