@@ -118,13 +118,14 @@ class Batcher:
                 encoded = encode_rows(part)
             except (TypeError, OverflowError):  # named, record by record, below
                 return batches + self._one_by_one(rows, lines, start, len(rows))
-            entries = _entries(lines, start, start + len(part))
+            whole = start == 0 and len(part) == len(rows)
+            entries = lines if whole else _entries(lines, start, start + len(part))
             size = len(encoded) + _LINE_ENTRY_BYTES * len(entries) // 2
             if self._bytes + size > self._limit:  # the part would pass the cap: row by row
                 batches += self._one_by_one(rows, lines, start, start + len(part))
             else:
-                for offset in range(0, len(entries), 2):
-                    self._note(self._count + entries[offset] - start, entries[offset + 1])
+                if entries:
+                    self._merge(entries, self._count - start)
                 self._pieces.append(encoded)
                 self._count += len(part)
                 self._bytes += len(encoded)
@@ -254,10 +255,23 @@ class Batcher:
         self._bytes += size
         return self._cut() if self._count >= self.batch_size else None
 
+    def _merge(self, entries: list[int], shift: int) -> None:
+        """A block's line table, its positions moved by ``shift``, after the batch's."""
+        table = self._lines
+        if table and table[-1] + entries[0] + shift - table[-2] == entries[1]:
+            entries = entries[2:]  # its first record follows the batch's last line by line
+            if not entries:
+                return
+        moved = entries[:]
+        moved[0::2] = map(shift.__add__, entries[0::2])
+        table += moved
+        self._bytes += _LINE_ENTRY_BYTES * (len(moved) // 2)
+
     def _note(self, position: int, line: int) -> None:
-        """The record at ``position`` starts on ``line``."""
-        if line_at(self._lines, position) != line:
-            self._lines += (position, line)
+        """The record at ``position`` (none before it noted yet) starts on ``line``."""
+        table = self._lines
+        if not table or table[-1] + position - table[-2] != line:
+            table += (position, line)
             self._bytes += _LINE_ENTRY_BYTES
 
     # ------------------------------------------------------------ batches

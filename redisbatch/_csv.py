@@ -39,7 +39,6 @@ from ._parsers import (
     Parser,
     RowBlock,
     Undecodable,
-    line_at,
     line_breaks,
 )
 
@@ -345,7 +344,9 @@ class _Document:
         for first, end in runs:
             rows += split[done:first]
             run_end = read.index(sentinel, taken)
-            if run_end - taken != end - first:  # a row of this run spans lines
+            if run_end - taken == 1 < end - first:  # one record over the run's lines
+                spans.append((len(rows), end - first - 1))
+            elif run_end - taken != end - first:  # some record of this run spans lines
                 spans += _spans(read[taken:run_end], len(rows))
             rows += read[taken:run_end]
             done, taken = end, run_end + 1
@@ -405,7 +406,7 @@ class _Document:
                 self.columns = _header(row, self.origin, self.line + feed.given)
                 yield Header(self.columns)
             elif len(row) == len(self.columns):
-                if line_at(table, len(block)) != start:
+                if not table or table[-1] + len(block) - table[-2] != start:
                     table += (len(block), start)
                 block.append(row)
             else:
