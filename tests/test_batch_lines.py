@@ -249,3 +249,30 @@ def test_ndjson_line_markers_reach_the_batcher() -> None:
     batch = decode_batch(batches[0].payload)
     assert [batch.line_of(p) for p in range(3)] == [3, 4, 9]
     assert batch.lines == [0, 3, 2, 9]
+
+
+@pytest.mark.parametrize(
+    ("document", "where", "line"),
+    [
+        (
+            b'[{"id": 1}, ' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b', {"id": 3}]',
+            "element 1",
+            None,
+        ),
+        (b'{"id": 1}\n' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b'\n{"id": 3}\n', "line 2", 2),
+    ],
+)
+def test_deep_json_is_a_parse_error_record_and_the_job_goes_on(
+    make_import: Make, document: bytes, where: str, line: int | None
+) -> None:
+    """An element nested 1,000 deep is one PARSE_ERROR record naming it; the rest are processed."""
+    di = make_import()
+    job = di.prepare(BytesSource(document), JsonParser())
+    summary = di.run_worker(job.job_id, lambda record, ctx: None)
+    assert (job.total_records, summary.processed, summary.failed) == (3, 2, 1)
+    (failed,) = list(di.failed_records(job.job_id))
+    assert (failed.index, failed.line, failed.errors[0].code) == (1, line, "PARSE_ERROR")
+    assert failed.errors[0].message.startswith(where)
+    assert "nested too deeply" in failed.errors[0].message
+    status = di.status(job.job_id)
+    assert status is not None and status.state == "COMPLETED"
