@@ -541,7 +541,10 @@ class XmlParser(Parser):
         parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
         tree = _XmlTree(self.record_tag)
         tail = b""
-        offset = 0
+        offset = 0  # bytes read (this chunk's included, once fed)
+        lines = 0  # line ends read
+        head = b""  # the document's first bytes (its XML declaration)
+        recent = b""  # the bytes fed last: this chunk, after a few of the one before
         try:
             for chunk in chunks:
                 window = tail + chunk
@@ -551,21 +554,66 @@ class XmlParser(Parser):
                         "refused, entities are never expanded"
                     )
                 tail = window[-20:]
+                if len(head) < 200:
+                    head += chunk[: 200 - len(head)]
+                recent = recent[-8:] + chunk  # expat may wait for a character's last bytes
                 offset += len(chunk)
+                lines += chunk.count(b"\n")
                 parser.feed(chunk)
                 yield from tree.take(parser.read_events())
             parser.close()
             yield from tree.take(parser.read_events())
         except ElementTree.ParseError as exc:
             line, column = exc.position
+            not_utf8 = _xml_not_utf8(exc, head, recent, offset, lines)
             raise SourceError(
-                f"{origin}: malformed XML at line {line}, column {column}: {exc}"
+                f"{origin}: {not_utf8}"
+                if not_utf8
+                else f"{origin}: malformed XML at line {line}, column {column}: {exc}"
             ) from None
         if not tree.records and tree.other_tag is not None:
             raise SourceError(
                 f"{origin}: no <{self.record_tag}> element in the document (its root holds "
                 f"<{tree.other_tag}>): set XmlParser(record_tag=...) to the records' tag"
             )
+
+
+_XML_INVALID_TOKEN: Final = 4  # expat's code for bytes that are no token
+_XML_ENCODING: Final = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
+
+
+def _xml_not_utf8(
+    exc: ElementTree.ParseError, head: bytes, recent: bytes, end: int, lines: int
+) -> str | None:
+    """For expat's 'invalid token' in a document read as UTF-8 (no other
+    encoding declared), where the bytes fed last (``recent``, ending at byte
+    ``end`` of the document, after ``lines`` line ends) stop being UTF-8:
+    its exact line and byte offset (expat's own position is unreliable after
+    such bytes)."""
+    if getattr(exc, "code", None) != _XML_INVALID_TOKEN:
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16
+        return None
+    declared = _XML_ENCODING.match(head)
+    if declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8", b"utf_8"):
+        return None
+    start = 0
+    while start < min(3, len(recent)) and recent[start] & 0xC0 == 0x80:
+        start += 1  # the end of a character begun before
+    try:
+        recent[start:].decode("utf-8")
+    except UnicodeDecodeError as bad:
+        if bad.reason == "unexpected end of data":
+            return None  # a character the next chunk would complete
+        at = start + bad.start
+        line = lines - recent.count(b"\n", at) + 1
+        return (
+            f"line {line} (byte offset {end - len(recent) + at}): "
+            f"{recent[at : start + bad.end]!r} is not UTF-8 ({bad.reason}); name the "
+            "document's encoding in its XML declaration, for example "
+            '<?xml version="1.0" encoding="windows-1252"?>'
+        )
+    return None
 
 
 class _XmlTree:

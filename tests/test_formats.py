@@ -391,3 +391,15 @@ def test_parsers_on_arbitrary_bytes(data: bytes, chunk: int, parser: Parser) -> 
         return
     for item in items:
         assert isinstance(item, Header | ParseFailure | dict | list), item
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 4096])
+def test_xml_undecodable_bytes_name_exact_line_and_offset(chunk: int) -> None:
+    """A byte that is not UTF-8 in an XML document without an encoding declaration
+    names its line and byte offset and how to declare the encoding; declared, it reads."""
+    data = b"<r><record><a>1</a></record>\n\n<record><a>Jos\xe9</a></record></r>"
+    offset = data.index(b"\xe9")
+    with pytest.raises(SourceError, match=rf"line 3 \(byte offset {offset}\): b'\\xe9' is not"):
+        parse(XmlParser(), data, chunk)
+    declared = b'<?xml version="1.0" encoding="windows-1252"?>' + data
+    assert parse(XmlParser(), declared, chunk)[1] == {"a": "José"}
