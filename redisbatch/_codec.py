@@ -111,6 +111,24 @@ class ReceivedBatch(msgspec.Struct, array_like=True):
         """The source line the record at ``position`` starts on (None without lines)."""
         return line_at(self.lines, position) if self.lines else None
 
+    def rest(self, done: int) -> StoredBatch:
+        """The records from position ``done`` on, as a batch of their own (what
+        a worker hands back), with their failures and lines."""
+        lines: list[int] = []
+        if self.lines:
+            first = line_at(self.lines, done)
+            assert first is not None
+            lines = [0, first]
+            for k in range(2, len(self.lines), 2):
+                if self.lines[k] > done:
+                    lines += (self.lines[k] - done, self.lines[k + 1])
+        return StoredBatch(
+            self.first_index + done,
+            [self.row(p) for p in range(done, len(self))],
+            {p - done: failure for p, failure in self.failures.items() if p >= done},
+            lines,
+        )
+
     def row(self, position: int) -> list[Any]:
         """The row's values, in the order of the job's columns."""
         return decode_row(self.raw_rows[position])

@@ -22,7 +22,7 @@ from redisbatch import (
     Schema,
 )
 from redisbatch._batcher import Batcher, EncodedBatch
-from redisbatch._codec import decode_batch, decode_row
+from redisbatch._codec import decode_batch, decode_row, encode_batch
 from redisbatch._keys import JobKeys
 from redisbatch._parsers import Header, Line, ParseFailure, RowBlock
 
@@ -276,3 +276,19 @@ def test_deep_json_is_a_parse_error_record_and_the_job_goes_on(
     assert "nested too deeply" in failed.errors[0].message
     status = di.status(job.job_id)
     assert status is not None and status.state == "COMPLETED"
+
+
+def test_the_rest_of_a_batch_keeps_its_lines_and_failures() -> None:
+    """A batch's rest (what a worker hands back) keeps each record's line and failure."""
+    batcher = Batcher(10, skip_empty_rows=False, origin="t")
+    items = [Header(["v"]), RowBlock([["a"], ["b"], ["c"]], [0, 2, 1, 7])]
+    items += [ParseFailure("bad", {}, 9), RowBlock([["d"]], [0, 12])]
+    batch = decode_batch(batches_of(batcher, items)[0].payload)
+    assert [batch.line_of(p) for p in range(5)] == [2, 7, 8, 9, 12]
+    for done in range(5):
+        rest = decode_batch(encode_batch(batch.rest(done)))
+        assert rest.first_index == done
+        assert [rest.line_of(p) for p in range(5 - done)] == [2, 7, 8, 9, 12][done:]
+        assert [rest.failures.get(p, ("",))[0] for p in range(5 - done)] == ["", "", "", "bad", ""][
+            done:
+        ]
