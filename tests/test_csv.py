@@ -358,3 +358,30 @@ def test_a_document_without_line_ends_is_not_loaded_whole() -> None:
         assert peak < 4 * 2**20, peak
         with pytest.raises(SourceError, match="cannot read the header: line 1: longer than"):
             flatten(CsvParser().records(endless(), "<stream>"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=csv_documents(),
+    cuts=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    chunk_chars=st.integers(1, 40),
+)
+def test_byte_chunks_do_not_matter(text: str, cuts: list[int], chunk_chars: int) -> None:
+    """However the bytes arrive (multi-byte characters and CR LF split across
+    chunks), the records and their lines are those of one csv.reader pass."""
+    data = text.encode()
+    chunks, start = [], 0
+    while start < len(data):
+        size = cuts[len(chunks) % len(cuts)]
+        chunks.append(data[start : start + size])
+        start += size
+    with reading(chunk_chars, 131072):
+        try:
+            expected: Any = one_pass(text, ",", None)
+        except SourceError:
+            expected = SourceError
+        try:
+            got: Any = flatten(CsvParser().records(iter(chunks), "x"), located=True)
+        except SourceError:
+            got = SourceError
+    assert got == expected
