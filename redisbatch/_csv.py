@@ -69,7 +69,10 @@ class CsvParser(Parser):
     """CSV with a header row (or ``columns`` given: the file has none).
 
     A row with the wrong number of values becomes a ``PARSE_ERROR`` record
-    naming its line; blank lines are ignored.
+    naming its line; blank lines are ignored. Every record knows the line it
+    starts on (``ProcessedRecord.line``). Bytes that are not text in
+    ``encoding`` raise ``SourceError`` naming their line, column and byte
+    offset.
     """
 
     def __init__(

@@ -254,10 +254,11 @@ class JsonParser(Parser):
     apart by the first character. Both stream: an array is cut into its
     elements as bytes arrive, so a 2 GB array never sits in memory.
 
-    An element or line that is not an object, a malformed NDJSON line, and an
-    element or line larger than ``RECORD_BYTES`` (read through, not kept) is a
-    ``PARSE_ERROR`` record; a truncated or broken array is a ``SourceError``
-    naming the byte offset.
+    An element or line that is not an object, a malformed NDJSON line, one
+    nested too deeply to decode, and an element or line larger than
+    ``RECORD_BYTES`` (read through, not kept) is a ``PARSE_ERROR`` record; a
+    truncated or broken array, or bytes in it that are not UTF-8, is a
+    ``SourceError`` naming the byte offset. NDJSON records know their line.
     """
 
     def __repr__(self) -> str:
