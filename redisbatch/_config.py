@@ -45,8 +45,10 @@ class Settings:
     namespace: str = "redisbatch"
     retention: float | None = 7 * 24 * 3600
     max_pending_batches: int | None = None
+    max_batch_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        _integer("max_batch_bytes", self.max_batch_bytes, 1024)
         _integer("batch_size", self.batch_size, 1)
         _integer("max_retries", self.max_retries, 0)
         _integer("max_batch_attempts", self.max_batch_attempts, 1)

@@ -140,6 +140,7 @@ class Core:
             unique=UniqueKeys(validator)
             if validator is not None and validator.schema.unique_fields
             else None,
+            max_batch_bytes=self.settings.max_batch_bytes,
         )
         return prepare(
             self.store,

@@ -50,6 +50,7 @@ class ImportOptions(TypedDict, total=False):
     namespace: str
     retention: float | None
     max_pending_batches: int | None
+    max_batch_bytes: int
 
 
 _SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
@@ -78,6 +79,7 @@ class _Facade:
         namespace: str = "redisbatch",
         retention: float | None = 7 * 24 * 3600,
         max_pending_batches: int | None = None,
+        max_batch_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._check_client(redis)
         self.redis = redis
@@ -94,6 +96,7 @@ class _Facade:
                 namespace=namespace,
                 retention=retention,
                 max_pending_batches=max_pending_batches,
+                max_batch_bytes=max_batch_bytes,
             ),
             duplicate_checker,
         )

@@ -610,6 +610,8 @@ class RecordPipeline:
                     if want_processed:
                         self._emit_processed(ctx)
                     continue
+            if batch.lines:  # the source line, so that the user can find the row
+                result = msgspec.structs.replace(result, line=batch.line_of(position))
             failed.append(result)
             message = self._emit_failed(result, ctx)
             if not self.continue_on_error:

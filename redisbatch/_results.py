@@ -106,6 +106,7 @@ class ProcessedRecord(msgspec.Struct, frozen=True):
     errors: list[ValidationError]
     processing_error: str | None
     retry_count: int
+    line: int | None = None  # the source line the record starts on (CSV, NDJSON), 1-based
 
 
 class PreviewResult(msgspec.Struct, frozen=True):
