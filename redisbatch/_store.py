@@ -401,6 +401,28 @@ class Store:
         value = yield Command(("HGET", self.keys(job_id).job, "total_batches"))
         return _int(value)
 
+    # ------------------------------------------------------------ worker reads
+
+    def release_call(self, job_id: str, idx: int, worker_id: str) -> ScriptCall:
+        """The release of a batch, for a driver whose flow died holding it."""
+        keys = self.keys(job_id)
+        return self._call(
+            "releaseBatch", (keys.job, keys.queue, keys.batches), CONSUMER_GROUP, idx, worker_id
+        )
+
+    def job_state(self, job_id: str) -> Flow[str | None]:
+        """The job's state, or None for a job that does not exist."""
+        value = yield Command(("HGET", self.keys(job_id).job, "state"))
+        return None if value is None else _text(value)
+
+    def held_batches(self, job_id: str, limit: int = 100) -> Flow[list[tuple[str, int]]]:
+        """(holder, idle ms) of up to ``limit`` claimed batches: what a waiting
+        worker logs."""
+        reply = yield Command(
+            ("XPENDING", self.keys(job_id).queue, CONSUMER_GROUP, "-", "+", limit)
+        )
+        return [(_text(entry[1]), int(entry[2])) for entry in reply or ()]
+
 
 def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:
     if not flat:
