@@ -246,7 +246,7 @@ class AsyncDriver:
         if isinstance(effect, Pipeline):
             return await self.pipeline(effect.calls)
         if isinstance(effect, Command):
-            return await self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
+            return await self.client.execute_command(*effect.args, **(effect.options or {}))  # type: ignore[no-untyped-call]
         if isinstance(effect, Background):
             return asyncio.ensure_future(self.pipeline(effect.pipeline.calls))
         if isinstance(effect, Wait):

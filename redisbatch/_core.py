@@ -230,13 +230,9 @@ class Core:
         state: str | None = None
         first_delay, longest_delay = self.settings.poll_interval
         delay = first_delay
-        next_report = time.monotonic() + stale
+        next_look = 0.0  # when a waiting worker next looks at who holds the batches
         while deadline is None or time.monotonic() < deadline:
-            result, claim = yield from riding_out(
-                lambda: self._one_batch(job_id, processor, worker_id, deadline, stale),
-                stale,
-                f"job {job_id}: worker {worker_id}: claim",
-            )
+            result, claim = yield from self._next_batch(job_id, processor, worker_id, deadline)
             finalized = finalized or result.job_complete
             if claim.reason == Reply.JOB_NOT_FOUND:
                 if seen:
@@ -266,9 +262,10 @@ class Core:
                 continue
             if not wait:
                 break
-            if time.monotonic() >= next_report:
-                next_report = time.monotonic() + stale
-                yield from self._report_waiting(job_id, worker_id, state)
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + stale
+                if (yield from self._look_at_holders(job_id, worker_id, state)):
+                    continue
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
             yield Sleep(delay)
@@ -278,6 +275,43 @@ class Core:
                 lambda: self.store.job_state(job_id), stale, f"job {job_id}: state"
             )
         return self._summary(worker_id, batches, processed, failed, finalized, state)
+
+    def _next_batch(
+        self,
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str,
+        deadline: float | None,
+    ) -> Flow[tuple[BatchResult, Claim]]:
+        """One batch of ``run_worker``, riding out connection errors."""
+        tries = 0
+
+        def attempt() -> Flow[tuple[BatchResult, Claim]]:
+            nonlocal tries
+            tries += 1
+            return self._batch_after(tries > 1, job_id, processor, worker_id, deadline)
+
+        stale = self.settings.stale_batch_timeout
+        return (yield from riding_out(attempt, stale, f"job {job_id}: worker {worker_id}: claim"))
+
+    def _batch_after(
+        self,
+        outage: bool,
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str,
+        deadline: float | None,
+    ) -> Flow[tuple[BatchResult, Claim]]:
+        """One batch; after a connection error, first gives back any batch this
+        worker holds without knowing it (a claim whose reply was lost), so that
+        it waits for no stale timeout."""
+        if outage:
+            for idx in (yield from self.store.held_by(job_id, worker_id)):
+                log.info("job %s: worker %s gives back batch %d after a lost reply",
+                         job_id, worker_id, idx)  # fmt: skip
+                yield from self.store.release(job_id, idx, worker_id)
+        stale = self.settings.stale_batch_timeout
+        return (yield from self._one_batch(job_id, processor, worker_id, deadline, stale))
 
     @staticmethod
     def _summary(
@@ -292,20 +326,27 @@ class Core:
             state=state,
         )
 
-    def _report_waiting(self, job_id: str, worker_id: str, state: str | None) -> Flow[None]:
-        """Logs (once per stale timeout) why a worker is waiting, and for how long
-        at most the batches held by others keep it waiting."""
-        if not log.isEnabledFor(logging.INFO):
-            return
+    def _look_at_holders(self, job_id: str, worker_id: str, state: str | None) -> Flow[bool]:
+        """Once per stale timeout while a worker waits: gives back a batch this
+        worker holds without knowing it (a claim whose reply was lost and that
+        the client sent again: True, claim again at once), and logs who holds
+        the others and how long until they are reclaimable."""
         try:
             held = yield from self.store.held_batches(job_id)
+            if any(holder == worker_id for holder, _ in held):
+                for idx in (yield from self.store.held_by(job_id, worker_id)):
+                    log.info(
+                        "job %s: worker %s gives back batch %d, claimed by a request whose "
+                        "reply was lost", job_id, worker_id, idx,
+                    )  # fmt: skip
+                    yield from self.store.release(job_id, idx, worker_id)
+                return True
         except TRANSIENT_ERRORS:
-            return
+            return False
         if not held:
             log.info("job %s (%s): worker %s waiting for batches", job_id, state, worker_id)
-            return
-        stale_ms = self.store.stale_ms
-        soonest = max(0.0, (stale_ms - max(idle for _, idle in held)) / 1000)
+            return False
+        soonest = max(0.0, (self.store.stale_ms - max(idle for _, idle in held)) / 1000)
         holders = sorted({holder for holder, _ in held})
         log.info(
             "job %s: worker %s waiting on %d%s batch(es) held by other workers (%s); "
@@ -313,6 +354,7 @@ class Core:
             job_id, worker_id, len(held), "+" if len(held) >= 100 else "",
             ", ".join(holders[:5]) + (", ..." if len(holders) > 5 else ""), soonest,
         )  # fmt: skip
+        return False
 
     # ------------------------------------------------------------ control
 

@@ -127,9 +127,12 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One plain Redis command, for keys outside a job's hash tag."""
+    """One plain Redis command, for keys outside a job's hash tag (or a read).
+    ``options`` go to the client's reply parser (``parse_detail=True`` for
+    ``XPENDING`` with a range)."""
 
     args: tuple[Any, ...]
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -419,9 +419,25 @@ class Store:
         """(holder, idle ms) of up to ``limit`` claimed batches: what a waiting
         worker logs."""
         reply = yield Command(
-            ("XPENDING", self.keys(job_id).queue, CONSUMER_GROUP, "-", "+", limit)
+            ("XPENDING", self.keys(job_id).queue, CONSUMER_GROUP, "-", "+", limit),
+            {"parse_detail": True},  # redis-py's parser for the range form
         )
-        return [(_text(entry[1]), int(entry[2])) for entry in reply or ()]
+        return [(_text(e["consumer"]), int(e["time_since_delivered"])) for e in reply or ()]
+
+    def held_by(self, job_id: str, worker_id: str, limit: int = 10) -> Flow[list[int]]:
+        """The batches claimed under ``worker_id`` (a claim whose reply was lost
+        in a connection error is among them)."""
+        queue = self.keys(job_id).queue
+        pending = yield Command(
+            ("XPENDING", queue, CONSUMER_GROUP, "-", "+", limit, worker_id), {"parse_detail": True}
+        )
+        indexes: list[int] = []
+        for entry in pending or ():
+            found = yield Command(("XRANGE", queue, entry["message_id"], entry["message_id"]))
+            if found:
+                fields = {_text(k): v for k, v in found[0][1].items()}
+                indexes.append(int(fields["b"]))
+        return indexes
 
 
 def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:

@@ -284,7 +284,7 @@ class SyncDriver:
         if isinstance(effect, Pipeline):
             return self.pipeline(effect.calls)
         if isinstance(effect, Command):
-            return self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
+            return self.client.execute_command(*effect.args, **(effect.options or {}))  # type: ignore[no-untyped-call]
         if isinstance(effect, Background):
             return self.send(effect.pipeline.calls)
         if isinstance(effect, Wait):

@@ -3,12 +3,14 @@ at the next retry; a facade leaves no thread behind once its calls have returned
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from redisbatch import DistributedImport, IterableSource
@@ -90,3 +92,55 @@ def test_no_thread_outlives_a_call(client: redis.Redis) -> None:
         "COMPLETED"
     )
     assert threading.active_count() == baseline
+
+
+def test_a_waiting_worker_logs_who_holds_the_batches(
+    make_import: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker waiting on a batch another worker holds says so at INFO, once per stale
+    timeout, with the holder and how long until the batch is reclaimable."""
+    di = make_import(batch_size=5, stale_batch_timeout=0.4)
+    job = di.prepare(IterableSource({"n": i} for i in range(5))).job_id
+    claimed = threading.Event()
+
+    def slow(record: Any, ctx: Any) -> None:
+        claimed.set()
+        time.sleep(0.3)
+
+    holder = threading.Thread(target=lambda: di.process_worker_batch(job, slow, "holder-1"))
+    holder.start()
+    claimed.wait(10)
+    with caplog.at_level(logging.INFO, logger="redisbatch"):
+        summary = di.run_worker(job, lambda r, c: None, "waiter")
+    holder.join()
+    assert summary.state == "COMPLETED" and summary.batches == 0
+    waits = [r.getMessage() for r in caplog.records if "waiting on" in r.getMessage()]
+    assert 1 <= len(waits) <= 5, waits  # 1.5 s of waiting, one line per 0.4 s at most
+    assert "held by other workers (holder-1)" in waits[0] and "reclaimable in" in waits[0]
+
+
+def test_stale_claims_and_dead_letters_are_logged(
+    make_import: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Taking over a batch another worker held logs at INFO; a dead-letter at WARNING."""
+    di = make_import(batch_size=5, max_batch_attempts=2)
+    job = di.prepare(IterableSource({"n": i} for i in range(5))).job_id
+
+    def release(record: Any, ctx: Any) -> None:
+        if ctx.record_index == 0:
+            assert di.release_batch(job, ctx.batch_id, ctx.worker_id)
+
+    with caplog.at_level(logging.INFO, logger="redisbatch"):
+        assert not di.process_worker_batch(job, release, "first").accepted
+        assert not di.process_worker_batch(job, release, "second").accepted
+        summary = di.run_worker(job, lambda r, c: None, "third")
+    assert summary.state == "FAILED"
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert any(
+        level == "INFO" and "worker second took over batch 0 (delivery 2 of 2)" in text
+        for level, text in messages
+    ), messages
+    assert any(
+        level == "WARNING" and "batch 0 batch dead-lettered after 2 attempts" in text
+        for level, text in messages
+    ), messages
