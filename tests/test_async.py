@@ -160,7 +160,9 @@ def test_a_plain_processor_does_not_starve_the_heartbeat(
         stop = False
 
         def eager() -> None:  # another worker, claiming all along
-            other = DistributedImport(client, namespace=di._core.settings.namespace)
+            other = DistributedImport(
+                client, namespace=di._core.settings.namespace, stale_batch_timeout=0.6
+            )
             while not stop:
                 other.process_worker_batch(job, lambda r, c: eager_calls.append(1), "eager")
                 time.sleep(0.05)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import redis
 import redis.exceptions
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from redisbatch import DistributedImport, Field, IterableSource, Schema
 from redisbatch._embedded import EmbeddedServer, find_server_binary
@@ -127,7 +129,7 @@ def durable_server() -> Iterator[EmbeddedServer]:
 
 
 def test_run_worker_rides_out_a_server_restart(durable_server: EmbeddedServer) -> None:
-    """The server is killed mid-job and restarted from its AOF 0.5 s later: two workers
+    """The server is killed mid-job and restarted from its AOF 3 s later: two workers
     keep running (no supervisor loop around them) and finish the job, counts exact."""
     client = redis.Redis(port=durable_server.port)
     schema = Schema([Field("n", "integer", required=True)])
@@ -138,8 +140,9 @@ def test_run_worker_rides_out_a_server_restart(durable_server: EmbeddedServer) -
     errors: list[BaseException] = []
 
     def worker(name: str) -> None:
-        own = DistributedImport(redis.Redis(port=durable_server.port), schema, batch_size=20,
-                                stale_batch_timeout=30)  # fmt: skip
+        # A client whose own retries (3, backoff capped at 0.1 s) end well within the outage.
+        quick = redis.Redis(port=durable_server.port, retry=Retry(ExponentialBackoff(0.1, 0.01), 3))
+        own = DistributedImport(quick, schema, batch_size=20, stale_batch_timeout=30)
         try:
             summaries.append(
                 own.run_worker(job, lambda r, c: (seen.append(r["n"]), time.sleep(0.002)), name)
@@ -158,7 +161,7 @@ def test_run_worker_rides_out_a_server_restart(durable_server: EmbeddedServer) -
         time.sleep(0.01)
     run_before = client.info("server")["run_id"]
     durable_server.kill()
-    time.sleep(0.5)
+    time.sleep(3.0)
     durable_server.start()
     started = time.monotonic()
     for t in threads:
