@@ -458,13 +458,16 @@ class RecordPipeline:
         stop_on_error = not self.continue_on_error
         while attempted < len(ready):
             pending = ready[attempted:]
-            outcomes = yield CallEach(
-                processor,
-                _Calls([settled[position] for position in pending]),
-                lease,
-                stop_on_error=stop_on_error,
-                deadline=deadline,
-            )
+            try:
+                outcomes = yield CallEach(
+                    processor,
+                    _Calls([settled[position] for position in pending]),
+                    lease,
+                    stop_on_error=stop_on_error,
+                    deadline=deadline,
+                )
+            except Interrupted:  # before any outcome could be reported
+                break
             if not outcomes:
                 break  # out of time, or the lease is gone
             raised = False

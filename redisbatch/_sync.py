@@ -55,21 +55,24 @@ def _call_each(effect: CallEach) -> list[Exception | None]:
     fn, lease, deadline = effect.fn, effect.lease, effect.deadline
     outcomes: list[Exception | None] = []
     append = outcomes.append
-    for args in effect.args:
-        if (lease is not None and lease.stopped) or (
-            deadline is not None and time.monotonic() >= deadline
-        ):
-            break
-        try:
-            fn(*args)
-        except Exception as exc:
-            append(exc)
-            if effect.stop_on_error:
+    try:
+        for args in effect.args:
+            if (lease is not None and lease.stopped) or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
                 break
-        except BaseException as exc:
-            raise Interrupted(exc, outcomes) from None
-        else:
-            append(None)
+            try:
+                fn(*args)
+            except Exception as exc:
+                append(exc)
+                if effect.stop_on_error:
+                    break
+            else:
+                append(None)
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: this call is not done
+        if isinstance(exc, Exception):  # pragma: no cover - user errors are outcomes
+            raise
+        raise Interrupted(exc, outcomes) from None
     return outcomes
 
 

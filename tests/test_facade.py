@@ -228,6 +228,18 @@ def test_pause_while_preparing_holds_claims(make_import: Make) -> None:
     assert di.run_worker("held", lambda r, c: None).processed == 200
 
 
+def test_stale_batch_timeout_defaults_to_a_minute(client: Any) -> None:
+    """A stopped-and-killed worker's batch waits 60 s by default (was 15 minutes)."""
+    import inspect
+
+    from redisbatch import AsyncDistributedImport
+
+    assert DistributedImport(client)._core.settings.stale_batch_timeout == 60.0
+    assert inspect.signature(DistributedImport).parameters["stale_batch_timeout"].default == 60.0
+    async_default = AsyncDistributedImport(fakeredis.FakeAsyncRedis())._core.settings
+    assert (async_default.stale_batch_timeout, async_default.heartbeat_interval) == (60.0, 20.0)
+
+
 def test_run_worker_on_an_unknown_job_raises(make_import: Make) -> None:
     """run_worker on an unknown job raises JobNotFoundError (a LookupError) naming it."""
     di = make_import()

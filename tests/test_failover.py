@@ -53,6 +53,34 @@ def failing_scripts(di: Any, name: str, errors: list[Exception]) -> list[str]:
     return called
 
 
+def test_a_flow_fed_connection_errors_is_run_again_after_a_wait() -> None:
+    """riding_out, fed replies by hand: a transient error means a Sleep and the flow
+    again; other errors, and transient ones past the limit, propagate."""
+    from redisbatch._effects import Sleep
+    from redisbatch._worker import riding_out
+
+    def flow() -> Any:
+        return (yield "claim")
+
+    ride = riding_out(flow, 60.0, "claim")
+    assert next(ride) == "claim"
+    assert isinstance(ride.throw(redis.exceptions.ConnectionError("reset")), Sleep)
+    assert ride.send(None) == "claim"
+    assert isinstance(ride.throw(redis.exceptions.ClusterDownError("CLUSTERDOWN")), Sleep)
+    assert ride.send(None) == "claim"
+    with pytest.raises(StopIteration) as done:
+        ride.send("OK")
+    assert done.value.value == "OK"
+    fatal = riding_out(flow, 60.0, "claim")
+    next(fatal)
+    with pytest.raises(redis.exceptions.ResponseError):
+        fatal.throw(redis.exceptions.ResponseError("WRONGTYPE"))
+    single = riding_out(flow, 0.0, "claim")
+    next(single)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        single.throw(redis.exceptions.ConnectionError("reset"))
+
+
 def test_run_worker_rides_out_connection_errors(make_import: Make) -> None:
     """Claims and commits failing with connection and cluster errors: run_worker retries
     them (a commit with the same token) and finishes the job, counts exact, without
