@@ -208,8 +208,8 @@ class DistributedImport(_Facade):
         flow = self._core.worker_flow(job_id, processor, worker_id, wait, time_budget, wait_for_job)
         if not handle_signals:
             return self._driver.run(flow)
-        with sigterm_as_exit():
-            return self._driver.run(flow)
+        with sigterm_as_exit() as gate:
+            return self._driver.run(flow, gate)
 
     def release_batch(self, job_id: str, batch_id: str | int, worker_id: str) -> bool:
         """Returns a claimed batch to the queue if ``worker_id`` still holds it."""

@@ -40,7 +40,7 @@ from ._effects import (
 from ._exceptions import ConfigurationError
 from ._scripts import PipelineReplies, ScriptCall
 
-__all__ = ["SyncDriver", "sigterm_as_exit"]
+__all__ = ["SignalGate", "SyncDriver", "sigterm_as_exit"]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
@@ -89,19 +89,46 @@ def _sleep(effect: Sleep) -> None:
         time.sleep(min(left, _SLEEP_SLICE))
 
 
+class SignalGate:
+    """Where a SIGTERM may stop a worker: at once while user code runs or a
+    flow waits (``open``); otherwise — in a Redis call, in the flow's own
+    code — before the next user call, wait or claim, so that a batch is
+    never cut off between its claim and its heartbeat, nor before its commit."""
+
+    __slots__ = ("open", "pending")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.pending: int | None = None  # a signal that came while closed
+
+    def exit(self, signum: int) -> SystemExit:
+        return SystemExit(128 + signum)
+
+    def check(self) -> None:
+        """Raises the pending stop, if any."""
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise self.exit(signum)
+
+
 @contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
+def sigterm_as_exit() -> Iterator[SignalGate]:
     """For its duration, SIGTERM raises ``SystemExit(143)`` in the main thread
-    (a worker then hands its batch back); the previous handler is restored after."""
+    where the yielded gate allows it (a worker then hands its batch back); the
+    previous handler is restored after."""
     if threading.current_thread() is not threading.main_thread():
         raise ConfigurationError("handle_signals=True needs run_worker in the main thread")
+    gate = SignalGate()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
+        if gate.open:
+            raise gate.exit(signum)
+        gate.pending = signum
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        yield
+        yield gate
+        gate.check()  # a SIGTERM during the last Redis call
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
@@ -239,7 +266,9 @@ class SyncDriver:
             return self.pipeline(calls)
         return _Sent(self, calls)
 
-    def run(self, flow: Flow[T]) -> T:
+    def run(self, flow: Flow[T], gate: SignalGate | None = None) -> T:
+        """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
+        is taken at once inside user code and waits, else before the next one."""
         held = _Held(self)
         interrupt: BaseException | None = None
         send: Any = None
@@ -258,7 +287,10 @@ class SyncDriver:
                     raise interrupt from None
                 send, throw = None, None
                 try:
-                    send = self._perform(effect, held)
+                    if gate is None:
+                        send = self._perform(effect, held)
+                    else:
+                        send = self._perform_gated(effect, held, gate)
                 except Exception as exc:
                     throw = exc
                 except Interrupted as stop:  # a CallEach interrupted after some calls
@@ -275,6 +307,20 @@ class SyncDriver:
         finally:
             flow.close()
             held.close()
+
+    def _perform_gated(self, effect: Any, held: _Held, gate: SignalGate) -> Any:
+        """A pending SIGTERM stops the worker before user code, a wait or a new
+        claim: never between a claim and its heartbeat, nor before a commit."""
+        if not isinstance(effect, Call | CallEach | Sleep):
+            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+                gate.check()
+            return self._perform(effect, held)
+        gate.open = True
+        try:
+            gate.check()
+            return self._perform(effect, held)
+        finally:
+            gate.open = False
 
     def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""

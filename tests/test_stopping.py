@@ -156,3 +156,30 @@ def test_handle_signals_restores_the_previous_handler(client: redis.Redis) -> No
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_sigterm_outside_user_code_waits_for_a_safe_point(client: redis.Redis) -> None:
+    """With handle_signals=True, a SIGTERM arriving in the library's own code (here: an
+    event handler, right after the claim) stops the worker at the next safe point: the
+    batch goes back whole, not as an attempt (max_batch_attempts=1: no dead-letter)."""
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    di = DistributedImport(
+        client, namespace=namespace, batch_size=5, max_batch_attempts=1, stale_batch_timeout=60
+    )
+    job = di.prepare(IterableSource({"n": i} for i in range(5))).job_id
+    di.on("batch:claimed", lambda event: os.kill(os.getpid(), signal.SIGTERM))
+    calls: list[int] = []
+    with pytest.raises(SystemExit) as stopped:
+        di.run_worker(job, lambda r, c: calls.append(c.record_index), handle_signals=True)
+    assert stopped.value.code == 143 and calls == []
+    status = di.status(job)
+    assert status is not None
+    assert (status.processing_batches, status.pending_batches, status.processed_records) == (
+        0,
+        1,
+        0,
+    )
+    other = DistributedImport(client, namespace=namespace, max_batch_attempts=1)
+    summary = other.run_worker(job, lambda r, c: calls.append(c.record_index))
+    assert (summary.processed, summary.state) == (5, "COMPLETED")
+    assert calls == [0, 1, 2, 3, 4]
