@@ -45,6 +45,7 @@ T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
 _SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
+_END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
 
 
 @contextlib.contextmanager
@@ -81,7 +82,8 @@ class AsyncDriver:
     def __init__(self, client: redis.asyncio.Redis, concurrency: int = 1) -> None:
         self.client = client
         self.concurrency = concurrency
-        # id(lease) -> [lease, loop time its next heartbeat is due], for every held batch
+        # id(lease) -> [lease, loop time its next heartbeat is due, still held],
+        # for every held batch
         self._due: dict[int, list[Any]] = {}
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -160,18 +162,26 @@ class AsyncDriver:
 
     def _heartbeat(self, lease: Lease) -> asyncio.Task[None]:
         """Starts heartbeating a lease: a task, and an entry plain calls look at."""
-        entry = [lease, asyncio.get_running_loop().time() + lease.interval]
+        entry = [lease, asyncio.get_running_loop().time() + lease.interval, True]
         self._due[id(lease)] = entry
         return asyncio.ensure_future(self._beat(entry))
+
+    def forget(self, lease: Lease) -> None:
+        """Stops heartbeating a lease (its task ends at its next step)."""
+        entry = self._due.pop(id(lease), None)
+        if entry is not None:
+            entry[2] = False
 
     async def _beat(self, entry: list[Any]) -> None:
         lease: Lease = entry[0]
         loop = asyncio.get_running_loop()
-        while not lease.lost:
+        while entry[2] and not lease.lost:
             wait = entry[1] - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             else:
+                # A cancellation that lands in the client may come out as a
+                # connection error: the held flag, not only CancelledError, ends this.
                 await self._beat_once(entry)
 
     async def _beat_once(self, entry: list[Any]) -> None:
@@ -277,7 +287,7 @@ class _Held:
     async def stop(self, lease: Lease) -> None:
         """Cancels the lease's heartbeat task and waits for it to end."""
         held = self.beats.pop(id(lease), None)
-        self.driver._due.pop(id(lease), None)
+        self.driver.forget(lease)
         if held is not None:
             await _ended(held[1])
 
@@ -290,7 +300,7 @@ class _Held:
     async def close(self) -> None:
         """Ends the heartbeat tasks; gives back a batch still held (its flow died)."""
         for lease, beat in self.beats.values():
-            self.driver._due.pop(id(lease), None)
+            self.driver.forget(lease)
             await _ended(beat)
             if lease.release is None or lease.lost:
                 continue
@@ -301,6 +311,10 @@ class _Held:
 
 
 async def _ended(task: asyncio.Task[None]) -> None:
+    """Cancels a heartbeat task and waits (a bounded time) for it to end."""
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    done, _ = await asyncio.wait({task}, timeout=_END_WAIT)
+    if not done:
+        log.debug("a heartbeat task is still ending after %s s", _END_WAIT)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("heartbeat task failed: %r", task.exception())
