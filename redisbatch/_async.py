@@ -39,7 +39,7 @@ from ._effects import (
 )
 from ._scripts import PipelineReplies, ScriptCall
 
-__all__ = ["AsyncDriver", "sigterm_cancels"]
+__all__ = ["AsyncDriver", "CancelGate", "sigterm_cancels"]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
@@ -48,21 +48,44 @@ _SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
 _END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
 
 
+class CancelGate:
+    """Where a SIGTERM may stop an async worker: at once (the task cancelled)
+    while user code runs or the flow waits (``open``); otherwise — in a Redis
+    call — before the next user call, wait or claim, so that a batch is never
+    cut off between its claim and its heartbeat, nor before its commit."""
+
+    __slots__ = ("fired", "open", "pending", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.open = False
+        self.pending = False
+        self.fired: list[int] = []  # the signal, once it came
+
+    def on_signal(self, signum: int) -> None:
+        self.fired.append(signum)
+        if self.open:
+            self.task.cancel()
+        else:
+            self.pending = True
+
+    def check(self) -> None:
+        """Raises the pending stop, if any, as a cancellation."""
+        if self.pending:
+            self.pending = False
+            raise asyncio.CancelledError
+
+
 @contextlib.contextmanager
-def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[list[int]]:
-    """For its duration, SIGTERM cancels ``task`` (its worker then hands its
-    batch back); yields a list that holds the signal once it came. The
-    previous handler is restored after."""
+def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[CancelGate]:
+    """For its duration, SIGTERM cancels ``task`` where the yielded gate allows
+    it (its worker then hands its batch back). The previous handler is
+    restored after."""
     loop = asyncio.get_running_loop()
     previous = signal.getsignal(signal.SIGTERM)
-    fired: list[int] = []
-
-    def on_sigterm() -> None:
-        fired.append(signal.SIGTERM)
-        task.cancel()
-
+    gate = CancelGate(task)
     try:
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        loop.add_signal_handler(signal.SIGTERM, gate.on_signal, signal.SIGTERM)
     except (RuntimeError, ValueError) as exc:
         from ._exceptions import ConfigurationError
 
@@ -70,7 +93,7 @@ def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[list[int]]:
             f"handle_signals=True needs run_worker in the main thread's event loop: {exc}"
         ) from None
     try:
-        yield fired
+        yield gate
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
@@ -208,7 +231,9 @@ class AsyncDriver:
                 return
             await asyncio.sleep(min(left, _SLEEP_SLICE))
 
-    async def run(self, flow: Flow[T]) -> T:
+    async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
+        """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
+        cancels at once inside user code and waits, else before the next one."""
         held = _Held(self)
         interrupt: BaseException | None = None
         send: Any = None
@@ -227,7 +252,10 @@ class AsyncDriver:
                     raise interrupt from None
                 send, throw = None, None
                 try:
-                    send = await self._perform(effect, held)
+                    if gate is None:
+                        send = await self._perform(effect, held)
+                    else:
+                        send = await self._perform_gated(effect, held, gate)
                 except Exception as exc:
                     throw = exc
                 except Interrupted as stop:  # a CallEach interrupted after some calls
@@ -244,6 +272,20 @@ class AsyncDriver:
         finally:
             flow.close()
             await held.close()
+
+    async def _perform_gated(self, effect: Any, held: _Held, gate: CancelGate) -> Any:
+        """A pending SIGTERM stops the worker before user code, a wait or a new
+        claim: never between a claim and its heartbeat, nor before a commit."""
+        if not isinstance(effect, Call | CallEach | Sleep):
+            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+                gate.check()
+            return await self._perform(effect, held)
+        gate.open = True
+        try:
+            gate.check()
+            return await self._perform(effect, held)
+        finally:
+            gate.open = False
 
     async def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""

@@ -114,13 +114,16 @@ class AsyncDistributedImport(_Facade):
             return await self._driver.run(flow)
         task = asyncio.current_task()
         assert task is not None
-        with sigterm_cancels(task) as fired:
+        with sigterm_cancels(task) as gate:
             try:
-                return await self._driver.run(flow)
+                summary = await self._driver.run(flow, gate)
             except asyncio.CancelledError:
-                if fired and task.uncancel() == 0:
-                    raise SystemExit(128 + fired[0]) from None
+                if gate.fired and task.uncancel() == 0:
+                    raise SystemExit(128 + gate.fired[0]) from None
                 raise
+            if gate.fired:  # a SIGTERM during the last Redis call
+                raise SystemExit(128 + gate.fired[0])
+            return summary
 
     async def release_batch(self, job_id: str, batch_id: str | int, worker_id: str) -> bool:
         """Returns a claimed batch to the queue if ``worker_id`` still holds it."""

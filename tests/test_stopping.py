@@ -183,3 +183,50 @@ def test_a_sigterm_outside_user_code_waits_for_a_safe_point(client: redis.Redis)
     summary = other.run_worker(job, lambda r, c: calls.append(c.record_index))
     assert (summary.processed, summary.state) == (5, "COMPLETED")
     assert calls == [0, 1, 2, 3, 4]
+
+
+def test_an_async_sigterm_in_a_redis_call_waits_for_the_commit(client: redis.Redis) -> None:
+    """Async facade, handle_signals=True: a SIGTERM arriving while the worker is between
+    its last record and its commit lets the commit through, then stops the worker with
+    SystemExit(143) before it claims again."""
+    import asyncio
+
+    import fakeredis
+    import redis.asyncio
+
+    from redisbatch import AsyncDistributedImport, Hooks
+
+    namespace = f"u{uuid.uuid4().hex[:8]}"
+    sync = DistributedImport(client, namespace=namespace, batch_size=5, stale_batch_timeout=60)
+    job = sync.prepare(IterableSource({"n": i} for i in range(10))).job_id
+
+    def after(result: Any, ctx: Any) -> None:
+        if ctx.record_index == 4:  # the batch's last record: SIGTERM before the commit
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    async def worker() -> None:
+        if isinstance(client, fakeredis.FakeRedis):
+            server = client.connection_pool.connection_kwargs["server"]
+            async_client: Any = fakeredis.FakeAsyncRedis(server=server)
+        else:
+            kwargs = client.connection_pool.connection_kwargs
+            async_client = redis.asyncio.Redis(host=kwargs["host"], port=kwargs["port"])
+        di = AsyncDistributedImport(
+            async_client, namespace=namespace, stale_batch_timeout=60,
+            hooks=Hooks(after_process=after),
+        )  # fmt: skip
+        try:
+            await di.run_worker(job, lambda r, c: None, handle_signals=True)
+        finally:
+            await async_client.aclose()
+
+    with pytest.raises(SystemExit) as stopped:
+        asyncio.run(worker())
+    assert stopped.value.code == 143
+    status = sync.status(job)
+    assert status is not None
+    assert (status.processed_records, status.processing_batches, status.completed_batches) == (
+        5,
+        0,
+        1,
+    )
