@@ -40,7 +40,7 @@ class Settings:
     continue_on_error: bool = True
     max_retries: int = 0
     retry_delay: float = 1.0
-    stale_batch_timeout: float = 900.0
+    stale_batch_timeout: float = 60.0
     max_batch_attempts: int = 5
     namespace: str = "redisbatch"
     retention: float | None = 7 * 24 * 3600
