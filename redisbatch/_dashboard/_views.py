@@ -278,7 +278,8 @@ def job_page(
         f"<dl class=facts>{facts}</dl>"
         f"<h2>Batches</h2><dl class=batches>{batches}</dl>"
         f"{controls}"
-        f"<h2>Failed records <span class=muted>(first {len(failed)} shown)</span></h2>"
+        "<h2>Failed records <span class=muted>(first "
+        f"<span id=failed-shown>{len(failed)}</span> shown)</span></h2>"
         "<p class=downloads>Download all: "
         f'<a id=download-csv href="{esc(download)}&amp;format=csv" download>CSV</a> · '
         f'<a id=download-jsonl href="{esc(download)}&amp;format=jsonl" download>JSONL</a></p>'

@@ -107,6 +107,7 @@
       const reply = await fetch("/api/job/failed" + q + "&format=json&limit=50");
       if (!reply.ok) return;
       const data = await reply.json();
+      document.getElementById("failed-shown").textContent = String(data.records.length);
       fill(data.records, "failed", [
         ["row", "num"], ["line", "num"], ["codes"], ["errors"], ["values", "values"],
       ]);
