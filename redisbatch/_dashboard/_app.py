@@ -57,7 +57,7 @@ __all__ = ["ACTIONS", "TOKEN_HEADER", "create_app"]
 TOKEN_HEADER: Final = "x-redisbatch-token"
 ACTIONS: Final = ("pause", "resume", "abort", "retry-failed")
 PAGE_SIZE: Final = 50
-EVENTS_SHOWN: Final = 20
+EVENTS_SHOWN: Final = 10
 FAILED_SHOWN: Final = 50
 _json: Final = msgspec.json.Encoder(enc_hook=str)
 

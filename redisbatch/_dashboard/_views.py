@@ -181,14 +181,17 @@ def _pager(page: int, pages: int) -> str:
 def jobs_page(namespace: str, page: JobsPage, interval: float) -> str:
     rows = "".join(_job_row(job_view(j)) for j in page.jobs)
     empty = "" if page.jobs else "<p class=empty>No jobs in this namespace.</p>"
-    header = "".join(f"<th>{c}</th>" for c in JOB_COLUMNS)
+    numeric = {"Done", "Rate", "ETA", "Workers", "Failed"}
+    header = "".join(
+        f"<th class=num>{c}</th>" if c in numeric else f"<th>{c}</th>" for c in JOB_COLUMNS
+    )
     return (
         f"{_head(f'redisbatch · {namespace}')}"
         f'<body data-page=jobs data-page-no="{page.page}" data-interval="{interval}">'
         f"<header><h1><a href='/'>redisbatch</a></h1>"
         f"<span class=ns>namespace <b>{esc(namespace)}</b></span>"
         f"<span class=live data-bind=live>connecting</span></header><main>"
-        f"<p class=count>{page.total:,} job{'' if page.total == 1 else 's'}</p>"
+        f"<p class=count id=count>{page.total:,} job{'' if page.total == 1 else 's'}</p>"
         f"<table class=jobs><thead><tr>{header}</tr></thead><tbody id=jobs>{rows}</tbody></table>"
         f"{empty}{_pager(page.page, page.pages)}</main></body></html>"
     )
@@ -278,17 +281,18 @@ def job_page(
         f"<dl class=facts>{facts}</dl>"
         f"<h2>Batches</h2><dl class=batches>{batches}</dl>"
         f"{controls}"
+        "<h2>Recent events</h2><table class=events><thead><tr><th>Time</th><th>Event</th>"
+        f"<th class=num>Batch</th><th>Detail</th></tr></thead><tbody id=events>"
+        f"{_events_rows(map(event_view, events))}</tbody></table>"
         "<h2>Failed records <span class=muted>(first "
         f"<span id=failed-shown>{len(failed)}</span> shown)</span></h2>"
         "<p class=downloads>Download all: "
         f'<a id=download-csv href="{esc(download)}&amp;format=csv" download>CSV</a> · '
         f'<a id=download-jsonl href="{esc(download)}&amp;format=jsonl" download>JSONL</a></p>'
-        "<table class=failed><thead><tr><th>Row</th><th>Line</th><th>Codes</th><th>Errors</th>"
+        "<table class=failed><thead><tr><th class=num>Row</th><th class=num>Line</th>"
+        "<th>Codes</th><th>Errors</th>"
         f"<th>Values</th></tr></thead><tbody id=failed>{_failed_rows(map(failed_view, failed))}"
         "</tbody></table>"
-        "<h2>Recent events</h2><table class=events><thead><tr><th>Time</th><th>Event</th>"
-        f"<th>Batch</th><th>Detail</th></tr></thead><tbody id=events>"
-        f"{_events_rows(map(event_view, events))}</tbody></table>"
         "</main></body></html>"
     )
 

@@ -81,6 +81,10 @@
         return tr;
       });
       tbody.replaceChildren(...rows);
+      const count = document.getElementById("count");
+      if (count) {
+        count.textContent = data.total.toLocaleString("en-US") + (data.total === 1 ? " job" : " jobs");
+      }
     });
   }
 
