@@ -36,6 +36,7 @@ import msgspec
 from ._results import JobStatus
 
 __all__ = [
+    "CONTENT_TYPE",
     "STATES",
     "MetricFamily",
     "Sample",
