@@ -189,9 +189,7 @@ def _rows(count: int) -> list[dict[str, str]]:
 def test_the_page_follows_three_worker_processes_to_the_end(
     real_url: str, real_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """In Chromium: an action without the token is refused and one with it works; while 3
-    worker processes run, the progress bar moves and ends at 100%; the failed records table
-    shows the right rows, as text; the CSV download is the export format."""
+    """Chromium: the page follows 3 workers to 100%, lists failed rows, refuses tokenless acts."""
     namespace = f"b{uuid.uuid4().hex[:8]}"
     di = DistributedImport(real_client, SCHEMA, namespace=namespace, batch_size=50)
     job_id = di.prepare(IterableSource(_rows(3000)), job_id='import <b>"1"</b> & co').job_id
@@ -302,8 +300,6 @@ def test_the_page_follows_three_worker_processes_to_the_end(
         )
         assert row == [job_id, "COMPLETED", 100, str(len(expected))]
 
-    assert shot is not None, seen
-    (tmp_path / "dashboard.png").write_bytes(b64decode(shot))
     keep = os.environ.get("REDISBATCH_SCREENSHOT")
-    if keep:
-        shutil.copyfile(tmp_path / "dashboard.png", keep)
+    if keep and shot is not None:
+        Path(keep).write_bytes(b64decode(shot))

@@ -34,8 +34,7 @@ def _jobs(di: DistributedImport) -> list[str]:
 
 
 def test_collect_agrees_with_status(client: redis.Redis) -> None:
-    """collect(): per job records and batches by state, per namespace jobs by state,
-    each equal to status(); every state is listed, zeros too."""
+    """collect() gives per job records and batches, per namespace jobs by state, as status()."""
     namespace = f"m{uuid.uuid4().hex[:8]}"
     di = DistributedImport(client, namespace=namespace, batch_size=3, retry_delay=0)
     ids = _jobs(di)
@@ -89,8 +88,7 @@ def test_acollect_on_the_async_facade(client: redis.Redis) -> None:
 
 
 def test_render_is_the_prometheus_text_format() -> None:
-    """render(): HELP and TYPE per family, label values escaped (backslash, quote,
-    newline), integral values without a decimal point, empty families left out."""
+    """render() writes HELP/TYPE, escapes label values, leaves out empty families."""
     family = metrics.MetricFamily(
         "redisbatch_job_records",
         "gauge",
@@ -141,8 +139,7 @@ def _status(job_id: str, state: str, **later: Any) -> JobStatus:
 
 
 def test_rate_eta_workers_and_attempt_when_status_has_them() -> None:
-    """Where JobStatus carries rate, eta, workers and attempt they become gauges; a
-    rate or ETA not known yet (None) is left out rather than shown as zero."""
+    """rate, eta, workers and attempt become gauges where JobStatus has them; None is left out."""
     families = metrics.families(
         [
             _status("a", "PROCESSING", rate=12.5, eta=40.0, workers=3, attempt=2),
