@@ -117,6 +117,18 @@
       ]);
     }
 
+    // The failed records are read again when their count changes, at most every 3 s.
+    let failedTimer = null;
+    let failedAt = 0;
+    function refreshFailed() {
+      if (failedTimer) return;
+      failedTimer = setTimeout(() => {
+        failedTimer = null;
+        failedAt = Date.now();
+        loadFailed();
+      }, Math.max(0, failedAt + 3000 - Date.now()));
+    }
+
     function update(data) {
       const view = data.job;
       bar(document, view);
@@ -135,7 +147,7 @@
       if (view.failed_count !== failedCount) {
         const first = failedCount === null;
         failedCount = view.failed_count;
-        if (!first) loadFailed();
+        if (!first) refreshFailed();
       }
     }
 
