@@ -613,3 +613,20 @@ def test_dashboard_command_exits_2_when_redis_is_unreachable() -> None:
     )
     assert run.returncode == 2
     assert run.stderr.startswith("redisbatch: cannot reach Redis") and not run.stdout
+
+
+def test_views_show_rate_eta_workers_and_attempt_where_status_has_them() -> None:
+    """Rate, ETA, workers and attempt are shown where JobStatus has them, else '-'."""
+    from redisbatch._dashboard._views import job_view
+    from tests.test_metrics import _status
+
+    later = job_view(_status("a", "PROCESSING", rate=1234.4, eta=75.0, workers=3, attempt=2))
+    assert (later["rate"], later["eta"], later["workers"], later["attempt"]) == (
+        "1,234/s",
+        "1m15s",
+        "3",
+        "2",
+    )
+    unknown = job_view(_status("b", "PROCESSING"))
+    assert (unknown["rate"], unknown["eta"]) == ("-", "-")
+    assert (later["percent"], later["done"]) == (50.0, "5 / 10")
