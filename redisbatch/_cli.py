@@ -351,6 +351,28 @@ def cmd_failed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ._dashboard import serve
+
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise CliError(
+            f"the dashboard needs the web extra: pip install 'redisbatch[web]' ({exc.name} missing)"
+        ) from None
+    _client(args).ping()  # an unreachable Redis: exit 2 before serving
+    serve(
+        args.url,
+        args.namespace,
+        host=args.host,
+        port=args.port,
+        allow_actions=args.allow_actions,
+        interval=args.interval,
+    )
+    return 0
+
+
 def _control(verb: str, done: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         di = _facade(args)
@@ -469,6 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("-o", "--output", help="file to write (default: stdout)")
     jobs = add("jobs", "the namespace's jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="one JSON document")
+    dashboard = add("dashboard", "a live web page of the namespace's jobs, and /metrics")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    dashboard.add_argument("--port", type=int, default=8765, help="port (%(default)s; 0: any free)")
+    dashboard.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="offer pause/resume/abort/retry failed, with the token printed at start-up "
+        "(or $REDISBATCH_DASHBOARD_TOKEN)",
+    )
+    dashboard.add_argument(
+        "--interval", type=_seconds, default=1.0, help="seconds between refreshes (1.0)"
+    )
     return parser
 
 
@@ -485,6 +519,7 @@ COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
     "resume": cmd_resume,
     "abort": cmd_abort,
     "delete": cmd_delete,
+    "dashboard": cmd_dashboard,
 }
 
 
