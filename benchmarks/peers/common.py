@@ -92,10 +92,13 @@ def server_cpu(client: redis.Redis) -> float:
 
 def wait_done(client: redis.Redis, key: str, timeout: float) -> bytes:
     """Blocks until the job's completion callback pushes its summary to ``key``."""
-    reply = client.blpop([key], timeout=timeout)
-    if reply is None:
-        raise TimeoutError(f"the job did not complete within {timeout}s ({key})")
-    return bytes(reply[1])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # 1 s at a time: redis-py 8 reads with a 5 s socket timeout by default.
+        reply = client.blpop([key], timeout=1)
+        if reply is not None:
+            return bytes(reply[1])
+    raise TimeoutError(f"the job did not complete within {timeout}s ({key})")
 
 
 def settle(roots: list[int], timeout: float = 5.0) -> None:

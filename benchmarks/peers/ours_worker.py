@@ -33,9 +33,11 @@ def noop(record: Any, ctx: Any) -> None:
 def make_client(url: str) -> redis.Redis:
     """The client; BENCH_PARSER=python forces redis-py's pure-Python reply parser."""
     if os.environ.get("BENCH_PARSER") == "python":
-        from redis._parsers import _RESP2Parser
+        from redis._parsers import _RESP2Parser, _RESP3Parser
+        from redis.utils import DEFAULT_RESP_VERSION
 
-        return redis.Redis.from_url(url, parser_class=_RESP2Parser)
+        parser = _RESP3Parser if DEFAULT_RESP_VERSION == 3 else _RESP2Parser
+        return redis.Redis.from_url(url, parser_class=parser)
     return redis.Redis.from_url(url)
 
 

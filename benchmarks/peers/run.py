@@ -94,9 +94,9 @@ class Workers:
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-            if proc.poll() is None:
+            if proc.poll() is None:  # the main process first: it stops its children itself
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
