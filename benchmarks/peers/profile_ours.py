@@ -14,6 +14,10 @@ parse+validate cost. Measures, one part at a time, on a throwaway server:
 - ``server``: server CPU per batch (``INFO cpu``) and per script call: with
   ``slowlog-log-slower-than 0`` every EVALSHA's server time is logged; summed
   per script (claimBatch, commitBatch, storeBatch, ...).
+- ``fastpath``: the workers' validation of the standard job's batches
+  (``Validator.check_raw_rows``, no Redis) on the data as generated, with
+  every empty ``tags`` filled, with every malformed email fixed, and both:
+  what the fallbacks to the field-by-field path cost.
 - ``idle``: one worker process polling a job that is being prepared but has
   no batch yet: its CPU and the server's per second of waiting.
 
@@ -161,6 +165,54 @@ def per_script(client: redis.Redis, action: Any) -> dict[str, Any]:
     }
 
 
+def fastpath(path: Path, batch_size: int, repeat: int = 5) -> dict[str, Any]:
+    """Validation CPU per record of the workers' fast path on variants of the data."""
+    import csv
+
+    from redisbatch._codec import StoredBatch, decode_batch, encode_batch
+    from redisbatch._validate import Validator
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        columns = next(reader)
+        rows = list(reader)
+    email, tags = columns.index("email"), columns.index("tags")
+
+    def variant(fill_tags: bool, fix_emails: bool) -> list[list[str]]:
+        out = []
+        for original in rows:
+            row = list(original)
+            if fill_tags and not row[tags]:
+                row[tags] = "red"
+            if fix_emails and "@" not in row[email]:
+                row[email] = row[email].replace(".", "@", 1)
+            out.append(row)
+        return out
+
+    result: dict[str, Any] = {}
+    for name, fill, fix in (
+        ("as_generated", False, False),
+        ("tags_filled", True, False),
+        ("emails_fixed", False, True),
+        ("both", True, True),
+    ):
+        data = variant(fill, fix)
+        payloads = [
+            encode_batch(StoredBatch(i, data[i : i + batch_size]))
+            for i in range(0, len(data), batch_size)
+        ]
+        validator = Validator(standard_job.SCHEMA)
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.process_time()
+            for payload in payloads:
+                validator.check_raw_rows(columns, decode_batch(payload).raw_rows)
+            best = min(best, time.process_time() - started)
+        result[name] = round(best * 1e6 / len(data), 3)
+    result["unit"] = f"CPU us per record, best of {repeat}"
+    return result
+
+
 def idle_poll(url: str, seconds: float) -> dict[str, Any]:
     """A worker process waits on a job that exists but has no batch yet."""
     client = redis.Redis.from_url(url)
@@ -207,13 +259,13 @@ def idle_poll(url: str, seconds: float) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - one section per measured part, in order
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--parser", choices=("auto", "python", "hiredis"), default="auto")
     parser.add_argument("--top", type=int, default=15)
-    parser.add_argument("--only", default="bare,prepare,worker,server,idle")
+    parser.add_argument("--only", default="bare,prepare,worker,server,fastpath,idle")
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -280,6 +332,8 @@ def main() -> None:
                     "storeBatch", {}
                 ).get("usec_total", 0)
                 out["server_script_us_per_batch"] = round(total_us / batches, 1)
+        if "fastpath" in parts:
+            out["fastpath"] = fastpath(path, args.batch_size)
         if "idle" in parts:
             out["idle"] = idle_poll(server.url, 3.0)
     print(json.dumps(out, indent=1))
