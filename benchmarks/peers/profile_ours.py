@@ -11,6 +11,8 @@ parse+validate cost. Measures, one part at a time, on a throwaway server:
   ``wait=False``, no-op processor): CPU per record; then under cProfile, own
   time summed by area (validation, msgpack, pipeline, events, redis-py, the
   store's Python side, the driver) and the top functions.
+- ``plain``: the same worker without cProfile (to sample with py-spy:
+  ``py-spy record -f raw -o out.txt -- python profile_ours.py --only plain``).
 - ``server``: server CPU per batch (``INFO cpu``) and per script call: with
   ``slowlog-log-slower-than 0`` every EVALSHA's server time is logged; summed
   per script (claimBatch, commitBatch, storeBatch, ...).
@@ -301,6 +303,11 @@ def main() -> None:  # noqa: PLR0915 - one section per measured part, in order
                 "areas_us_per_record": areas,
                 "top": top,
             }
+        if "plain" in parts:  # one worker, nothing else: the part to run under py-spy
+            di = facade("profile-plain")
+            job = di.prepare(FileSource(path), CsvParser())
+            cpu, _ = cpu_of(lambda: di.run_worker(job.job_id, noop, wait=False))
+            out["plain_worker_cpu_us_per_record"] = round(cpu * 1e6 / rows, 3)
         if "worker" in parts or "server" in parts:
             di = facade("profile-worker")
             jobs = [di.prepare(FileSource(path), CsvParser()) for _ in range(3)]
