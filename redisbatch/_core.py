@@ -95,6 +95,8 @@ class Core:
             stale_timeout=settings.stale_batch_timeout,
             max_batch_attempts=settings.max_batch_attempts,
             retention=settings.retention,
+            tolerated_failure_count=settings.tolerated_failure_count,
+            tolerated_failure_percentage=settings.tolerated_failure_percentage,
         )
         self.pipeline = RecordPipeline(
             schema,

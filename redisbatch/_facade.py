@@ -50,6 +50,8 @@ class ImportOptions(TypedDict, total=False):
     namespace: str
     retention: float | None
     max_pending_batches: int | None
+    tolerated_failure_count: int | None
+    tolerated_failure_percentage: float | None
 
 
 _SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
@@ -78,6 +80,8 @@ class _Facade:
         namespace: str = "redisbatch",
         retention: float | None = 7 * 24 * 3600,
         max_pending_batches: int | None = None,
+        tolerated_failure_count: int | None = None,
+        tolerated_failure_percentage: float | None = None,
     ) -> None:
         self._check_client(redis)
         self.redis = redis
@@ -94,6 +98,8 @@ class _Facade:
                 namespace=namespace,
                 retention=retention,
                 max_pending_batches=max_pending_batches,
+                tolerated_failure_count=tolerated_failure_count,
+                tolerated_failure_percentage=tolerated_failure_percentage,
             ),
             duplicate_checker,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -32,6 +33,12 @@ def _context(
     return ProcessingContext(
         job_id, batch_id, batch_index, index, total, worker_id, f"{job_id}:{index}"
     )
+
+
+def _redriven_context(
+    contexts: Callable[[int], ProcessingContext], indexes: tuple[int, ...], position: int
+) -> ProcessingContext:
+    return contexts(indexes[position])
 
 
 def emit_job_completed(emitter: EventEmitter, job_id: str, summary: JobSummary) -> None:
@@ -118,6 +125,8 @@ def process_batch(
     )
     yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
     contexts = partial(_context, job_id, batch_id, idx, claim.total_records, worker_id)
+    if claim.indexes:  # a redriven batch: positions map to records anywhere in the source
+        contexts = partial(_redriven_context, contexts, claim.indexes)
     duplicates: dict[int, list[tuple[str, int]]] = {}
     unique_fields = () if pipeline.schema is None else pipeline.schema.unique_fields
     for position, field_number, first in claim.duplicates:
@@ -176,4 +185,6 @@ def process_batch(
         emitter.emit(event)
         if commit.finalized is not None:
             emit_job_completed(emitter, job_id, commit.finalized)
+    elif commit.finalized is not None:  # a hand-back that crossed a failure threshold
+        emit_job_completed(emitter, job_id, commit.finalized)
     return result, claim
