@@ -21,7 +21,13 @@ from ._events import (
     RecordProcessed,
     RecordRetried,
 )
-from ._exceptions import ConfigurationError, JobExistsError, RedisBatchError, SourceError
+from ._exceptions import (
+    ConfigurationError,
+    JobExistsError,
+    JobNotFoundError,
+    RedisBatchError,
+    SourceError,
+)
 from ._facade import DistributedImport
 from ._parsers import JsonParser, Parser, XmlParser
 from ._pipeline import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, batch_processor
@@ -67,6 +73,7 @@ __all__ = [
     "IterableSource",
     "JobCompleted",
     "JobExistsError",
+    "JobNotFoundError",
     "JobStatus",
     "JobSummary",
     "JsonParser",

@@ -151,6 +151,9 @@ class DistributedImport(_Facade):
 
     def _connect(self, client: Any) -> None:
         self._driver = SyncDriver(client)
+        from ._eviction import eviction_flow
+
+        self._driver.run(eviction_flow(client))  # one warning if keys may be evicted
 
     # ------------------------------------------------------------ orchestrator
 
@@ -259,3 +262,25 @@ class DistributedImport(_Facade):
             for record in self.failed_records(job_id):
                 out.write(record)
         return out.count
+
+    def retry_failed(self, job_id: str, *, include_invalid: bool = False) -> int:
+        """Redrives a finished job: its records that failed in processing (and,
+        with ``include_invalid``, its invalid ones) run again as a new attempt
+        of the same job, successes kept; returns how many records run again (0,
+        and nothing changes, when none). See ``_redrive``."""
+        from ._redrive import redrive_flow
+
+        return self._driver.run(redrive_flow(self._core.store, job_id, include_invalid))
+
+    def watch(self, job_id: str, interval: float = 1.0) -> Iterator[JobStatus]:
+        """The job's snapshots: the current one, then one per change, ending with
+        exactly one final snapshot; fed by the job's event stream (each refresh
+        waits up to ``interval`` seconds for a worker's commit). An unknown job
+        raises ``JobNotFoundError``."""
+        from ._watch import Watch
+
+        watching = Watch(self._core.store, job_id, interval)
+        while not watching.done:
+            status = self._driver.run(watching.step())
+            if status is not None:
+                yield status
