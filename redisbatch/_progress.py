@@ -99,23 +99,22 @@ class Progress:
             text += "[" + "#" * filled + "-" * (_BAR - filled) + "] "
         text += f"{done:,}/{total:,} ({share:.0%})  failed {status.failed_records:,}"
         text += f"  {'?' if rate is None else f'{rate:,.0f}'}/s  ETA {describe_eta(eta)}"
-        workers = getattr(status, "workers", None)
-        if isinstance(workers, int) and workers:
-            text += f"  workers {workers}"
+        if status.workers:
+            text += f"  workers {status.workers}"
+        if status.attempt > 1:
+            text += f"  attempt {status.attempt}"
         return text
 
     def measure(self, status: JobStatus) -> tuple[float | None, float | None]:
         """(rate, ETA) for this snapshot."""
         count = status.total_records if self.mode == "prepare" else settled(status)
         rate = self._rate.add(count)
-        own_rate = getattr(status, "rate", None)
-        if isinstance(own_rate, int | float):
-            rate = float(own_rate)
+        if self.mode != "prepare" and status.rate is not None:
+            rate = status.rate  # from the job's commits, whoever watches
         if status.is_complete:
             return rate, 0.0
-        own_eta = getattr(status, "eta", None)
-        if isinstance(own_eta, int | float):
-            return rate, float(own_eta)
+        if self.mode != "prepare" and status.eta is not None:
+            return rate, status.eta
         if self.mode == "prepare" or status.state == "PREPARING" or not rate:
             return rate, None
         return rate, max(0, status.total_records - count) / rate
