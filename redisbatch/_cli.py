@@ -170,7 +170,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.resume and not args.job_id:
         raise CliError("--resume needs the --job-id of the interrupted prepare")
     job_id = check_job_id(args.job_id or uuid.uuid4().hex)
-    di = _facade(args, schema, batch_size=args.batch_size)
+    di = _facade(
+        args,
+        schema,
+        batch_size=args.batch_size,
+        tolerated_failure_count=args.tolerated_failure_count,
+        tolerated_failure_percentage=args.tolerated_failure_percentage,
+    )
     di.redis.ping()
     from ._progress import following
 
@@ -446,6 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--job-id", help="the job id (default: a new uuid4 hex)")
     prepare.add_argument(
         "--resume", action="store_true", help="continue an interrupted prepare of --job-id"
+    )
+    prepare.add_argument(
+        "--tolerated-failure-count",
+        type=int,
+        metavar="N",
+        help="end the job FAILED once more than N records failed (every worker enforces it)",
+    )
+    prepare.add_argument(
+        "--tolerated-failure-percentage",
+        type=float,
+        metavar="P",
+        help="end the job FAILED once more than P%% of its records failed",
     )
 
     worker = add("worker", "process a job's batches until it is done")

@@ -495,3 +495,24 @@ def test_retry_failed_redrives_after_an_outage(cli: Cli) -> None:
     assert cli.on("worker", job_id, *options).returncode == 0
     status = cli.status(job_id)
     assert (status["attempt"], status["processed_records"], status["failed_records"]) == (3, 39, 1)
+
+
+def test_prepare_with_a_failure_threshold_stops_the_job(cli: Cli) -> None:
+    """prepare --tolerated-failure-count: workers stop at it (exit 1); a redrive finishes."""
+    cli.write("users.csv", users(80))
+    job_id = cli.prepare("users.csv", "--batch-size", "10", "--tolerated-failure-count", "2")
+    options = ("--processor", "procs:flaky", "--schema", "schema.json")
+    done = cli.on("worker", job_id, *options, env=dict(cli.env, CLI_TEST_OUTAGE="1"))
+    assert done.returncode == 1 and "FAILED: 7 processed, 3 failed" in done.stderr
+    status = cli.status(job_id)
+    assert status["error"].startswith("failure threshold crossed: 3 failed records")
+    assert (status["completed_batches"], status["pending_batches"]) == (1, 7)
+    assert cli.on("retry-failed", job_id).stdout.startswith("redriving 73 records of job")
+    assert cli.on("worker", job_id, *options).returncode == 0
+    status = cli.status(job_id)
+    assert (status["state"], status["processed_records"], status["failed_records"]) == (
+        "COMPLETED", 80, 0,
+    )  # fmt: skip
+    bad = cli.on("prepare", "users.csv", "--schema", "schema.json", "--tolerated-failure-count",
+                 "-1")  # fmt: skip
+    _one_line_error(bad, "tolerated_failure_count must be at least 0")
