@@ -16,8 +16,9 @@
       PROCESSING with attempt + 1. Batches that failed in earlier attempts are
       remembered (attempt_failed_base): the new attempt ends FAILED only if one
       of its own batches fails (or a failure threshold is crossed).
-  The keys lose their retention TTL until the new attempt ends. total_records
-  never changes.
+  The keys lose their retention TTL until the new attempt ends; the workers set
+  starts empty (status counts the new attempt's workers). total_records never
+  changes.
 
   The caller read the failed hash and the batch states at settle_seq ARGV[3];
   if any commit or dead-letter came in since, nothing is written and the reply
@@ -167,6 +168,7 @@ if starts then
   rcall("HSET", jobKey, "attempt_batches", starts)
 end
 rcall("HDEL", jobKey, "completed_at", "error")
+rcall("DEL", KEYS[9])  -- the workers of the ended attempt are gone: count the new ones
 for i = 1, #KEYS do
   rcall("PERSIST", KEYS[i])
 end

@@ -83,6 +83,7 @@ def test_redrive_after_an_outage_counts_every_record_once(make_import: Make) -> 
         "PROCESSING", 2, 37, 4,
     )  # fmt: skip
     assert (status.total_records, status.is_complete) == (60, False)
+    assert status.workers == 0  # the first attempt's worker is not one of this attempt's
     outage.on = False
     second = di.run_worker(job, outage, "w2")
     assert second.finalized and (second.processed, second.failed) == (19, 0)
