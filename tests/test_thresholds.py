@@ -3,8 +3,9 @@ checked inside the commit script, on both facades, fakeredis and a real server."
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -151,3 +152,39 @@ def test_threshold_options_are_checked() -> None:
         DistributedImport(client, tolerated_failure_percentage=101)
     with pytest.raises(TypeError, match="tolerated_failure_count"):
         DistributedImport(client, tolerated_failure_count=1.5)  # type: ignore[arg-type]
+
+
+def _gated(count: int, gate: threading.Event, after: int) -> Iterator[dict[str, int]]:
+    for i in range(count):
+        if i == after:
+            assert gate.wait(30)
+        yield {"n": i}
+
+
+def test_percentage_while_preparing_is_of_what_is_stored(make_import: Make) -> None:
+    """While preparing, the percentage is of the records stored so far; the prepare then stops."""
+    di = make_import(batch_size=5, max_pending_batches=2, tolerated_failure_percentage=40.0)
+    gate = threading.Event()
+    outcome: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(
+            di.prepare(IterableSource(_gated(50, gate, 10)), job_id="early")
+        )
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (status := di.status("early")) is None or status.total_records < 10:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        result = di.process_worker_batch("early", failing(set(range(5))), "w")
+        assert result.job_complete  # 5 of 10 stored records failed: 50% > 40%
+    finally:
+        gate.set()
+        thread.join(30)
+    [prepared] = outcome
+    assert prepared.total_records < 50  # the prepare stopped at its next batch
+    status = di.status("early")
+    assert status is not None and (status.state, status.failed_records) == ("FAILED", 5)
+    with pytest.raises(ConfigurationError, match="prepare did not complete"):
+        di.retry_failed("early")
