@@ -215,7 +215,7 @@ for _ = 1, 50 do
       "o:" .. idx, worker, "e:" .. idx, entryId,
       "w:" .. worker, request .. "|" .. idx .. "|" .. token .. "|" .. table.concat(deadLettered, ","))
     rcall("ZADD", leasesKey, now, idx)
-    seenWorker(workersKey, leasesKey, worker)
+    seenWorker(workersKey, worker)
     if rcall("HEXISTS", jobKey, "started_at") == 0 then
       rcall("HSET", jobKey, "started_at", serverTime())
     end

@@ -123,7 +123,7 @@ rcall("HINCRBY", batchesKey, "p:" .. idx, ARGV[4])
 rcall("HINCRBY", batchesKey, "f:" .. idx, ARGV[5])
 rcall("HINCRBY", jobKey, "settle_seq", 1)
 countSettled(jobKey, tonumber(ARGV[4]) + tonumber(ARGV[5]))
-seenWorker(workersKey, leasesKey, batch[4])
+seenWorker(workersKey, batch[4])
 local crossed = failOverThreshold(jobKey, KEYS, ARGV[8], token, ARGV[12], ARGV[13])
 if crossed == 1 then
   state = "FAILED"

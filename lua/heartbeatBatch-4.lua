@@ -42,5 +42,10 @@ if batch[1] ~= "PROCESSING" or batch[2] ~= ARGV[4] then
 end
 rcall("ZADD", leasesKey, "XX", nowMs(), idx)
 rcall("XCLAIM", queueKey, ARGV[1], ARGV[2], 0, batch[3], "JUSTID")
-seenWorker(workersKey, leasesKey, ARGV[2])
+seenWorker(workersKey, ARGV[2])
+local ttl = rcall("PTTL", leasesKey)
+if ttl > 0 then
+  -- The job has ended and its keys are on the retention clock: so is this set.
+  rcall("PEXPIRE", workersKey, ttl)
+end
 return {"OK"}
