@@ -1,9 +1,9 @@
 """The command line's progress display: one line on stderr, rewritten in place
 on a terminal, else printed every few seconds.
 
-Rate and ETA come from successive status snapshots (records settled over the
-last ``window`` seconds), or from the snapshot itself where ``JobStatus``
-carries ``rate``/``eta`` (computed from the job's commits, whoever watches).
+Rate and ETA come from the snapshot itself (``JobStatus.rate``/``eta``,
+computed from the job's commits: every watcher sees the same figures); a
+``prepare`` measures its storing rate from successive snapshots instead.
 Standard library only: one line of counts needs no drawing library, and the
 core install stays dependency-free.
 """
@@ -16,11 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from ._results import JobStatus
 
-__all__ = ["Progress", "Rate", "describe_eta", "following", "poll", "settled"]
+__all__ = ["Progress", "Rate", "describe_eta", "following", "settled"]
 
 _BAR: Final = 24
 
@@ -138,23 +138,6 @@ class Progress:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
             self._width = 0
-
-
-def poll(get: Any, job_id: str, interval: float) -> Any:
-    """Snapshots of a job: the current one, then one per change, ending with
-    one final snapshot; None first when the job does not exist."""
-    previous = None
-    while True:
-        status = get(job_id)
-        if status is None:
-            yield None
-            return
-        if status != previous:
-            yield status
-            previous = status
-        if status.is_complete:
-            return
-        time.sleep(interval)
 
 
 @contextlib.contextmanager
