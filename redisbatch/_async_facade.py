@@ -175,9 +175,9 @@ class AsyncDistributedImport(_Facade):
 
     async def watch(self, job_id: str, interval: float = 1.0) -> AsyncIterator[JobStatus]:
         """The job's snapshots as it changes (see ``DistributedImport.watch``)."""
-        from ._watch import Watch
+        from ._watch import Watch, socket_timeout
 
-        watching = Watch(self._core.store, job_id, interval)
+        watching = Watch(self._core.store, job_id, interval, socket_timeout(self.redis))
         while not watching.done:
             status = await self._driver.run(watching.step())
             if status is not None:

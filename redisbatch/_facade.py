@@ -277,9 +277,9 @@ class DistributedImport(_Facade):
         exactly one final snapshot; fed by the job's event stream (each refresh
         waits up to ``interval`` seconds for a worker's commit). An unknown job
         raises ``JobNotFoundError``."""
-        from ._watch import Watch
+        from ._watch import Watch, socket_timeout
 
-        watching = Watch(self._core.store, job_id, interval)
+        watching = Watch(self._core.store, job_id, interval, socket_timeout(self.redis))
         while not watching.done:
             status = self._driver.run(watching.step())
             if status is not None:

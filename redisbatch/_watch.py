@@ -25,10 +25,20 @@ from ._keys import check_job_id
 from ._results import JobStatus
 from ._store import Store
 
-__all__ = ["Watch"]
+__all__ = ["Watch", "socket_timeout"]
 
 #: Shortest time between two refreshes (seconds).
 MIN_GAP: Final = 0.1
+
+
+def socket_timeout(client: Any) -> float | None:
+    """The client's read timeout (seconds), if it has one: a blocking read must
+    return before it."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if not isinstance(kwargs, dict):
+        kwargs = getattr(client, "connection_kwargs", None)
+    value = kwargs.get("socket_timeout") if isinstance(kwargs, dict) else None
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def _changed(before: JobStatus | None, now: JobStatus) -> bool:
@@ -56,12 +66,16 @@ def _last_id(reply: Any) -> Any:
 class Watch:
     """The state of one watch; ``step()`` is the flow of one refresh."""
 
-    def __init__(self, store: Store, job_id: str, interval: float) -> None:
+    def __init__(
+        self, store: Store, job_id: str, interval: float, read_timeout: float | None = None
+    ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
             raise ConfigurationError("interval must be a non-negative number of seconds")
         self.store = store
         self.job_id = check_job_id(job_id)
         self.interval = float(interval)
+        # A blocking read returns well before the client's own read timeout.
+        self.block = self.interval if read_timeout is None else min(self.interval, read_timeout / 2)
         self.done = False
         self._seen: Any = None  # the id of the last event read
         self._previous: JobStatus | None = None
@@ -77,7 +91,7 @@ class Watch:
             wait = MIN_GAP - (time.monotonic() - self._refreshed)
             if wait > 0:
                 yield Sleep(wait)
-            block = max(1, round(self.interval * 1000))
+            block = max(1, round(self.block * 1000))
             arrived = yield Command(
                 ("XREAD", "BLOCK", block, "COUNT", 1, "STREAMS", events, self._seen)
             )

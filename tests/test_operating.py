@@ -262,3 +262,32 @@ def test_fakeredis_identity_is_per_server() -> None:
     one = _eviction.server_identity(fakeredis.FakeRedis(server=server))
     assert one == _eviction.server_identity(fakeredis.FakeRedis(server=server))
     assert one != _eviction.server_identity(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+
+
+def test_reply_shapes_are_read_alike() -> None:
+    """XREAD/XREVRANGE and CONFIG GET replies in RESP2, RESP3 and cluster shapes."""
+    from redisbatch._watch import _last_id
+
+    entries = [(b"1-0", {b"type": b"x"}), (b"2-0", {b"type": b"y"})]
+    assert _last_id([[b"events", entries]]) == b"2-0"  # XREAD, RESP2
+    assert _last_id({b"events": [list(e) for e in entries]}) == b"2-0"  # XREAD, RESP3
+    assert _last_id(entries[:1]) == b"1-0"  # XREVRANGE
+    assert _last_id([]) is None and _last_id(None) is None
+    policies = _eviction._policies
+    assert policies({b"maxmemory-policy": b"allkeys-lru"}) == {"allkeys-lru"}
+    assert policies([b"maxmemory-policy", b"noeviction"]) == {"noeviction"}
+    per_node = {"127.0.0.1:7000": {"maxmemory-policy": "volatile-lru"}}
+    assert policies(per_node) == {"volatile-lru"}
+
+
+def test_watch_blocks_less_than_the_clients_read_timeout(real_url: str) -> None:
+    """A client with socket_timeout=0.5 watches with interval 5 without a timeout error."""
+    client = redis.Redis.from_url(real_url, socket_timeout=0.5)
+    di = DistributedImport(client, batch_size=10, namespace="timeout")
+    job = di.prepare(numbered(20)).job_id
+    watching = di.watch(job, interval=5.0)
+    assert next(watching).processed_records == 0
+    threading.Timer(1.5, di.process_worker_batch, args=(job, nothing, "w")).start()
+    assert next(watching).processed_records == 10  # waited through blocks of 0.25 s
+    watching.close()  # type: ignore[attr-defined]
+    client.close()
