@@ -293,3 +293,24 @@ def test_a_resent_redrive_answers_as_the_first(make_import: Make) -> None:
     assert [int(r[1]) for r in sent] == [3, 3] and [int(r[2]) for r in sent] == [2, 2]
     status = status_of(di, job)
     assert (status.attempt, status.total_batches, status.failed_records) == (2, 3, 0)
+
+
+def test_retention_is_lifted_while_redriven_and_applied_at_each_end(
+    make_import: Make, client: Any
+) -> None:
+    """A redriven job's keys lose their TTL until the new attempt ends, then all get it again."""
+    from tests.test_protocol_edges import _keys_without_ttl
+
+    di = make_import(batch_size=5, retention=100, tolerated_failure_count=0)
+    namespace = di._core.store.namespace
+    job = di.prepare(numbered(20)).job_id
+    outage = Outage(lambda i: i == 7)
+    di.run_worker(job, outage, "w")
+    assert status_of(di, job).state == "FAILED"
+    assert _keys_without_ttl(client, namespace) == []  # the threshold applied retention
+    assert di.retry_failed(job) == 1 + 10
+    assert client.pttl(di._core.store.keys(job).job) == -1
+    outage.on = False
+    di.run_worker(job, outage, "w")
+    assert status_of(di, job).state == "COMPLETED"
+    assert _keys_without_ttl(client, namespace) == []
