@@ -314,3 +314,43 @@ def test_retention_is_lifted_while_redriven_and_applied_at_each_end(
     di.run_worker(job, outage, "w")
     assert status_of(di, job).state == "COMPLETED"
     assert _keys_without_ttl(client, namespace) == []
+
+
+def test_a_redriven_batch_handed_back_keeps_its_records_indexes(make_import: Make) -> None:
+    """A time budget ending inside a redriven batch hands the rest back under the right indexes."""
+    di = make_import(batch_size=10)
+    job = di.prepare(numbered(10)).job_id
+    outage = Outage(lambda i: i % 2 == 0)
+    di.run_worker(job, outage, "w")
+    assert di.retry_failed(job) == 5
+    outage.on = False
+    slow = Outage(lambda i: False)
+
+    def slowly(record: Any, ctx: Any) -> None:
+        time.sleep(0.05)
+        slow(record, ctx)
+
+    first = di.process_worker_batch(job, slowly, "w", time_budget=0.12)
+    assert first.accepted and 0 < first.processed_count < 5  # the rest was handed back
+    di.run_worker(job, slowly, "w")
+    status = status_of(di, job)
+    assert (status.state, status.processed_records, status.failed_records) == ("COMPLETED", 10, 0)
+    assert slow.succeeded == Counter([0, 2, 4, 6, 8])
+    assert {slow.keys[i] for i in (0, 8)} == {f"{job}:0", f"{job}:8"}
+
+
+def test_continue_on_error_false_redrives_the_failing_record_only(make_import: Make) -> None:
+    """continue_on_error=False: the failing record runs again; the ones it stopped stay skipped."""
+    di = make_import(batch_size=5, continue_on_error=False)
+    done = completions(di)
+    job = di.prepare(numbered(10)).job_id
+    outage = Outage(lambda i: i == 2)
+    di.run_worker(job, outage, "w")
+    status = status_of(di, job)
+    assert (status.state, status.processed_records, status.failed_records) == ("FAILED", 7, 1)
+    assert di.retry_failed(job) == 1
+    outage.on = False
+    di.run_worker(job, outage, "w")
+    status = status_of(di, job)
+    assert (status.state, status.processed_records, status.failed_records) == ("COMPLETED", 8, 0)
+    assert [e.summary.skipped for e in done] == [2, 2]  # records 3 and 4 never ran
