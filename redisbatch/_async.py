@@ -2,15 +2,21 @@
 
 The same flows as the sync driver (``_sync``); user code may be ``async
 def`` or plain, ``CallEach`` runs up to ``concurrency`` calls at once, and
-each held batch is heartbeated by a task.
+each held batch is heartbeated by a task, awaited when the batch ends. Plain
+user code runs inline and holds the event loop, so after each such call the
+driver sends a heartbeat that is due itself. A task
+cancellation (or ``KeyboardInterrupt``/``SystemExit``) while the flow holds
+a batch is thrown into it as ``Interrupted``, as in the sync driver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -22,6 +28,7 @@ from ._effects import (
     CallEach,
     Command,
     Flow,
+    Interrupted,
     Lease,
     Pipeline,
     ReadItems,
@@ -32,17 +39,64 @@ from ._effects import (
 )
 from ._scripts import PipelineReplies, ScriptCall
 
-__all__ = ["AsyncDriver"]
+__all__ = ["AsyncDriver", "CancelGate", "sigterm_cancels"]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
+_SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
+_END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+
+class CancelGate:
+    """Where a SIGTERM may stop an async worker: at once (the task cancelled)
+    while user code runs or the flow waits (``open``); otherwise — in a Redis
+    call — before the next user call, wait or claim, so that a batch is never
+    cut off between its claim and its heartbeat, nor before its commit."""
+
+    __slots__ = ("fired", "open", "pending", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.open = False
+        self.pending = False
+        self.fired: list[int] = []  # the signal, once it came
+
+    def on_signal(self, signum: int) -> None:
+        self.fired.append(signum)
+        if self.open:
+            self.task.cancel()
+        else:
+            self.pending = True
+
+    def check(self) -> None:
+        """Raises the pending stop, if any, as a cancellation."""
+        if self.pending:
+            self.pending = False
+            raise asyncio.CancelledError
+
+
+@contextlib.contextmanager
+def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[CancelGate]:
+    """For its duration, SIGTERM cancels ``task`` where the yielded gate allows
+    it (its worker then hands its batch back). The previous handler is
+    restored after."""
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    gate = CancelGate(task)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, gate.on_signal, signal.SIGTERM)
+    except (RuntimeError, ValueError) as exc:
+        from ._exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            f"handle_signals=True needs run_worker in the main thread's event loop: {exc}"
+        ) from None
+    try:
+        yield gate
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class AsyncDriver:
@@ -51,6 +105,22 @@ class AsyncDriver:
     def __init__(self, client: redis.asyncio.Redis, concurrency: int = 1) -> None:
         self.client = client
         self.concurrency = concurrency
+        # id(lease) -> [lease, loop time its next heartbeat is due, still held],
+        # for every held batch
+        self._due: dict[int, list[Any]] = {}
+
+    async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """User code, plain or ``async def``. Plain code held the loop, and the
+        heartbeat task with it: a heartbeat that fell due meanwhile is sent here."""
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            return await result
+        if self._due:
+            now = asyncio.get_running_loop().time()
+            for entry in list(self._due.values()):
+                if entry[1] <= now:
+                    await self._beat_once(entry)
+        return result
 
     async def script(self, call: ScriptCall) -> Any:
         script = call.script
@@ -74,9 +144,12 @@ class AsyncDriver:
         """CallEach with up to ``concurrency`` calls in flight, outcomes in order.
 
         ``concurrency`` lanes take the next record as soon as they are free, so
-        a call costs the same whatever the number in flight."""
+        a call costs the same whatever the number in flight. An interruption
+        is raised as ``Interrupted`` with the outcomes of the longest prefix
+        of calls that finished."""
         args, fn = effect.args, effect.fn
         outcomes: list[Exception | None] = [None] * len(args)  # args: indexable
+        finished = [False] * len(args)
         started = 0
         stop = False
 
@@ -89,32 +162,80 @@ class AsyncDriver:
                 index = started
                 started += 1
                 try:
-                    await _call(fn, args[index])
+                    await self._call(fn, args[index])
                 except Exception as exc:
                     outcomes[index] = exc
                     if effect.stop_on_error:
                         stop = True
+                finished[index] = True
 
         lanes = min(self.concurrency, len(args))
-        if lanes <= 1:
-            await lane()
-        else:
-            await asyncio.gather(*(lane() for _ in range(lanes)))
+        try:
+            if lanes <= 1:
+                await lane()
+            else:
+                await asyncio.gather(*(lane() for _ in range(lanes)))
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise
+            stop = True
+            done = finished.index(False) if False in finished[:started] else started
+            raise Interrupted(exc, outcomes[:done]) from None
         return outcomes[:started]
 
-    async def _beat(self, lease: Lease) -> None:
-        while True:
-            await asyncio.sleep(lease.interval)
-            try:
-                reply = await self.script(lease.heartbeat)
-            except redis.exceptions.RedisError as exc:
-                log.warning("heartbeat failed (will retry): %s", exc)
-                continue
-            if not lease.heard(reply):
-                return
+    def _heartbeat(self, lease: Lease) -> asyncio.Task[None]:
+        """Starts heartbeating a lease: a task, and an entry plain calls look at."""
+        entry = [lease, asyncio.get_running_loop().time() + lease.interval, True]
+        self._due[id(lease)] = entry
+        return asyncio.ensure_future(self._beat(entry))
 
-    async def run(self, flow: Flow[T]) -> T:
-        beats: dict[int, asyncio.Task[None]] = {}
+    def forget(self, lease: Lease) -> None:
+        """Stops heartbeating a lease (its task ends at its next step)."""
+        entry = self._due.pop(id(lease), None)
+        if entry is not None:
+            entry[2] = False
+
+    async def _beat(self, entry: list[Any]) -> None:
+        lease: Lease = entry[0]
+        loop = asyncio.get_running_loop()
+        while entry[2] and not lease.lost:
+            wait = entry[1] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            else:
+                # A cancellation that lands in the client may come out as a
+                # connection error: the held flag, not only CancelledError, ends this.
+                await self._beat_once(entry)
+
+    async def _beat_once(self, entry: list[Any]) -> None:
+        lease: Lease = entry[0]
+        entry[1] = asyncio.get_running_loop().time() + lease.interval
+        try:
+            reply = await self.script(lease.heartbeat)
+        except redis.exceptions.RedisError as exc:
+            log.warning("heartbeat failed (will retry): %s", exc)
+            return
+        lease.heard(reply)
+
+    @staticmethod
+    async def _sleep(effect: Sleep) -> None:
+        lease = effect.lease
+        if lease is None:
+            await asyncio.sleep(effect.seconds)
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + effect.seconds
+        while not lease.stopped:
+            left = end - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, _SLEEP_SLICE))
+
+    async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
+        """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
+        cancels at once inside user code and waits, else before the next one."""
+        held = _Held(self)
+        interrupt: BaseException | None = None
         send: Any = None
         throw: BaseException | None = None
         try:
@@ -122,38 +243,120 @@ class AsyncDriver:
                 try:
                     effect = flow.throw(throw) if throw is not None else flow.send(send)
                 except StopIteration as stop:
+                    if interrupt is not None:
+                        raise interrupt from None
                     return stop.value  # type: ignore[no-any-return]
+                except Interrupted:
+                    if interrupt is None:  # pragma: no cover - only drivers throw it
+                        raise
+                    raise interrupt from None
                 send, throw = None, None
                 try:
-                    if isinstance(effect, CallEach):
-                        send = await self.call_each(effect)
-                    elif isinstance(effect, Call):
-                        send = await _call(effect.fn, effect.args)
-                    elif isinstance(effect, ScriptCall):
-                        send = await self.script(effect)
-                    elif isinstance(effect, Pipeline):
-                        send = await self.pipeline(effect.calls)
-                    elif isinstance(effect, Command):
-                        send = await self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
-                    elif isinstance(effect, Background):
-                        send = asyncio.ensure_future(self.pipeline(effect.pipeline.calls))
-                    elif isinstance(effect, Wait):
-                        send = await effect.ticket
-                    elif isinstance(effect, ReadItems):
-                        send = await asyncio.to_thread(effect.read)
-                    elif isinstance(effect, Sleep):
-                        await asyncio.sleep(effect.seconds)
-                    elif isinstance(effect, StartHeartbeat):
-                        beats[id(effect.lease)] = asyncio.ensure_future(self._beat(effect.lease))
-                    elif isinstance(effect, StopHeartbeat):
-                        beat = beats.pop(id(effect.lease), None)
-                        if beat is not None:
-                            beat.cancel()
-                    else:  # pragma: no cover - a new effect type without a driver branch
-                        raise TypeError(f"unknown effect {effect!r}")
+                    if gate is None:
+                        send = await self._perform(effect, held)
+                    else:
+                        send = await self._perform_gated(effect, held, gate)
                 except Exception as exc:
                     throw = exc
+                except Interrupted as stop:  # a CallEach interrupted after some calls
+                    assert stop.cause is not None
+                    if interrupt is not None or not held.beats:
+                        raise stop.cause from None
+                    interrupt = held.interrupted(stop.cause)
+                    send = stop.outcomes
+                except BaseException as exc:  # cancellation, KeyboardInterrupt, SystemExit
+                    if interrupt is not None or not held.beats:
+                        raise
+                    interrupt = held.interrupted(exc)
+                    throw = Interrupted(exc)
         finally:
-            for beat in beats.values():
-                beat.cancel()
             flow.close()
+            await held.close()
+
+    async def _perform_gated(self, effect: Any, held: _Held, gate: CancelGate) -> Any:
+        """A pending SIGTERM stops the worker before user code, a wait or a new
+        claim: never between a claim and its heartbeat, nor before a commit."""
+        if not isinstance(effect, Call | CallEach | Sleep):
+            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+                gate.check()
+            return await self._perform(effect, held)
+        gate.open = True
+        try:
+            gate.check()
+            return await self._perform(effect, held)
+        finally:
+            gate.open = False
+
+    async def _perform(self, effect: Any, held: _Held) -> Any:
+        """Performs one effect; returns what the flow is sent back."""
+        if isinstance(effect, CallEach):
+            return await self.call_each(effect)
+        if isinstance(effect, Call):
+            return await self._call(effect.fn, effect.args)
+        if isinstance(effect, ScriptCall):
+            return await self.script(effect)
+        if isinstance(effect, Pipeline):
+            return await self.pipeline(effect.calls)
+        if isinstance(effect, Command):
+            return await self.client.execute_command(*effect.args, **(effect.options or {}))  # type: ignore[no-untyped-call]
+        if isinstance(effect, Background):
+            return asyncio.ensure_future(self.pipeline(effect.pipeline.calls))
+        if isinstance(effect, Wait):
+            return await effect.ticket
+        if isinstance(effect, ReadItems):
+            return await asyncio.to_thread(effect.read)
+        if isinstance(effect, Sleep):
+            await self._sleep(effect)
+        elif isinstance(effect, StartHeartbeat):
+            held.start(effect.lease, self._heartbeat(effect.lease))
+        elif isinstance(effect, StopHeartbeat):
+            await held.stop(effect.lease)
+        else:  # pragma: no cover - a new effect type without a driver branch
+            raise TypeError(f"unknown effect {effect!r}")
+        return None
+
+
+class _Held:
+    """The batches one ``run`` holds, and the tasks heartbeating them."""
+
+    def __init__(self, driver: AsyncDriver) -> None:
+        self.driver = driver
+        self.beats: dict[int, tuple[Lease, asyncio.Task[None]]] = {}
+
+    def start(self, lease: Lease, beat: asyncio.Task[None]) -> None:
+        self.beats[id(lease)] = (lease, beat)
+
+    async def stop(self, lease: Lease) -> None:
+        """Cancels the lease's heartbeat task and waits for it to end."""
+        held = self.beats.pop(id(lease), None)
+        self.driver.forget(lease)
+        if held is not None:
+            await _ended(held[1])
+
+    def interrupted(self, exc: BaseException) -> BaseException:
+        """Marks the held leases interrupted; returns the interruption to raise later."""
+        for lease, _ in self.beats.values():
+            lease.interrupted = True
+        return exc
+
+    async def close(self) -> None:
+        """Ends the heartbeat tasks; gives back a batch still held (its flow died)."""
+        for lease, beat in self.beats.values():
+            self.driver.forget(lease)
+            await _ended(beat)
+            if lease.release is None or lease.lost:
+                continue
+            try:
+                await self.driver.script(lease.release)
+            except redis.exceptions.RedisError as exc:
+                log.warning("could not release a batch after an error (it goes stale): %s", exc)
+
+
+async def _ended(task: asyncio.Task[None]) -> None:
+    """Cancels a heartbeat task and waits (a bounded time) for it to end."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=_END_WAIT)
+    if not done:
+        log.debug("a heartbeat task is still ending after %s s", _END_WAIT)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("heartbeat task failed: %r", task.exception())

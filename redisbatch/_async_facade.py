@@ -12,7 +12,7 @@ from typing import Any, Unpack
 
 import redis.asyncio
 
-from ._async import AsyncDriver
+from ._async import AsyncDriver, sigterm_cancels
 from ._config import check_positive_int
 from ._facade import _ASYNC_CLIENTS, AnyProcessor, ImportOptions, _Facade
 from ._parsers import Parser
@@ -100,12 +100,32 @@ class AsyncDistributedImport(_Facade):
         *,
         wait: bool = True,
         time_budget: float | None = None,
+        wait_for_job: float = 0.0,
+        handle_signals: bool = False,
     ) -> WorkerSummary:
         """Processes batches until the job reaches a final state (or, with
-        ``wait=False``, until nothing is claimable; or the budget is spent)."""
-        return await self._driver.run(
-            self._core.worker_flow(job_id, processor, worker_id, wait, time_budget)
-        )
+        ``wait=False``, until nothing is claimable; or the budget is spent).
+
+        As ``DistributedImport.run_worker``. Cancelled mid-batch, the worker
+        commits the records it finished, hands the rest back at once and
+        lets the cancellation go on. With ``handle_signals=True`` (in the
+        main thread's event loop) SIGTERM cancels this call the same way,
+        which then raises ``SystemExit(143)``."""
+        flow = self._core.worker_flow(job_id, processor, worker_id, wait, time_budget, wait_for_job)
+        if not handle_signals:
+            return await self._driver.run(flow)
+        task = asyncio.current_task()
+        assert task is not None
+        with sigterm_cancels(task) as gate:
+            try:
+                summary = await self._driver.run(flow, gate)
+            except asyncio.CancelledError:
+                if gate.fired and task.uncancel() == 0:
+                    raise SystemExit(128 + gate.fired[0]) from None
+                raise
+            if gate.fired:  # a SIGTERM during the last Redis call
+                raise SystemExit(128 + gate.fired[0])
+            return summary
 
     async def release_batch(self, job_id: str, batch_id: str | int, worker_id: str) -> bool:
         """Returns a claimed batch to the queue if ``worker_id`` still holds it."""

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
+from ._parsers import line_at
 from ._results import ProcessedRecord
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "encode_batch",
     "encode_columns",
     "encode_failed",
+    "encode_failure",
     "encode_row",
     "encode_rows",
     "ext_hook",
@@ -60,11 +62,16 @@ class StoredBatch(msgspec.Struct, array_like=True):
     order of the job's columns (a shorter row lacks the trailing columns).
     ``failures`` maps a position in ``rows`` to the parser's message and the
     raw values of a row that could not be read; that position's row is empty.
+    ``lines`` is where the records start in the source, a line table (see
+    ``_parsers.line_at``): the first record's line and only the places where
+    records stop following each other line by line; empty for a source
+    without lines.
     """
 
     first_index: int
     rows: list[list[Any]]
     failures: dict[int, tuple[str, dict[str, Any]]] = {}
+    lines: list[int] = []
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -95,9 +102,32 @@ class ReceivedBatch(msgspec.Struct, array_like=True):
     first_index: int
     raw_rows: list[msgspec.Raw]
     failures: dict[int, tuple[str, dict[str, Any]]] = {}
+    lines: list[int] = []
 
     def __len__(self) -> int:
         return len(self.raw_rows)
+
+    def line_of(self, position: int) -> int | None:
+        """The source line the record at ``position`` starts on (None without lines)."""
+        return line_at(self.lines, position) if self.lines else None
+
+    def rest(self, done: int) -> StoredBatch:
+        """The records from position ``done`` on, as a batch of their own (what
+        a worker hands back), with their failures and lines."""
+        lines: list[int] = []
+        if self.lines:
+            first = line_at(self.lines, done)
+            assert first is not None
+            lines = [0, first]
+            for k in range(2, len(self.lines), 2):
+                if self.lines[k] > done:
+                    lines += (self.lines[k] - done, self.lines[k + 1])
+        return StoredBatch(
+            self.first_index + done,
+            [self.row(p) for p in range(done, len(self))],
+            {p - done: failure for p, failure in self.failures.items() if p >= done},
+            lines,
+        )
 
     def row(self, position: int) -> list[Any]:
         """The row's values, in the order of the job's columns."""
@@ -148,16 +178,30 @@ def decode_rows(pieces: list[bytes], count: int) -> list[list[Any]]:
     return _rows_decoder.decode(array_header(count) + b"".join(pieces))
 
 
-def batch_from_pieces(first_index: int, pieces: list[bytes], count: int) -> bytes:
-    """The same bytes as ``encode_batch(StoredBatch(first_index, rows))`` for the
-    rows the pieces hold: an array of first index, rows, and no failures."""
-    return (
-        b"\x93"
-        + _batch_encoder.encode(first_index)
-        + array_header(count)
-        + b"".join(pieces)
-        + b"\x80"
+def batch_from_pieces(
+    first_index: int,
+    pieces: list[bytes],
+    count: int,
+    failures: dict[int, tuple[str, dict[str, Any]]] | None = None,
+    lines: list[int] | None = None,
+) -> bytes:
+    """The same bytes as ``encode_batch(StoredBatch(first_index, rows, failures,
+    lines))`` for the ``count`` rows the pieces hold."""
+    return b"".join(
+        (
+            b"\x94",
+            _batch_encoder.encode(first_index),
+            array_header(count),
+            *pieces,
+            _batch_encoder.encode(failures) if failures else b"\x80",
+            _batch_encoder.encode(lines) if lines else b"\x90",
+        )
     )
+
+
+def encode_failure(failure: tuple[str, dict[str, Any]]) -> bytes:
+    """A parse failure as stored in a batch (its size counts toward the cap)."""
+    return _batch_encoder.encode(failure)
 
 
 def _array_header_size(first_byte: int) -> int:

@@ -40,15 +40,17 @@ class Settings:
     continue_on_error: bool = True
     max_retries: int = 0
     retry_delay: float = 1.0
-    stale_batch_timeout: float = 900.0
+    stale_batch_timeout: float = 60.0
     max_batch_attempts: int = 5
     namespace: str = "redisbatch"
     retention: float | None = 7 * 24 * 3600
     max_pending_batches: int | None = None
+    max_batch_bytes: int = 4 * 1024 * 1024
     tolerated_failure_count: int | None = None
     tolerated_failure_percentage: float | None = None
 
     def __post_init__(self) -> None:
+        _integer("max_batch_bytes", self.max_batch_bytes, 1024)
         if self.tolerated_failure_count is not None:
             _integer("tolerated_failure_count", self.tolerated_failure_count, 0)
         if self.tolerated_failure_percentage is not None:

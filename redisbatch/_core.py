@@ -3,6 +3,7 @@ behind every public method. A facade is this plus a driver."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -14,7 +15,7 @@ from ._batcher import Batcher
 from ._config import Settings
 from ._effects import Flow, Sleep
 from ._events import EventEmitter
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, JobNotFoundError
 from ._keys import check_job_id
 from ._parsers import Parser
 from ._pipeline import BatchProcessor, DuplicateChecker, Hooks, Processor, RecordPipeline
@@ -33,11 +34,12 @@ from ._scripts import Reply
 from ._sources import ByteSource, IterableSource, decompressed
 from ._store import FINAL_STATES, Claim, Store
 from ._unique import UniqueKeys
-from ._worker import emit_job_completed, process_batch
+from ._worker import TRANSIENT_ERRORS, emit_job_completed, process_batch, riding_out
 
 __all__ = ["Core", "default_worker_id", "parse_batch_id"]
 
 _FAILED_CHUNK = 200  # batches read per round trip by failed_records
+log = logging.getLogger("redisbatch")
 
 
 def default_worker_id() -> str:
@@ -58,6 +60,14 @@ def parse_batch_id(batch_id: str | int) -> int:
 def _check_processor(processor: object) -> None:
     if not callable(processor):
         raise TypeError("processor must be callable (a function or a batch_processor)")
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds")
+    if not value >= 0:
+        raise ConfigurationError(f"{name} must not be negative, got {value!r}")
+    return float(value)
 
 
 def _deadline(time_budget: float | None) -> float | None:
@@ -142,6 +152,7 @@ class Core:
             unique=UniqueKeys(validator)
             if validator is not None and validator.schema.unique_fields
             else None,
+            max_batch_bytes=self.settings.max_batch_bytes,
         )
         return prepare(
             self.store,
@@ -186,6 +197,7 @@ class Core:
         processor: Processor | BatchProcessor,
         worker_id: str,
         deadline: float | None,
+        ride_out: float = 0.0,
     ) -> Flow[tuple[BatchResult, Claim]]:
         return process_batch(
             self.store,
@@ -196,6 +208,7 @@ class Core:
             worker_id,
             self.settings.heartbeat_interval,
             deadline,
+            ride_out,
         )
 
     def worker_flow(
@@ -205,18 +218,40 @@ class Core:
         worker_id: str | None,
         wait: bool,
         time_budget: float | None = None,
+        wait_for_job: float = 0.0,
     ) -> Flow[WorkerSummary]:
+        """``run_worker``: batches until the job is final (see the facades).
+        Connection errors are ridden out for up to ``stale_batch_timeout``."""
         check_job_id(job_id)
         _check_processor(processor)
         deadline = _deadline(time_budget)
+        job_wait_ends = time.monotonic() + _seconds("wait_for_job", wait_for_job)
         worker_id = worker_id or default_worker_id()
+        stale = self.settings.stale_batch_timeout
         batches = processed = failed = 0
-        finalized = False
+        finalized = seen = False
+        state: str | None = None
         first_delay, longest_delay = self.settings.poll_interval
         delay = first_delay
+        next_look = 0.0  # when a waiting worker next looks at who holds the batches
         while deadline is None or time.monotonic() < deadline:
-            result, claim = yield from self._one_batch(job_id, processor, worker_id, deadline)
+            result, claim = yield from self._next_batch(job_id, processor, worker_id, deadline)
             finalized = finalized or result.job_complete
+            if claim.reason == Reply.JOB_NOT_FOUND:
+                if seen:
+                    log.warning(
+                        "job %s is gone (deleted, or lost by a Redis restart without "
+                        "persistence): worker %s stops", job_id, worker_id,
+                    )  # fmt: skip
+                    return self._summary(worker_id, batches, processed, failed, finalized, None)
+                if time.monotonic() >= job_wait_ends:
+                    raise JobNotFoundError(job_id, waited=wait_for_job)
+                yield Sleep(min(delay, max(0.0, job_wait_ends - time.monotonic())))
+                delay = min(delay * 2, longest_delay)
+                continue
+            seen = True
+            if claim.state is not None:
+                state = claim.state
             if result.claimed:
                 if result.accepted:
                     batches += 1
@@ -224,23 +259,105 @@ class Core:
                     failed += result.failed_count
                 delay = first_delay
                 continue
-            if claim.reason == Reply.JOB_NOT_FOUND or claim.state in FINAL_STATES:
+            if claim.state in FINAL_STATES:
                 break
             if claim.dead_lettered:
                 continue
             if not wait:
                 break
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + stale
+                if (yield from self._look_at_holders(job_id, worker_id, state)):
+                    continue
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
             yield Sleep(delay)
             delay = min(delay * 2, longest_delay)
+        if state not in FINAL_STATES:
+            state = yield from riding_out(
+                lambda: self.store.job_state(job_id), stale, f"job {job_id}: state"
+            )
+        return self._summary(worker_id, batches, processed, failed, finalized, state)
+
+    def _next_batch(
+        self,
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str,
+        deadline: float | None,
+    ) -> Flow[tuple[BatchResult, Claim]]:
+        """One batch of ``run_worker``, riding out connection errors."""
+        tries = 0
+
+        def attempt() -> Flow[tuple[BatchResult, Claim]]:
+            nonlocal tries
+            tries += 1
+            return self._batch_after(tries > 1, job_id, processor, worker_id, deadline)
+
+        stale = self.settings.stale_batch_timeout
+        return (yield from riding_out(attempt, stale, f"job {job_id}: worker {worker_id}: claim"))
+
+    def _batch_after(
+        self,
+        outage: bool,
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str,
+        deadline: float | None,
+    ) -> Flow[tuple[BatchResult, Claim]]:
+        """One batch; after a connection error, first gives back any batch this
+        worker holds without knowing it (a claim whose reply was lost), so that
+        it waits for no stale timeout."""
+        if outage:
+            for idx in (yield from self.store.held_by(job_id, worker_id)):
+                log.info("job %s: worker %s gives back batch %d after a lost reply",
+                         job_id, worker_id, idx)  # fmt: skip
+                yield from self.store.release(job_id, idx, worker_id)
+        stale = self.settings.stale_batch_timeout
+        return (yield from self._one_batch(job_id, processor, worker_id, deadline, stale))
+
+    @staticmethod
+    def _summary(
+        worker_id: str, batches: int, processed: int, failed: int, done: bool, state: str | None
+    ) -> WorkerSummary:
         return WorkerSummary(
             worker_id=worker_id,
             batches=batches,
             processed=processed,
             failed=failed,
-            finalized=finalized,
+            finalized=done,
+            state=state,
         )
+
+    def _look_at_holders(self, job_id: str, worker_id: str, state: str | None) -> Flow[bool]:
+        """Once per stale timeout while a worker waits: gives back a batch this
+        worker holds without knowing it (a claim whose reply was lost and that
+        the client sent again: True, claim again at once), and logs who holds
+        the others and how long until they are reclaimable."""
+        try:
+            held = yield from self.store.held_batches(job_id)
+            if any(holder == worker_id for holder, _ in held):
+                for idx in (yield from self.store.held_by(job_id, worker_id)):
+                    log.info(
+                        "job %s: worker %s gives back batch %d, claimed by a request whose "
+                        "reply was lost", job_id, worker_id, idx,
+                    )  # fmt: skip
+                    yield from self.store.release(job_id, idx, worker_id)
+                return True
+        except TRANSIENT_ERRORS:
+            return False
+        if not held:
+            log.info("job %s (%s): worker %s waiting for batches", job_id, state, worker_id)
+            return False
+        soonest = max(0.0, (self.store.stale_ms - max(idle for _, idle in held)) / 1000)
+        holders = sorted({holder for holder, _ in held})
+        log.info(
+            "job %s: worker %s waiting on %d%s batch(es) held by other workers (%s); "
+            "if a holder stopped heartbeating, its batch becomes reclaimable in %.1f s",
+            job_id, worker_id, len(held), "+" if len(held) >= 100 else "",
+            ", ".join(holders[:5]) + (", ..." if len(holders) > 5 else ""), soonest,
+        )  # fmt: skip
+        return False
 
     # ------------------------------------------------------------ control
 

@@ -32,7 +32,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from ._exceptions import SourceError
-from ._parsers import Header, ParseFailure, Parser, RowBlock, text_stream
+from ._parsers import (
+    DecodedText,
+    Header,
+    ParseFailure,
+    Parser,
+    RowBlock,
+    Undecodable,
+    line_breaks,
+)
+
+#: Rows read in one call: the rows, the lines they took, and ``(row, extra
+#: lines)`` for the rows that span more than one line.
+_Read = tuple[list[list[str]], int, "Sequence[tuple[int, int]]"]
 
 __all__ = ["CsvParser"]
 
@@ -57,7 +69,10 @@ class CsvParser(Parser):
     """CSV with a header row (or ``columns`` given: the file has none).
 
     A row with the wrong number of values becomes a ``PARSE_ERROR`` record
-    naming its line; blank lines are ignored.
+    naming its line; blank lines are ignored. Every record knows the line it
+    starts on (``ProcessedRecord.line``). Bytes that are not text in
+    ``encoding`` raise ``SourceError`` naming their line, column and byte
+    offset.
     """
 
     def __init__(
@@ -85,27 +100,50 @@ class CsvParser(Parser):
         return f"CsvParser(delimiter={self.delimiter!r}, encoding={self.encoding!r})"
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
-        text, raw = text_stream(chunks, self.encoding)
-        document: _Document | None = None
-        try:
-            first = ""
-            delimiter = self.delimiter
-            if delimiter is None:
+        text = DecodedText(chunks, self.encoding)
+        first = ""
+        delimiter = self.delimiter
+        if delimiter is None:
+            try:
                 first = text.read(_SNIFF_CHARS)
-                whole_lines = _whole_lines_end(first)
-                delimiter = _sniff(first[:whole_lines] or first)
-            document = _Document(text, first, delimiter, self.quotechar, self.columns, origin)
+            except Undecodable as bad:
+                raise self._undecodable(bad, origin, 0, "") from None
+            whole_lines = _whole_lines_end(first)
+            delimiter = _sniff(first[:whole_lines] or first)
+        document = _Document(text, first, delimiter, self.quotechar, self.columns, origin)
+        try:
             yield from document.items()
-        except UnicodeDecodeError as exc:
-            line = document.line if document is not None else 0
-            where = f"after line {line}, " if line else ""
-            hint = ""
-            if codecs.lookup(self.encoding).name == "utf-8":
-                hint = " (a file saved by Excel on Windows is often cp1252: try encoding='cp1252')"
-            raise SourceError(
-                f"{origin}: cannot decode as {self.encoding} ({where}within the first "
-                f"{raw.offset} bytes): {exc.reason}{hint}"
-            ) from None
+        except _BadBytes as bad:
+            raise self._undecodable(bad.undecodable, origin, bad.lines, bad.held) from None
+
+    def _undecodable(self, bad: Undecodable, origin: str, lines: int, held: str) -> SourceError:
+        """The error for undecodable bytes: their exact line, column and byte
+        offset, and what to change. ``lines`` are the lines read before the
+        text ``held`` (read but not parsed yet), which starts a line."""
+        before = held + bad.pending  # the text between the last line counted and the bad byte
+        line = lines + line_breaks(before) + 1
+        column = len(before) - max(before.rfind("\n"), before.rfind("\r"))
+        if codecs.lookup(self.encoding).name == "utf-8":
+            hint = (
+                "if the file is not UTF-8, name its encoding: a file saved by Excel on "
+                "Windows is often cp1252, read with CsvParser(encoding='cp1252')"
+            )
+        else:
+            hint = "if the file is in another encoding, name it: CsvParser(encoding=...)"
+        return SourceError(
+            f"{origin}: line {line}, column {column} (byte offset {bad.offset}): cannot decode "
+            f"{bad.bad!r} as {self.encoding} ({bad.reason}); {hint}"
+        )
+
+
+class _BadBytes(Exception):
+    """Undecodable bytes met by the document, with what it had read before."""
+
+    def __init__(self, undecodable: Undecodable, lines: int, held: str) -> None:
+        super().__init__(str(undecodable))
+        self.undecodable = undecodable
+        self.lines = lines
+        self.held = held
 
 
 class _Document:
@@ -113,7 +151,7 @@ class _Document:
 
     def __init__(
         self,
-        text: io.TextIOBase,
+        text: DecodedText,
         first: str,
         delimiter: str,
         quotechar: str,
@@ -140,18 +178,18 @@ class _Document:
                 self.line += 1
                 yield self._overlong(self.line)
                 continue
-            rows = None if self.columns is None else self._whole(chunk, len(self.columns))
-            if rows is None:
+            whole = None if self.columns is None else self._whole(chunk, len(self.columns))
+            if whole is None:
                 yield from self._row_by_row(chunk)
-            elif rows:
-                yield RowBlock(rows)
+            elif whole[0]:
+                yield RowBlock(*whole)
 
     def _chunks(self) -> Iterator[str | None]:
         """Whole lines, a chunk at a time; None in place of an overlong line."""
-        while chunk := self.first + self.text.read(CHUNK_CHARS):
+        while chunk := self.first + self._read():
             self.first = ""
             try:
-                yield chunk + self.next_line()
+                yield chunk + self.next_line(held=chunk)
             except _OverlongLine:  # the line the chunk ends in
                 whole_lines = _whole_lines_end(chunk)
                 # A quoted field open at the end of the whole lines meets it
@@ -163,41 +201,69 @@ class _Document:
                     self.overlong_next = False
                     yield None
 
-    def next_line(self) -> str:
+    def _read(self) -> str:
+        """The next CHUNK_CHARS characters; every line before them is counted."""
+        try:
+            return self.text.read(CHUNK_CHARS)
+        except Undecodable as bad:
+            raise _BadBytes(bad, self.line, self.first) from None
+
+    def next_line(self, *, held: str = "", lines: int | None = None) -> str:
         """The document's next line ("" at its end); raises _OverlongLine,
-        having read through it, for a line longer than the limit."""
+        having read through it, for a line longer than the limit. ``held``
+        is text read but not parsed yet, after ``lines`` lines (by default
+        those counted so far): where undecodable bytes are located from."""
         if self.overlong_next:
             self.overlong_next = False
             raise _OverlongLine
         limit = _line_limit()
-        line = self.text.readline(limit)
-        if len(line) < limit or line.endswith(_LINE_ENDS):
-            return line
-        while line and not line.endswith(_LINE_ENDS):
+        try:
             line = self.text.readline(limit)
+            if len(line) < limit or line.endswith(_LINE_ENDS):
+                return line
+            while line and not line.endswith(_LINE_ENDS):
+                line = self.text.readline(limit)
+        except Undecodable as bad:
+            raise _BadBytes(bad, self.line if lines is None else lines, held) from None
         raise _OverlongLine
 
-    def _overlong(self, line: int) -> ParseFailure:
+    def _overlong(self, line: int, start: int | None = None) -> ParseFailure:
+        """A record on line ``line`` (starting on ``start``) longer than the limit."""
         message = f"line {line}: longer than {_line_limit()} characters"
         if self.columns is None:
             raise SourceError(f"{self.origin}: cannot read the header: {message}")
-        return ParseFailure(message, {})
+        return ParseFailure(message, {}, line if start is None else start)
 
-    def _whole(self, chunk: str, width: int) -> list[list[str]] | None:
-        """The chunk's rows read in one call, or None when it needs reading row
-        by row (see the module's docstring)."""
+    def _whole(self, chunk: str, width: int) -> tuple[list[list[str]], list[int]] | None:
+        """The chunk's rows read in one call and their line table (see
+        ``line_at``), or None when it needs reading row by row (see the
+        module's docstring)."""
         whole = self._split(chunk, width) if self.splittable else None
         if whole is None and self.sentinel_usable:
             whole = self._read_whole(chunk)
         if whole is None:
             return None
-        rows, lines = whole
+        rows, lines, spans = whole
         if rows and set(map(len, rows)) != {width}:
             return None
+        # Each row takes one line, plus the line ends inside its quoted values.
+        table = [0, self.line + 1]
+        if spans:
+            if len(rows) + sum(extra for _, extra in spans) != lines:
+                return None
+            line = self.line + 1
+            done = 0
+            for position, extra in spans:
+                line += position + 1 - done + extra
+                done = position + 1
+                if done < len(rows):
+                    table += (done, line)
+        elif len(rows) != lines:
+            return None
         self.line += lines
-        return rows
+        return rows, table
 
-    def _split(self, chunk: str, width: int) -> tuple[list[list[str]], int] | None:
+    def _split(self, chunk: str, width: int) -> _Read | None:
         """Rows mostly by ``str.split``, for a chunk of LF or CRLF lines with
         no blank line; None for any other chunk, or one whose quoted fields do
         not close where the methods below can prove it. The caller checks that
@@ -217,16 +283,15 @@ class _Document:
             if rows is not None:
                 if len(body) > limit and max(map(len, body.split(eol))) > limit:
                     return None  # a field the reader would refuse
-                return rows, len(rows)
+                return rows, len(rows), ()
         lines = body.split(eol)
         if "" in lines or (len(body) > limit and max(map(len, lines)) > limit):
             return None  # a blank line, or a field the reader would refuse
         if quote not in chunk:
-            return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines)
+            return list(map(str.split, lines, itertools.repeat(delimiter))), len(lines), ()
         if not self.sentinel_usable or _SENTINEL[0] in chunk:
             return None
-        rows = self._some_quoted(lines, eol)
-        return None if rows is None else (rows, len(lines))
+        return self._some_quoted(lines, eol)
 
     def _all_quoted(self, body: str, eol: str, width: int) -> list[list[str]] | None:
         """Rows of ``"a","b"`` lines (every value quoted), split on the
@@ -246,7 +311,7 @@ class _Document:
             return None
         return rows
 
-    def _some_quoted(self, lines: list[str], eol: str) -> list[list[str]] | None:
+    def _some_quoted(self, lines: list[str], eol: str) -> _Read | None:
         """Rows of lines of which some hold quotes. The others are split; each
         run of consecutive lines with quotes goes to csv.reader with its line
         ends (a quoted field may span the run), all runs in one call, each
@@ -277,20 +342,25 @@ class _Document:
             return None
         split = list(map(str.split, lines, itertools.repeat(self.delimiter)))
         rows: list[list[str]] = []
+        spans: list[tuple[int, int]] = []
         done = taken = 0  # lines done, rows of ``read`` taken
         for first, end in runs:
             rows += split[done:first]
             run_end = read.index(sentinel, taken)
+            if run_end - taken == 1 < end - first:  # one record over the run's lines
+                spans.append((len(rows), end - first - 1))
+            elif run_end - taken != end - first:  # some record of this run spans lines
+                spans += _spans(read[taken:run_end], len(rows))
             rows += read[taken:run_end]
             done, taken = end, run_end + 1
         rows += split[done:]
-        return rows
+        return rows, len(lines), spans
 
     def _reader(self, lines: Iterable[str]) -> Any:
         """The standard library's reader over ``lines``, in this document's dialect."""
         return csv.reader(lines, delimiter=self.delimiter, quotechar=self.quotechar, strict=False)
 
-    def _read_whole(self, chunk: str) -> tuple[list[list[str]], int] | None:
+    def _read_whole(self, chunk: str) -> _Read | None:
         """The chunk read by csv.reader in one call, followed by the sentinel
         line; None if the sentinel did not come back as a row of its own."""
         ends_line = chunk.endswith(_LINE_ENDS)
@@ -303,7 +373,8 @@ class _Document:
             return None
         if not rows or rows.pop() != self.sentinel_row:
             return None  # the chunk ends inside a quoted field
-        return rows, reader.line_num - 1
+        lines = reader.line_num - 1
+        return rows, lines, (() if len(rows) == lines else _spans(rows, 0))
 
     def _row_by_row(self, chunk: str) -> Iterator[Any]:
         """The chunk's records one by one: a quoted field open at its end takes
@@ -312,22 +383,24 @@ class _Document:
         feed = _Feed(lines, self)
         reader = self._reader(feed)
         block: list[list[str]] = []
+        table: list[int] = []  # the block's line table
         while feed.given < len(lines):
+            start = self.line + feed.given + 1  # the line the next row starts on
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except _OverlongLine:  # in a quoted field that ran past the chunk
-                yield from _flushed(block)
-                yield self._overlong(self.line + feed.given)
+                yield from _flushed(block, table)
+                yield self._overlong(self.line + feed.given, start)
                 continue
             except csv.Error as exc:
-                failure = ParseFailure(f"line {self.line + feed.given}: {exc}", {})
+                failure = ParseFailure(f"line {self.line + feed.given}: {exc}", {}, start)
                 if self.columns is None:
                     raise SourceError(
                         f"{self.origin}: cannot read the header: {failure.message}"
                     ) from None
-                yield from _flushed(block)
+                yield from _flushed(block, table)
                 yield failure
                 continue
             if not row:
@@ -336,15 +409,18 @@ class _Document:
                 self.columns = _header(row, self.origin, self.line + feed.given)
                 yield Header(self.columns)
             elif len(row) == len(self.columns):
+                if not table or table[-1] + len(block) - table[-2] != start:
+                    table += (len(block), start)
                 block.append(row)
             else:
-                yield from _flushed(block)
+                yield from _flushed(block, table)
                 yield ParseFailure(
                     f"line {self.line + feed.given}: expected {len(self.columns)} "
                     f"values, got {len(row)}",
                     _raw_of(self.columns, row),
+                    start,
                 )
-        yield from _flushed(block)
+        yield from _flushed(block, table)
         self.line += feed.given
 
 
@@ -369,7 +445,7 @@ class _Feed:
         self.given += 1
         if self.given <= len(self.lines):
             return self.lines[self.given - 1]
-        line = self.document.next_line()
+        line = self.document.next_line(lines=self.document.line + self.given - 1)
         if not line:
             self.given -= 1
             raise StopIteration
@@ -385,11 +461,23 @@ def _line_limit() -> int:
     return max(LINE_CHARS, csv.field_size_limit())
 
 
-def _flushed(block: list[list[str]]) -> Iterator[RowBlock]:
-    """The rows gathered so far as one block, leaving ``block`` empty."""
+def _flushed(block: list[list[str]], table: list[int]) -> Iterator[RowBlock]:
+    """The rows gathered so far as one block, leaving ``block`` and its line
+    table empty."""
     if block:
-        yield RowBlock(block[:])
+        yield RowBlock(block[:], table[:])
         block.clear()
+        table.clear()
+
+
+def _spans(rows: list[list[str]], first: int) -> list[tuple[int, int]]:
+    """``(first + i, extra lines)`` for each row ``i`` whose values hold line ends."""
+    spans = []
+    for i, row in enumerate(rows):
+        extra = sum(map(line_breaks, row))
+        if extra:
+            spans.append((first + i, extra))
+    return spans
 
 
 def _header(row: list[str], origin: str, line: int) -> list[str]:

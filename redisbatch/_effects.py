@@ -24,6 +24,7 @@ __all__ = [
     "Command",
     "Effect",
     "Flow",
+    "Interrupted",
     "ItemReader",
     "Lease",
     "Pipeline",
@@ -66,7 +67,7 @@ class CallEach:
 
     def may_start(self) -> bool:
         """Whether the driver may start another call now."""
-        if self.lease is not None and self.lease.lost:
+        if self.lease is not None and self.lease.stopped:
             return False
         return self.deadline is None or time.monotonic() < self.deadline
 
@@ -117,16 +118,21 @@ class ReadItems:
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Wait this many seconds (retry backoff, polling)."""
+    """Wait this many seconds (retry backoff, polling). With a ``lease``, the
+    wait ends early once the lease is stopped (lost, or its worker stopping)."""
 
     seconds: float
+    lease: Lease | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One plain Redis command, for keys outside a job's hash tag."""
+    """One plain Redis command, for keys outside a job's hash tag (or a read).
+    ``options`` go to the client's reply parser (``parse_detail=True`` for
+    ``XPENDING`` with a range)."""
 
     args: tuple[Any, ...]
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +158,27 @@ class Wait:
     ticket: Any
 
 
+class Interrupted(BaseException):
+    """How a driver tells a flow holding a batch that its worker is being
+    stopped (``KeyboardInterrupt``, ``SystemExit``, task cancellation).
+
+    Thrown in at the ``yield`` where the interruption arrived, it tells the
+    flow to settle what it finished, hand the rest of its batch back, and
+    raise it again; the driver then raises the original ``cause``. A
+    ``BaseException``, so that ``except Exception`` around user code does not
+    take it for a failing record. ``outcomes`` carries the calls a
+    ``CallEach`` finished before the interruption (the interrupted call is
+    not among them): a driver sends those instead of throwing.
+    """
+
+    def __init__(
+        self, cause: BaseException | None = None, outcomes: list[Exception | None] | None = None
+    ) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.outcomes = outcomes
+
+
 @dataclass(slots=True)
 class Lease:
     """A claimed batch held by this worker: what its heartbeat needs."""
@@ -159,6 +186,13 @@ class Lease:
     heartbeat: ScriptCall
     interval: float
     lost: bool = False  # set when a heartbeat found the batch taken away
+    interrupted: bool = False  # set by the driver when the worker is being stopped
+    release: ScriptCall | None = None  # gives the batch back if the flow dies holding it
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the batch's work must stop at the next record or retry."""
+        return self.lost or self.interrupted
 
     def heard(self, reply: Any) -> bool:
         """Takes a heartbeat's reply; False (and ``lost``) when the batch was

@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Any, TypeVar
 
-from ._async import AsyncDriver
+from ._async import AsyncDriver, CancelGate
 from ._effects import Command, Flow
 
 __all__ = ["CheckingAsyncDriver", "eviction_flow", "server_identity"]
@@ -97,8 +97,8 @@ class CheckingAsyncDriver(AsyncDriver):
 
     _eviction_checked = False
 
-    async def run(self, flow: Flow[T]) -> T:
+    async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         if not self._eviction_checked:
             self._eviction_checked = True
             await super().run(eviction_flow(self.client))
-        return await super().run(flow)
+        return await super().run(flow, gate)

@@ -29,7 +29,7 @@ from ._results import (
     WorkerSummary,
 )
 from ._schema import Schema
-from ._sync import SyncDriver
+from ._sync import SyncDriver, sigterm_as_exit
 
 __all__ = ["DistributedImport", "ImportOptions"]
 
@@ -50,6 +50,7 @@ class ImportOptions(TypedDict, total=False):
     namespace: str
     retention: float | None
     max_pending_batches: int | None
+    max_batch_bytes: int
     tolerated_failure_count: int | None
     tolerated_failure_percentage: float | None
 
@@ -73,13 +74,14 @@ class _Facade:
         continue_on_error: bool = True,
         max_retries: int = 0,
         retry_delay: float = 1.0,
-        stale_batch_timeout: float = 900.0,
+        stale_batch_timeout: float = 60.0,
         max_batch_attempts: int = 5,
         hooks: Hooks | None = None,
         duplicate_checker: DuplicateChecker | None = None,
         namespace: str = "redisbatch",
         retention: float | None = 7 * 24 * 3600,
         max_pending_batches: int | None = None,
+        max_batch_bytes: int = 4 * 1024 * 1024,
         tolerated_failure_count: int | None = None,
         tolerated_failure_percentage: float | None = None,
     ) -> None:
@@ -98,6 +100,7 @@ class _Facade:
                 namespace=namespace,
                 retention=retention,
                 max_pending_batches=max_pending_batches,
+                max_batch_bytes=max_batch_bytes,
                 tolerated_failure_count=tolerated_failure_count,
                 tolerated_failure_percentage=tolerated_failure_percentage,
             ),
@@ -199,12 +202,26 @@ class DistributedImport(_Facade):
         *,
         wait: bool = True,
         time_budget: float | None = None,
+        wait_for_job: float = 0.0,
+        handle_signals: bool = False,
     ) -> WorkerSummary:
         """Processes batches until the job reaches a final state (or, with
-        ``wait=False``, until nothing is claimable; or the budget is spent)."""
-        return self._driver.run(
-            self._core.worker_flow(job_id, processor, worker_id, wait, time_budget)
-        )
+        ``wait=False``, until nothing is claimable; or the budget is spent).
+
+        A job that does not exist raises ``JobNotFoundError`` once
+        ``wait_for_job`` seconds have passed without it appearing.
+        Interrupted mid-batch (``KeyboardInterrupt``, ``SystemExit``), the
+        worker commits the records it finished, hands the rest of its batch
+        back to the queue at once and lets the interruption go on; with
+        ``handle_signals=True`` (main thread only) SIGTERM raises
+        ``SystemExit(143)`` for the call's duration. Connection errors (a
+        Redis restart, a failover) are retried with backoff for up to
+        ``stale_batch_timeout``."""
+        flow = self._core.worker_flow(job_id, processor, worker_id, wait, time_budget, wait_for_job)
+        if not handle_signals:
+            return self._driver.run(flow)
+        with sigterm_as_exit() as gate:
+            return self._driver.run(flow, gate)
 
     def release_batch(self, job_id: str, batch_id: str | int, worker_id: str) -> bool:
         """Returns a claimed batch to the queue if ``worker_id`` still holds it."""

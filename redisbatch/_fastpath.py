@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
 
+from ._checker import EMAIL, FieldChecker
 from ._codec import ABSENT, array_header, decode_row, ext_hook, raw_record
-from ._schema import MISSING
+from ._field import MISSING
 
 if TYPE_CHECKING:
     from ._results import ValidationError
-    from ._validate import Validator, _FieldChecker
 
 __all__ = ["FastValidator", "PassThrough", "as_record"]
 
@@ -65,7 +65,7 @@ def _meta(**constraints: Any) -> msgspec.Meta:
     return msgspec.Meta(**{k: v for k, v in constraints.items() if v is not None})
 
 
-def _typed(checker: _FieldChecker, email_pattern: str) -> Any:
+def _typed(checker: FieldChecker, email_pattern: str) -> Any:
     """The msgspec type that decides this field exactly as its checker does,
     or None when only the checker can decide it."""
     f = checker.field
@@ -123,7 +123,7 @@ def _typed(checker: _FieldChecker, email_pattern: str) -> Any:
     return None  # boolean (msgspec reads "-0" as False), datetime, array, custom
 
 
-def _is_plain_array(checker: _FieldChecker) -> bool:
+def _is_plain_array(checker: FieldChecker) -> bool:
     """An array field with nothing to check but its split."""
     f = checker.field
     return (
@@ -140,10 +140,10 @@ def _is_plain_array(checker: _FieldChecker) -> bool:
     )
 
 
-def _absent_values(validator: Validator, resolved: list[str]) -> dict[str, Any]:
+def _absent_values(checkers: Sequence[FieldChecker], resolved: list[str]) -> dict[str, Any]:
     """Schema fields the header lacks: their value is the same for every row."""
     absent: dict[str, Any] = {}
-    for checker in validator.checkers:
+    for checker in checkers:
         if checker.name in resolved:
             continue
         errors: list[ValidationError] = []
@@ -172,23 +172,26 @@ class FastValidator:
 
     def __init__(
         self,
-        validator: Validator,
-        columns: Sequence[str],
+        field_checkers: Sequence[FieldChecker],
+        resolved: list[str],
+        strict: bool,
         slow: Callable[[msgspec.Raw], Checked],
-        email_pattern: str,
     ) -> None:
-        """Raises ``ValueError`` when no row of this header could take the fast path."""
-        resolved = validator.resolve_columns(columns)
+        """The schema's field checkers against a header whose columns resolve
+        (aliases applied) to ``resolved``; ``slow`` checks one row field by
+        field. Raises ``ValueError`` when no row of this header could take
+        the fast path."""
+        email_pattern = EMAIL.pattern
         if len(set(resolved)) != len(resolved):
             raise ValueError("two columns resolve to the same field")
-        checkers = {c.name: c for c in validator.checkers}
-        if validator.schema.strict and any(name not in checkers for name in resolved):
+        checkers = {c.name: c for c in field_checkers}
+        if strict and any(name not in checkers for name in resolved):
             raise ValueError("strict schema with unknown columns")
 
         fields: list[tuple[str, Any]] = []
-        self._finish: list[tuple[str, _FieldChecker]] = []
+        self._finish: list[tuple[str, FieldChecker]] = []
         self._arrays: list[tuple[str, str]] = []
-        self._validators: list[tuple[str, _FieldChecker]] = []
+        self._validators: list[tuple[str, FieldChecker]] = []
         self._extras: list[str] = []
         for name in resolved:
             checker = checkers.get(name)
@@ -208,7 +211,7 @@ class FastValidator:
             else:
                 self._finish.append((name, checker))
 
-        self._absent = _absent_values(validator, resolved)
+        self._absent = _absent_values(field_checkers, resolved)
         self._row_type, self._names = _row_struct(fields, resolved)
         try:  # msgspec checks the types here: fail now, not mid-batch
             self._chunk_decoder = msgspec.msgpack.Decoder(

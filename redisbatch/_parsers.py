@@ -21,7 +21,6 @@ module holds what every parser shares, and the JSON and XML parsers.
 from __future__ import annotations
 
 import codecs
-import io
 import itertools
 import re
 from collections.abc import Iterable, Iterator
@@ -34,14 +33,18 @@ import msgspec
 from ._exceptions import SourceError
 
 __all__ = [
+    "DecodedText",
     "Header",
     "JsonParser",
+    "Line",
     "ParseFailure",
     "Parser",
     "RowBlock",
+    "Undecodable",
     "XmlParser",
+    "line_at",
+    "line_breaks",
     "row_is_empty",
-    "text_stream",
 ]
 
 
@@ -54,10 +57,13 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class ParseFailure:
-    """A source record the parser could not turn into a record."""
+    """A source record the parser could not turn into a record; ``line`` is
+    the physical line it starts on, when the parser knows it (else the
+    records' line count, see :class:`Line`, places it)."""
 
     message: str
     raw: dict[str, Any]
+    line: int | None = None
 
     @classmethod
     def not_a_mapping(cls, item: Any, index: int) -> ParseFailure:
@@ -65,6 +71,29 @@ class ParseFailure:
         return cls(
             f"record {index} is a {type(item).__name__}, not a mapping", {"value": repr(item)}
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """The next record starts on physical line ``number`` (1-based); each
+    record after it on the line after the previous one's start, until the
+    next ``Line``. Parsers whose records carry no line of their own (NDJSON)
+    say so only where that rule breaks (the first record, after blank lines)."""
+
+    number: int
+
+
+def line_at(table: list[int], position: int) -> int | None:
+    """The line of the record at ``position`` in a line table: a flat list
+    ``[position_0, line_0, position_1, line_1, ...]`` (positions increasing,
+    the first 0) meaning that records from ``position_k`` on start on
+    consecutive lines from ``line_k``. An empty table knows no line."""
+    if not table:
+        return None
+    k = len(table) - 2
+    while k > 0 and table[k] > position:
+        k -= 2
+    return table[k + 1] + position - table[k]
 
 
 def row_is_empty(values: Iterable[Any]) -> bool:
@@ -79,45 +108,132 @@ class Parser:
         raise NotImplementedError
 
 
-class ChunkStream(io.RawIOBase):
-    """A source's chunk iterator as a binary file, so that the standard
-    library's C decoders and line splitting can read it."""
+class Undecodable(Exception):
+    """Bytes that are not text in the expected encoding, located exactly.
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    ``offset`` is the 0-based byte offset of the first bad byte in the
+    document; ``pending`` is the text decoded before it that the reader has
+    not been handed yet (a reader adds the lines it has seen to find the line)."""
+
+    def __init__(self, offset: int, bad: bytes, reason: str, pending: str) -> None:
+        super().__init__(f"byte offset {offset}: {reason}")
+        self.offset = offset
+        self.bad = bad
+        self.reason = reason
+        self.pending = pending
+
+
+_LINE_END: Final = re.compile("[\r\n]")
+
+
+def line_breaks(text: str) -> int:
+    """How many lines end in ``text`` (CR LF, CR and LF each end one)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+class DecodedText:
+    """Text decoded from byte chunks, pulled by ``read``/``readline`` (line ends
+    left as they are; a UTF-8 byte order mark dropped). Unlike a
+    ``TextIOWrapper`` it knows exactly where undecodable bytes sit: it raises
+    :class:`Undecodable` with their byte offset and the text before them."""
+
+    def __init__(self, chunks: Iterable[bytes], encoding: str) -> None:
+        if codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"
+        self._factory = codecs.getincrementaldecoder(encoding)
+        self._decoder = self._factory("strict")
         self._chunks = iter(chunks)
-        self._pending = b""
-        self.offset = 0  # bytes handed out so far
+        self._text = ""  # decoded; handed out up to _pos
+        self._pos = 0
+        self._fed = 0  # bytes given to the decoder
+        self._ended = False
 
-    def readable(self) -> bool:
+    def _more(self) -> bool:
+        """Decodes the next chunk into the buffer; False at the end."""
+        if self._ended:
+            return False
+        state = self._decoder.getstate()
+        chunk = next(self._chunks, None)
+        try:
+            if chunk is None:
+                self._ended = True
+                new = self._decoder.decode(b"", True)
+            else:
+                self._fed += len(chunk)
+                new = self._decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            raise self._located(exc, chunk or b"", state) from None
+        self._text = self._text[self._pos :] + new if self._pos < len(self._text) else new
+        self._pos = 0
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        self.offset += size
-        return size
+    def _located(self, exc: UnicodeDecodeError, chunk: bytes, state: Any) -> Undecodable:
+        # The decoder's input ends with this chunk (after bytes it held back).
+        data = bytes(exc.object)
+        offset = self._fed - len(data) + exc.start
+        valid = exc.start - (len(data) - len(chunk))  # bytes of this chunk before the bad one
+        before = ""
+        if valid > 0:
+            decoder = self._factory("strict")
+            decoder.setstate(state)
+            before = decoder.decode(chunk[:valid])
+        pending = self._text[self._pos :] + before
+        return Undecodable(offset, data[exc.start : exc.end], exc.reason, pending)
 
+    def read(self, size: int) -> str:
+        """Up to ``size`` characters ("" at the end)."""
+        while len(self._text) - self._pos < size and self._more():
+            pass
+        out = self._text[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
 
-def text_stream(chunks: Iterable[bytes], encoding: str) -> tuple[io.TextIOWrapper, ChunkStream]:
-    """Text (universal newlines left to the caller) from byte chunks; a UTF-8
-    byte order mark is dropped."""
-    if codecs.lookup(encoding).name == "utf-8":
-        encoding = "utf-8-sig"
-    raw = ChunkStream(chunks)
-    return io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding=encoding, newline=""), raw
+    def readline(self, limit: int) -> str:
+        """The next line with its line end (LF, CR LF or CR), or its first
+        ``limit`` characters if it is longer; "" at the end."""
+        parts: list[str] = []
+        size = 0
+        try:
+            while True:
+                text, pos = self._text, self._pos
+                room = limit - size  # characters this line may still take
+                found = _LINE_END.search(text, pos, pos + room)
+                if found is None:
+                    if len(text) - pos >= room:
+                        self._pos = pos + room
+                        return "".join((*parts, text[pos : self._pos]))
+                    parts.append(text[pos:])
+                    size += len(text) - pos
+                    self._pos = len(text)
+                    if not self._more():
+                        return "".join(parts)
+                    continue
+                end = found.start() + 1
+                if text[end - 1] == "\r":
+                    if end == len(text):  # an LF may follow, in the next chunk
+                        parts.append(text[pos : end - 1])
+                        size += end - 1 - pos
+                        self._pos = end - 1
+                        if self._more():
+                            continue
+                        text, pos = self._text, self._pos
+                    elif text[end] == "\n" and end - pos < room:
+                        end += 1
+                self._pos = end
+                return "".join((*parts, text[pos:end]))
+        except Undecodable as exc:
+            exc.pending = "".join(parts) + exc.pending
+            raise
 
 
 @dataclass(frozen=True, slots=True)
 class RowBlock:
-    """Consecutive rows, each with one value per header column."""
+    """Consecutive rows, each with one value per header column. ``lines`` is
+    where they start in the source: a line table (see :func:`line_at`), or
+    None when the parser does not know."""
 
     rows: list[list[str]]
+    lines: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -138,10 +254,11 @@ class JsonParser(Parser):
     apart by the first character. Both stream: an array is cut into its
     elements as bytes arrive, so a 2 GB array never sits in memory.
 
-    An element or line that is not an object, a malformed NDJSON line, and an
-    element or line larger than ``RECORD_BYTES`` (read through, not kept) is a
-    ``PARSE_ERROR`` record; a truncated or broken array is a ``SourceError``
-    naming the byte offset.
+    An element or line that is not an object, a malformed NDJSON line, one
+    nested too deeply to decode, and an element or line larger than
+    ``RECORD_BYTES`` (read through, not kept) is a ``PARSE_ERROR`` record; a
+    truncated or broken array, or bytes in it that are not UTF-8, is a
+    ``SourceError`` naming the byte offset. NDJSON records know their line.
     """
 
     def __repr__(self) -> str:
@@ -177,13 +294,21 @@ def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
     held = 0  # bytes in pieces
     overlong = False  # the current line passed RECORD_BYTES: its bytes are dropped
     number = 0
+    expected = 0  # the line the consumer takes the next record to start on (see Line)
+    consumed = 0  # bytes of the chunks before this one
+    line_start = 0  # where the line in ``pieces`` starts
     for chunk in chunks:
         lines = chunk.split(b"\n")
         tail = lines.pop()
         if lines:  # the line begun in earlier chunks ends in this one
+            start = line_start
             if overlong or held + len(lines[0]) > RECORD_BYTES:
                 number += 1
+                if number != expected:
+                    yield Line(number)
+                expected = number + 1
                 yield _too_large(f"line {number}")
+                start = consumed + len(lines[0]) + 1
                 del lines[0]
             elif pieces:
                 pieces.append(lines[0])
@@ -191,7 +316,15 @@ def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
             pieces, held, overlong = [], 0, False
             for line in lines:
                 number += 1
-                yield from _ndjson_line(line, number)
+                record = _ndjson_line(line, number, start)
+                start += len(line) + 1
+                if record is not None:
+                    if number != expected:
+                        yield Line(number)
+                    expected = number + 1
+                    yield record
+        line_start = consumed + len(chunk) - len(tail) if lines else line_start
+        consumed += len(chunk)
         if overlong or not tail:
             continue
         if held + len(tail) > RECORD_BYTES:
@@ -199,26 +332,51 @@ def _ndjson(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
         else:
             pieces.append(tail)
             held += len(tail)
-    if overlong:
-        yield _too_large(f"line {number + 1}")
-    elif pieces:
-        yield from _ndjson_line(b"".join(pieces), number + 1)
+    last = _too_large(f"line {number + 1}") if overlong else None
+    if pieces:
+        last = _ndjson_line(b"".join(pieces), number + 1, line_start)
+    if last is not None:
+        if number + 1 != expected:
+            yield Line(number + 1)
+        yield last
 
 
 def _too_large(where: str) -> ParseFailure:
     return ParseFailure(f"{where}: larger than {RECORD_BYTES} bytes", {})
 
 
-def _ndjson_line(line: bytes, number: int) -> Iterator[Any]:
+def _ndjson_line(line: bytes, number: int, offset: int) -> Any:
+    """The record on one NDJSON line (None for a blank line); ``offset`` is
+    the line's byte offset in the document."""
     if not line.strip():
-        return
+        return None
     try:
         value = msgspec.json.decode(line)
     except msgspec.DecodeError as exc:
         text = line[:200].decode("utf-8", "replace")
-        yield ParseFailure(f"line {number}: invalid JSON: {exc}", {"line": text})
-        return
-    yield _as_record(value, f"line {number}")
+        return ParseFailure(
+            f"line {number}: {_not_utf8(line, offset) or f'invalid JSON: {exc}'}", {"line": text}
+        )
+    except RecursionError:
+        text = line[:200].decode("utf-8", "replace")
+        return ParseFailure(f"line {number}: {_TOO_DEEP}", {"line": text})
+    return _as_record(value, f"line {number}")
+
+
+_TOO_DEEP: Final = "JSON nested too deeply to decode (RecursionError)"
+
+
+def _not_utf8(data: bytes, offset: int) -> str | None:
+    """Where ``data`` (at ``offset`` in the document) is not UTF-8, if it is not."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"byte offset {offset + exc.start}: {data[exc.start : exc.end]!r} is not UTF-8 "
+            f"({exc.reason}); JSON must be UTF-8: convert the file (for example "
+            "iconv -f cp1252 -t utf-8)"
+        )
+    return None
 
 
 def _json_array(chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
@@ -316,10 +474,10 @@ class _ArrayScanner:
             elements.append(_too_large(f"element {self.count}"))
             self.count += 1
             self.oversized = False
-        elif text := bytes(self.buffer[self.element_start : at]).strip(_WHITESPACE):
-            elements.append(
-                _array_element(text, self.count, self.base + self.element_start, self.origin)
-            )
+        elif text := bytes(self.buffer[self.element_start : at]).rstrip(_WHITESPACE):
+            stripped = text.lstrip(_WHITESPACE)
+            offset = self.base + self.element_start + len(text) - len(stripped)
+            elements.append(_array_element(stripped, self.count, offset, self.origin))
             self.count += 1
         elif char == 0x2C or self.count:
             raise SourceError(f"{self.origin}: missing array element at byte {self.base + at}")
@@ -343,9 +501,14 @@ def _array_element(text: bytes, number: int, offset: int, origin: str) -> Any:
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
+        not_utf8 = _not_utf8(text, offset)
         raise SourceError(
-            f"{origin}: invalid JSON in element {number} at byte {offset}: {exc}"
+            f"{origin}: element {number}: {not_utf8}"
+            if not_utf8
+            else f"{origin}: invalid JSON in element {number} at byte {offset}: {exc}"
         ) from None
+    except RecursionError:
+        return ParseFailure(f"element {number} (byte offset {offset}): {_TOO_DEEP}", {})
     return _as_record(value, f"element {number}")
 
 
@@ -379,7 +542,10 @@ class XmlParser(Parser):
         parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
         tree = _XmlTree(self.record_tag)
         tail = b""
-        offset = 0
+        offset = 0  # bytes read (this chunk's included, once fed)
+        lines = 0  # line ends read
+        head = b""  # the document's first bytes (its XML declaration)
+        recent = b""  # the bytes fed last: this chunk, after a few of the one before
         try:
             for chunk in chunks:
                 window = tail + chunk
@@ -389,21 +555,66 @@ class XmlParser(Parser):
                         "refused, entities are never expanded"
                     )
                 tail = window[-20:]
+                if len(head) < 200:
+                    head += chunk[: 200 - len(head)]
+                recent = recent[-8:] + chunk  # expat may wait for a character's last bytes
                 offset += len(chunk)
+                lines += chunk.count(b"\n")
                 parser.feed(chunk)
                 yield from tree.take(parser.read_events())
             parser.close()
             yield from tree.take(parser.read_events())
         except ElementTree.ParseError as exc:
             line, column = exc.position
+            not_utf8 = _xml_not_utf8(exc, head, recent, offset, lines)
             raise SourceError(
-                f"{origin}: malformed XML at line {line}, column {column}: {exc}"
+                f"{origin}: {not_utf8}"
+                if not_utf8
+                else f"{origin}: malformed XML at line {line}, column {column}: {exc}"
             ) from None
         if not tree.records and tree.other_tag is not None:
             raise SourceError(
                 f"{origin}: no <{self.record_tag}> element in the document (its root holds "
                 f"<{tree.other_tag}>): set XmlParser(record_tag=...) to the records' tag"
             )
+
+
+_XML_INVALID_TOKEN: Final = 4  # expat's code for bytes that are no token
+_XML_ENCODING: Final = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
+
+
+def _xml_not_utf8(
+    exc: ElementTree.ParseError, head: bytes, recent: bytes, end: int, lines: int
+) -> str | None:
+    """For expat's 'invalid token' in a document read as UTF-8 (no other
+    encoding declared), where the bytes fed last (``recent``, ending at byte
+    ``end`` of the document, after ``lines`` line ends) stop being UTF-8:
+    its exact line and byte offset (expat's own position is unreliable after
+    such bytes)."""
+    if getattr(exc, "code", None) != _XML_INVALID_TOKEN:
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16
+        return None
+    declared = _XML_ENCODING.match(head)
+    if declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8", b"utf_8"):
+        return None
+    start = 0
+    while start < min(3, len(recent)) and recent[start] & 0xC0 == 0x80:
+        start += 1  # the end of a character begun before
+    try:
+        recent[start:].decode("utf-8")
+    except UnicodeDecodeError as bad:
+        if bad.reason == "unexpected end of data":
+            return None  # a character the next chunk would complete
+        at = start + bad.start
+        line = lines - recent.count(b"\n", at) + 1
+        return (
+            f"line {line} (byte offset {end - len(recent) + at}): "
+            f"{recent[at : start + bad.end]!r} is not UTF-8 ({bad.reason}); name the "
+            "document's encoding in its XML declaration, for example "
+            '<?xml version="1.0" encoding="windows-1252"?>'
+        )
+    return None
 
 
 class _XmlTree:

@@ -14,8 +14,10 @@ B. the processor over every record still valid: one ``CallEach`` (which an
    retries with backoff for the records that failed;
 C. in source order: ``after_process``, events, the outcome to commit.
 
-A deadline (the worker's time budget) or a lost lease stops the batch
-between records; what is not done is handed back (``BatchOutcome.done``).
+A deadline (the worker's time budget), a lost lease or an interruption (the
+worker being stopped: ``Interrupted`` thrown in by the driver) stops the
+batch between records or retries; what is not done is handed back
+(``BatchOutcome.done``). The record whose call was interrupted is not done.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ._codec import ReceivedBatch, raw_record
-from ._effects import Call, CallEach, Flow, Lease, Sleep
+from ._effects import Call, CallEach, Flow, Interrupted, Lease, Sleep
 from ._events import EventEmitter, RecordFailed, RecordProcessed, RecordRetried
 from ._fastpath import Checked, PassThrough, as_record
 from ._results import BatchContext, ProcessedRecord, ProcessingContext, ValidationError
@@ -270,7 +272,7 @@ class RecordPipeline:
         size = len(batch)
 
         def stopped() -> bool:
-            return (lease is not None and lease.lost) or (
+            return (lease is not None and lease.stopped) or (
                 deadline is not None and time.monotonic() >= deadline
             )
 
@@ -292,13 +294,14 @@ class RecordPipeline:
                 # the stop conditions are looked at between non-trivial records.
                 settled.append((contexts(first + position), pre[0]))
                 continue
-            if (lease is not None and lease.lost) or (
-                deadline is not None and time.monotonic() >= deadline
-            ):
+            if stopped():
                 break
             ctx = contexts(first + position)
             dups = None if duplicates is None else duplicates.get(position)
-            item = yield from self._prepare(_Row(batch, columns, position), pre, dups, ctx)
+            try:
+                item = yield from self._prepare(_Row(batch, columns, position), pre, dups, ctx)
+            except Interrupted:
+                break  # the lease is marked: phase B starts nothing
             settled.append((ctx, item))
             if not self.continue_on_error and isinstance(item, ProcessedRecord):
                 break
@@ -309,7 +312,7 @@ class RecordPipeline:
         if isinstance(processor, BatchProcessor):
             records = [self._ready(position, settled[position]) for position in ready]
             troubled = {r.position: r for r in records}
-            attempted = yield from self._call_batch(processor, records, stopped)
+            attempted = yield from self._call_batch(processor, records, stopped, lease)
         else:
             attempted = yield from self._call_each(
                 processor, settled, ready, troubled, lease, deadline
@@ -455,13 +458,16 @@ class RecordPipeline:
         stop_on_error = not self.continue_on_error
         while attempted < len(ready):
             pending = ready[attempted:]
-            outcomes = yield CallEach(
-                processor,
-                _Calls([settled[position] for position in pending]),
-                lease,
-                stop_on_error=stop_on_error,
-                deadline=deadline,
-            )
+            try:
+                outcomes = yield CallEach(
+                    processor,
+                    _Calls([settled[position] for position in pending]),
+                    lease,
+                    stop_on_error=stop_on_error,
+                    deadline=deadline,
+                )
+            except Interrupted:  # before any outcome could be reported
+                break
             if not outcomes:
                 break  # out of time, or the lease is gone
             raised = False
@@ -473,7 +479,12 @@ class RecordPipeline:
                 record = self._ready(position, settled[position])
                 record.attempts = 1
                 troubled[position] = record
-                yield from self._retry(record, exc, processor)
+                try:
+                    finished = yield from self._retry(record, exc, processor, lease)
+                except Interrupted:
+                    finished = False
+                if not finished:  # the lease is lost or the worker stopping
+                    return attempted + offset
                 if record.error is not None and stop_on_error:
                     return attempted + offset + 1
             attempted += len(outcomes)
@@ -486,8 +497,10 @@ class RecordPipeline:
         processor: BatchProcessor,
         ready: list[_Ready],
         stopped: Callable[[], bool],
+        lease: Lease | None,
     ) -> Flow[int]:
-        """One batch processor call for every ready record, with retries."""
+        """One batch processor call for every ready record, with retries;
+        0 when it was stopped (the lease lost, the worker interrupted)."""
         if not ready:
             return 0
         if stopped():
@@ -506,9 +519,13 @@ class RecordPipeline:
         attempt = 0
         while True:
             attempt += 1
+            if attempt > 1 and lease is not None and lease.stopped:
+                return 0
             try:
                 failures = yield Call(processor.fn, (records, batch_ctx))
                 break
+            except Interrupted:
+                return 0
             except Exception as exc:
                 message = str(exc) or type(exc).__name__
                 if attempt > self.max_retries:
@@ -517,7 +534,10 @@ class RecordPipeline:
                     return len(ready)
                 for record in ready:
                     record.note_retry(self._retried_event(record.ctx, attempt, message))
-                yield from self._backoff(attempt)
+                try:
+                    yield from self._backoff(attempt, lease)
+                except Interrupted:
+                    return 0
         by_index = {r.ctx.record_index: r for r in ready}
         if isinstance(failures, Mapping):
             for index, message in failures.items():
@@ -532,25 +552,33 @@ class RecordPipeline:
             record.attempts = attempt
         return len(ready)
 
-    def _retry(self, record: _Ready, first_error: Exception, processor: Processor) -> Flow[None]:
+    def _retry(
+        self, record: _Ready, first_error: Exception, processor: Processor, lease: Lease | None
+    ) -> Flow[bool]:
         """Retries a failed call with exponential backoff; sets ``record.error``
-        when every retry failed."""
+        when every retry failed. False (the record not done) when the lease
+        stopped first: lost, or its worker stopping."""
         error_text = str(first_error) or type(first_error).__name__
         while record.attempts <= self.max_retries:
+            if lease is not None and lease.stopped:
+                return False
             record.note_retry(self._retried_event(record.ctx, record.attempts, error_text))
-            yield from self._backoff(record.attempts)
+            yield from self._backoff(record.attempts, lease)
+            if lease is not None and lease.stopped:
+                return False
             record.attempts += 1
             try:
                 yield Call(processor, (record.parsed, record.ctx))
-                return
+                return True
             except Exception as exc:
                 error_text = str(exc) or type(exc).__name__
         record.error = error_text
+        return True
 
-    def _backoff(self, retry: int) -> Flow[None]:
-        """Retry k waits retry_delay * 2**(k-1)."""
+    def _backoff(self, retry: int, lease: Lease | None) -> Flow[None]:
+        """Retry k waits retry_delay * 2**(k-1) (less if the lease stops meanwhile)."""
         if self.retry_delay > 0:
-            yield Sleep(self.retry_delay * 2 ** (retry - 1))
+            yield Sleep(self.retry_delay * 2 ** (retry - 1), lease)
 
     def _retried_event(self, ctx: ProcessingContext, attempt: int, message: str) -> RecordRetried:
         return RecordRetried(
@@ -600,16 +628,21 @@ class RecordPipeline:
                         retry_count=max(0, record.attempts - 1),
                     )
                 elif after is not None:
-                    result = yield from self._after_process(
-                        after,
-                        record or self._ready(position, (ctx, item)),
-                        _Row(batch, columns, position),
-                    )
+                    try:
+                        result = yield from self._after_process(
+                            after,
+                            record or self._ready(position, (ctx, item)),
+                            _Row(batch, columns, position),
+                        )
+                    except Interrupted:  # this record and the rest go back
+                        return BatchOutcome(processed, failed, "COMPLETED", None, position, size)
                 if result is None:
                     processed += 1
                     if want_processed:
                         self._emit_processed(ctx)
                     continue
+            if batch.lines:  # the source line, so that the user can find the row
+                result = msgspec.structs.replace(result, line=batch.line_of(position))
             failed.append(result)
             message = self._emit_failed(result, ctx)
             if not self.continue_on_error:

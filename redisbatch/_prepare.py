@@ -67,7 +67,7 @@ def prepare(
                 break
             for item in chunk:
                 if type(item) is RowBlock:
-                    for batch in batcher.add_block(item.rows):
+                    for batch in batcher.add_block(item.rows, item.lines):
                         out.keep(batch)
                 else:
                     out.keep(batcher.add(item))

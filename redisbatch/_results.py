@@ -43,13 +43,21 @@ class BatchResult(msgspec.Struct, frozen=True):
 
 
 class WorkerSummary(msgspec.Struct, frozen=True):
-    """What one ``run_worker`` call did; counts only accepted batches."""
+    """What one ``run_worker`` call did; counts only accepted batches.
+
+    ``state`` is the job's state when the worker returned (``"COMPLETED"``,
+    ``"FAILED"``, ``"ABORTED"``, or, after ``wait=False`` or a spent time
+    budget, ``"PROCESSING"``/``"PREPARING"``/``"PAUSED"``); None if the job
+    was deleted meanwhile (or lost by a Redis restart without persistence).
+    ``finalized`` is True for the one worker whose commit finished the job.
+    """
 
     worker_id: str
     batches: int
     processed: int
     failed: int
     finalized: bool
+    state: str | None = None
 
 
 class JobStatus(msgspec.Struct, frozen=True):
@@ -110,6 +118,7 @@ class ProcessedRecord(msgspec.Struct, frozen=True):
     errors: list[ValidationError]
     processing_error: str | None
     retry_count: int
+    line: int | None = None  # the source line the record starts on (CSV, NDJSON), 1-based
 
 
 class PreviewResult(msgspec.Struct, frozen=True):

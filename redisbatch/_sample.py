@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ._parsers import Header, ParseFailure, RowBlock, row_is_empty
+import msgspec
+
+from ._parsers import Header, Line, ParseFailure, RowBlock, line_at, row_is_empty
 from ._pipeline import RecordPipeline
 from ._results import PreviewResult, ProcessedRecord
 from ._schema import Field, Schema
@@ -22,19 +24,34 @@ __all__ = ["count_records", "generate_template", "preview_records"]
 def iter_records(items: Iterator[Any], skip_empty_rows: bool) -> Iterator[Any]:
     """The source's records in order — dicts, or ParseFailures — with headers
     applied and empty rows skipped, as prepare would store them."""
+    for record, _ in iter_located(items, skip_empty_rows):
+        yield record
+
+
+def iter_located(items: Iterator[Any], skip_empty_rows: bool) -> Iterator[tuple[Any, int | None]]:
+    """``iter_records`` with the line each record starts on (None without lines)."""
     header: list[str] = []
     index = 0
+    cursor: int | None = None  # the line of the next record that names none (see Line)
     for item in items:
         if isinstance(item, Header):
             header = item.columns
             continue
+        if isinstance(item, Line):
+            cursor = item.number
+            continue
         if isinstance(item, RowBlock | list):
             rows = item.rows if isinstance(item, RowBlock) else [item]
-            for row in rows:
+            table = item.lines if isinstance(item, RowBlock) and item.lines else None
+            for position, row in enumerate(rows):
+                line = cursor if table is None else line_at(table, position)
+                cursor = None if line is None else line + 1
                 if not (skip_empty_rows and row_is_empty(row)):
                     index += 1
-                    yield dict(zip(header, row, strict=False))
+                    yield dict(zip(header, row, strict=False)), line
             continue
+        line = item.line if isinstance(item, ParseFailure) and item.line else cursor
+        cursor = None if line is None else line + 1
         if isinstance(item, dict):
             if skip_empty_rows and row_is_empty(item.values()):
                 continue
@@ -44,7 +61,7 @@ def iter_records(items: Iterator[Any], skip_empty_rows: bool) -> Iterator[Any]:
         else:
             record = ParseFailure.not_a_mapping(item, index)
         index += 1
-        yield record
+        yield record, line
 
 
 def count_records(items: Iterator[Any], skip_empty_rows: bool) -> int:
@@ -66,7 +83,7 @@ def preview_records(
     unique = (
         UniqueKeys(validator) if validator is not None and schema and schema.unique_fields else None
     )
-    for index, record in enumerate(iter_records(items, skip)):
+    for index, (record, line) in enumerate(iter_located(items, skip)):
         if index >= max_records:
             break
         if isinstance(record, ParseFailure):
@@ -79,6 +96,7 @@ def preview_records(
                     errors=[error("_row", "PARSE_ERROR", record.message, None)],
                     processing_error=None,
                     retry_count=0,
+                    line=line,
                 )
             )
             continue
@@ -87,6 +105,8 @@ def preview_records(
         result = pipeline.check(index, record)
         if unique is not None:
             result = _mark_sample_duplicates(unique, record, index, result, first_of)
+        if line is not None:
+            result = msgspec.structs.replace(result, line=line)
         (valid if result.status == "valid" else invalid).append(result)
     columns = list(seen_columns)
     if validator is not None:

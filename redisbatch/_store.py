@@ -501,6 +501,44 @@ class Store:
         value = yield Command(("HGET", self.keys(job_id).job, "total_batches"))
         return _int(value)
 
+    # ------------------------------------------------------------ worker reads
+
+    def release_call(self, job_id: str, idx: int, worker_id: str) -> ScriptCall:
+        """The release of a batch, for a driver whose flow died holding it."""
+        keys = self.keys(job_id)
+        return self._call(
+            "releaseBatch", (keys.job, keys.queue, keys.batches), CONSUMER_GROUP, idx, worker_id
+        )
+
+    def job_state(self, job_id: str) -> Flow[str | None]:
+        """The job's state, or None for a job that does not exist."""
+        value = yield Command(("HGET", self.keys(job_id).job, "state"))
+        return None if value is None else _text(value)
+
+    def held_batches(self, job_id: str, limit: int = 100) -> Flow[list[tuple[str, int]]]:
+        """(holder, idle ms) of up to ``limit`` claimed batches: what a waiting
+        worker logs."""
+        reply = yield Command(
+            ("XPENDING", self.keys(job_id).queue, CONSUMER_GROUP, "-", "+", limit),
+            {"parse_detail": True},  # redis-py's parser for the range form
+        )
+        return [(_text(e["consumer"]), int(e["time_since_delivered"])) for e in reply or ()]
+
+    def held_by(self, job_id: str, worker_id: str, limit: int = 10) -> Flow[list[int]]:
+        """The batches claimed under ``worker_id`` (a claim whose reply was lost
+        in a connection error is among them)."""
+        queue = self.keys(job_id).queue
+        pending = yield Command(
+            ("XPENDING", queue, CONSUMER_GROUP, "-", "+", limit, worker_id), {"parse_detail": True}
+        )
+        indexes: list[int] = []
+        for entry in pending or ():
+            found = yield Command(("XRANGE", queue, entry["message_id"], entry["message_id"]))
+            if found:
+                fields = {_text(k): v for k, v in found[0][1].items()}
+                indexes.append(int(fields["b"]))
+        return indexes
+
 
 def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:
     if not flat:

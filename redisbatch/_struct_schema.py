@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from msgspec import inspect as mi
 
-from ._schema import MISSING, Field
+from ._field import MISSING, Field
 
 __all__ = ["fields_of"]
 

@@ -1,13 +1,21 @@
 """The sync driver: performs a flow's effects with a redis-py client.
 
-Heartbeats run on one daemon thread per driver.
+Heartbeats run on one daemon thread per ``run`` that holds a batch, joined
+when the run ends: a facade leaves no thread behind once its call returns.
+A ``KeyboardInterrupt`` or ``SystemExit`` raised while the flow holds a
+batch is thrown into it as ``Interrupted`` (the flow commits what it
+finished and hands the rest back), then raised again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any, TypeVar
 
 import redis
@@ -20,6 +28,7 @@ from ._effects import (
     CallEach,
     Command,
     Flow,
+    Interrupted,
     Lease,
     Pipeline,
     ReadItems,
@@ -28,33 +37,100 @@ from ._effects import (
     StopHeartbeat,
     Wait,
 )
+from ._exceptions import ConfigurationError
 from ._scripts import PipelineReplies, ScriptCall
 
-__all__ = ["SyncDriver"]
+__all__ = ["SignalGate", "SyncDriver", "sigterm_as_exit"]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
+_SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
+
 
 def _call_each(effect: CallEach) -> list[Exception | None]:
-    """CallEach, one call after the other."""
+    """CallEach, one call after the other. An interruption (``KeyboardInterrupt``,
+    ``SystemExit``) in a call is raised as ``Interrupted`` carrying the outcomes
+    of the calls before it."""
     fn, lease, deadline = effect.fn, effect.lease, effect.deadline
     outcomes: list[Exception | None] = []
     append = outcomes.append
-    for args in effect.args:
-        if (lease is not None and lease.lost) or (
-            deadline is not None and time.monotonic() >= deadline
-        ):
-            break
-        try:
-            fn(*args)
-        except Exception as exc:
-            append(exc)
-            if effect.stop_on_error:
+    try:
+        for args in effect.args:
+            if (lease is not None and lease.stopped) or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
                 break
-        else:
-            append(None)
+            try:
+                fn(*args)
+            except Exception as exc:
+                append(exc)
+                if effect.stop_on_error:
+                    break
+            else:
+                append(None)
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: this call is not done
+        if isinstance(exc, Exception):  # pragma: no cover - user errors are outcomes
+            raise
+        raise Interrupted(exc, outcomes) from None
     return outcomes
+
+
+def _sleep(effect: Sleep) -> None:
+    lease = effect.lease
+    if lease is None:
+        time.sleep(effect.seconds)
+        return
+    end = time.monotonic() + effect.seconds
+    while not lease.stopped:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, _SLEEP_SLICE))
+
+
+class SignalGate:
+    """Where a SIGTERM may stop a worker: at once while user code runs or a
+    flow waits (``open``); otherwise — in a Redis call, in the flow's own
+    code — before the next user call, wait or claim, so that a batch is
+    never cut off between its claim and its heartbeat, nor before its commit."""
+
+    __slots__ = ("open", "pending")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.pending: int | None = None  # a signal that came while closed
+
+    def exit(self, signum: int) -> SystemExit:
+        return SystemExit(128 + signum)
+
+    def check(self) -> None:
+        """Raises the pending stop, if any."""
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise self.exit(signum)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[SignalGate]:
+    """For its duration, SIGTERM raises ``SystemExit(143)`` in the main thread
+    where the yielded gate allows it (a worker then hands its batch back); the
+    previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        raise ConfigurationError("handle_signals=True needs run_worker in the main thread")
+    gate = SignalGate()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if gate.open:
+            raise gate.exit(signum)
+        gate.pending = signum
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield gate
+        gate.check()  # a SIGTERM during the last Redis call
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class _Sent:
@@ -95,37 +171,46 @@ class _Sent:
 
 
 class _Heartbeats:
-    """One daemon thread per driver heartbeating every lease it holds.
+    """One daemon thread heartbeating every lease a ``run`` holds, until closed.
 
     Adding and removing a lease is a dict operation under a condition, so a
-    batch costs no thread start or join.
+    batch of ``run_worker`` costs no thread start or join; ``close`` ends and
+    joins the thread.
     """
 
     def __init__(self, driver: SyncDriver) -> None:
         self._driver = driver
         self._due: dict[int, tuple[Lease, float]] = {}
         self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="redisbatch-heartbeat", daemon=True)
+        self._thread.start()
 
     def add(self, lease: Lease) -> None:
         with self._changed:
             self._due[id(lease)] = (lease, time.monotonic() + lease.interval)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="redisbatch-heartbeat", daemon=True
-                )
-                self._thread.start()
             self._changed.notify()
 
     def remove(self, lease: Lease) -> None:
         with self._changed:
             self._due.pop(id(lease), None)
 
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._due.clear()
+            self._changed.notify()
+        if self._thread is not threading.current_thread():
+            # A heartbeat in flight finishes first (bounded by the client's timeouts).
+            self._thread.join()
+
     def _run(self) -> None:
         while True:
             with self._changed:
-                while not self._due:
+                while not self._due and not self._closed:
                     self._changed.wait()
+                if self._closed:
+                    return
                 now = time.monotonic()
                 next_due = min(due for _, due in self._due.values())
                 if next_due > now:
@@ -152,7 +237,6 @@ class SyncDriver:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.heartbeats = _Heartbeats(self)
 
     def script(self, call: ScriptCall) -> Any:
         script = call.script
@@ -182,8 +266,11 @@ class SyncDriver:
             return self.pipeline(calls)
         return _Sent(self, calls)
 
-    def run(self, flow: Flow[T]) -> T:
-        leases: list[Lease] = []
+    def run(self, flow: Flow[T], gate: SignalGate | None = None) -> T:
+        """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
+        is taken at once inside user code and waits, else before the next one."""
+        held = _Held(self)
+        interrupt: BaseException | None = None
         send: Any = None
         throw: BaseException | None = None
         try:
@@ -191,39 +278,113 @@ class SyncDriver:
                 try:
                     effect = flow.throw(throw) if throw is not None else flow.send(send)
                 except StopIteration as stop:
+                    if interrupt is not None:
+                        raise interrupt from None
                     return stop.value  # type: ignore[no-any-return]
+                except Interrupted:
+                    if interrupt is None:  # pragma: no cover - only drivers throw it
+                        raise
+                    raise interrupt from None
                 send, throw = None, None
                 try:
-                    if isinstance(effect, CallEach):
-                        send = _call_each(effect)
-                    elif isinstance(effect, Call):
-                        send = effect.fn(*effect.args)
-                    elif isinstance(effect, ScriptCall):
-                        send = self.script(effect)
-                    elif isinstance(effect, Pipeline):
-                        send = self.pipeline(effect.calls)
-                    elif isinstance(effect, Command):
-                        send = self.client.execute_command(*effect.args)  # type: ignore[no-untyped-call]
-                    elif isinstance(effect, Background):
-                        send = self.send(effect.pipeline.calls)
-                    elif isinstance(effect, Wait):
-                        ticket = effect.ticket
-                        send = ticket.result() if isinstance(ticket, _Sent) else ticket
-                    elif isinstance(effect, ReadItems):
-                        send = effect.read()
-                    elif isinstance(effect, Sleep):
-                        time.sleep(effect.seconds)
-                    elif isinstance(effect, StartHeartbeat):
-                        leases.append(effect.lease)
-                        self.heartbeats.add(effect.lease)
-                    elif isinstance(effect, StopHeartbeat):
-                        self.heartbeats.remove(effect.lease)
-                        leases.remove(effect.lease)
-                    else:  # pragma: no cover - a new effect type without a driver branch
-                        raise TypeError(f"unknown effect {effect!r}")
+                    if gate is None:
+                        send = self._perform(effect, held)
+                    else:
+                        send = self._perform_gated(effect, held, gate)
                 except Exception as exc:
                     throw = exc
+                except Interrupted as stop:  # a CallEach interrupted after some calls
+                    assert stop.cause is not None
+                    if interrupt is not None or not held.leases:
+                        raise stop.cause from None
+                    interrupt = held.interrupted(stop.cause)
+                    send = stop.outcomes
+                except BaseException as exc:  # KeyboardInterrupt, SystemExit
+                    if interrupt is not None or not held.leases:
+                        raise
+                    interrupt = held.interrupted(exc)
+                    throw = Interrupted(exc)
         finally:
-            for lease in leases:
-                self.heartbeats.remove(lease)
             flow.close()
+            held.close()
+
+    def _perform_gated(self, effect: Any, held: _Held, gate: SignalGate) -> Any:
+        """A pending SIGTERM stops the worker before user code, a wait or a new
+        claim: never between a claim and its heartbeat, nor before a commit."""
+        if not isinstance(effect, Call | CallEach | Sleep):
+            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+                gate.check()
+            return self._perform(effect, held)
+        gate.open = True
+        try:
+            gate.check()
+            return self._perform(effect, held)
+        finally:
+            gate.open = False
+
+    def _perform(self, effect: Any, held: _Held) -> Any:
+        """Performs one effect; returns what the flow is sent back."""
+        if isinstance(effect, CallEach):
+            return _call_each(effect)
+        if isinstance(effect, Call):
+            return effect.fn(*effect.args)
+        if isinstance(effect, ScriptCall):
+            return self.script(effect)
+        if isinstance(effect, Pipeline):
+            return self.pipeline(effect.calls)
+        if isinstance(effect, Command):
+            return self.client.execute_command(*effect.args, **(effect.options or {}))  # type: ignore[no-untyped-call]
+        if isinstance(effect, Background):
+            return self.send(effect.pipeline.calls)
+        if isinstance(effect, Wait):
+            ticket = effect.ticket
+            return ticket.result() if isinstance(ticket, _Sent) else ticket
+        if isinstance(effect, ReadItems):
+            return effect.read()
+        if isinstance(effect, Sleep):
+            _sleep(effect)
+        elif isinstance(effect, StartHeartbeat):
+            held.start(effect.lease)
+        elif isinstance(effect, StopHeartbeat):
+            held.stop(effect.lease)
+        else:  # pragma: no cover - a new effect type without a driver branch
+            raise TypeError(f"unknown effect {effect!r}")
+        return None
+
+
+class _Held:
+    """The batches one ``run`` holds, and the thread heartbeating them."""
+
+    def __init__(self, driver: SyncDriver) -> None:
+        self.driver = driver
+        self.leases: list[Lease] = []
+        self.beats: _Heartbeats | None = None
+
+    def start(self, lease: Lease) -> None:
+        if self.beats is None:
+            self.beats = _Heartbeats(self.driver)
+        self.leases.append(lease)
+        self.beats.add(lease)
+
+    def stop(self, lease: Lease) -> None:
+        if self.beats is not None:
+            self.beats.remove(lease)
+        self.leases.remove(lease)
+
+    def interrupted(self, exc: BaseException) -> BaseException:
+        """Marks the held leases interrupted; returns the interruption to raise later."""
+        for lease in self.leases:
+            lease.interrupted = True
+        return exc
+
+    def close(self) -> None:
+        """Ends the heartbeat thread; gives back a batch still held (its flow died)."""
+        if self.beats is not None:
+            self.beats.close()
+        for lease in self.leases:
+            if lease.release is None or lease.lost:
+                continue
+            try:
+                self.driver.script(lease.release)
+            except redis.exceptions.RedisError as exc:
+                log.warning("could not release a batch after an error (it goes stale): %s", exc)

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
 
+from ._checker import BAD, is_empty
 from ._schema import MISSING
-from ._validate import _BAD, Validator, is_empty
+from ._validate import Validator
 
 __all__ = ["UniqueKeys"]
 
@@ -81,7 +82,7 @@ class UniqueKeys:
         if is_empty(value):
             return None
         coerced = checker.coerce(value)
-        if coerced is _BAD:
+        if coerced is BAD:
             return None
         text = f"{number}\x00{_canonical(coerced)}"
         return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()

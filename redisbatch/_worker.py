@@ -1,16 +1,23 @@
-"""The worker's flow for one batch: claim, process, commit, maybe finalize."""
+"""The worker's flow for one batch: claim, process, commit, maybe finalize.
+
+A worker being stopped (the driver throws ``Interrupted`` in, or marks the
+lease) commits what it finished, hands the rest back as a time budget does,
+and raises ``Interrupted`` again for the driver to raise the original.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+import redis.exceptions
 
 from ._codec import StoredBatch, encode_batch, encode_failed
-from ._effects import Flow, Lease, StartHeartbeat, StopHeartbeat
+from ._effects import Flow, Interrupted, Lease, Sleep, StartHeartbeat, StopHeartbeat
 from ._events import (
     BatchClaimed,
     BatchCompleted,
@@ -23,7 +30,43 @@ from ._pipeline import BatchProcessor, Processor, RecordPipeline, batch_id_of
 from ._results import BatchResult, JobSummary, ProcessingContext
 from ._store import Claim, Store, dead_letter_reason
 
-__all__ = ["emit_job_completed", "process_batch"]
+__all__ = ["TRANSIENT_ERRORS", "emit_job_completed", "process_batch", "riding_out"]
+
+T = TypeVar("T")
+log = logging.getLogger("redisbatch")
+
+#: What a Redis restart or a cluster failover raises for a while: worth
+#: retrying with the same arguments (every script answers a repeat as the first).
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,  # BusyLoadingError among them
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterError,  # ClusterDownError, MasterDownError
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,  # a former master turned replica
+    redis.exceptions.RedisClusterException,  # SlotNotCoveredError among them
+)
+
+
+def riding_out(make: Callable[[], Flow[T]], limit: float, what: str) -> Flow[T]:
+    """Runs the flow ``make()`` again after a transient error, with backoff,
+    until it has been failing for ``limit`` seconds (0: no retry)."""
+    failing_since: float | None = None
+    delay = 0.05
+    while True:
+        try:
+            return (yield from make())
+        except TRANSIENT_ERRORS as exc:
+            now = time.monotonic()
+            if failing_since is None:
+                failing_since = now
+            left = limit - (now - failing_since)
+            if left <= 0:
+                raise
+            level = logging.WARNING if delay == 0.05 else logging.DEBUG
+            log.log(level, "%s failed (%s: %s); retrying for up to %.1f s",
+                    what, type(exc).__name__, exc, left)  # fmt: skip
+            yield Sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
 
 
 def _context(
@@ -82,12 +125,15 @@ def process_batch(
     worker_id: str,
     heartbeat_interval: float,
     deadline: float | None = None,
+    ride_out: float = 0.0,
 ) -> Flow[tuple[BatchResult, Claim]]:
     """Claims one batch and runs it; returns the result and the claim reply.
     With a ``deadline`` (``time.monotonic()``), what is not done by then is
-    handed back to the queue."""
+    handed back to the queue. A commit failing with a connection error is
+    sent again (same token) for up to ``ride_out`` seconds."""
     claim = yield from store.claim(job_id, worker_id)
     for dead_index, attempts in claim.dead_lettered:
+        log.warning("job %s: batch %d %s", job_id, dead_index, dead_letter_reason(attempts).lower())
         emitter.emit(
             BatchFailed(
                 job_id=job_id,
@@ -104,6 +150,12 @@ def process_batch(
 
     idx = claim.batch_index
     batch_id = batch_id_of(idx)
+    if claim.attempt > 1:
+        log.info(
+            "job %s: worker %s took over batch %d (delivery %d of %d): its previous "
+            "holder stopped heartbeating or released it",
+            job_id, worker_id, idx, claim.attempt, store.max_batch_attempts,
+        )  # fmt: skip
     now = time.time()
     emitter.emit(
         BatchClaimed(
@@ -122,6 +174,7 @@ def process_batch(
     lease = Lease(
         heartbeat=store.heartbeat_call(job_id, worker_id, idx, claim.token),
         interval=heartbeat_interval,
+        release=store.release_call(job_id, idx, worker_id),
     )
     yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
     contexts = partial(_context, job_id, batch_id, idx, claim.total_records, worker_id)
@@ -139,18 +192,24 @@ def process_batch(
     remainder, remainder_duplicates = (
         _remainder(claim, outcome.done) if handing_back else (b"", b"")
     )
-    commit = yield from store.commit(
-        job_id,
-        idx,
-        claim.token,
-        processed=outcome.processed,
-        failed=len(outcome.failed),
-        batch_state=outcome.state,
-        failed_payload=encode_failed(outcome.failed) if outcome.failed else b"",
-        remainder=remainder,
-        remainder_count=outcome.size - outcome.done if handing_back else 0,
-        remainder_duplicates=remainder_duplicates,
+    failed_payload = encode_failed(outcome.failed) if outcome.failed else b""
+    commit = yield from riding_out(
+        lambda: store.commit(
+            job_id,
+            idx,
+            claim.token,
+            processed=outcome.processed,
+            failed=len(outcome.failed),
+            batch_state=outcome.state,
+            failed_payload=failed_payload,
+            remainder=remainder,
+            remainder_count=outcome.size - outcome.done if handing_back else 0,
+            remainder_duplicates=remainder_duplicates,
+        ),
+        ride_out,
+        f"job {job_id}: commit of batch {idx}",
     )
+
     result = BatchResult(
         claimed=True,
         job_id=job_id,
@@ -187,4 +246,11 @@ def process_batch(
             emit_job_completed(emitter, job_id, commit.finalized)
     elif commit.finalized is not None:  # a hand-back that crossed a failure threshold
         emit_job_completed(emitter, job_id, commit.finalized)
+    if lease.interrupted:
+        log.info(
+            "job %s: worker %s stopped; batch %d: %d records committed, %d handed back",
+            job_id, worker_id, idx, outcome.processed + len(outcome.failed),
+            outcome.size - outcome.done if handing_back else 0,
+        )  # fmt: skip
+        raise Interrupted
     return result, claim

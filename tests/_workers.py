@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sys
 import time
 from typing import Any
 
 import redis
+import redis.asyncio
 
-from redisbatch import DistributedImport
+from redisbatch import AsyncDistributedImport, DistributedImport
 
 
 def slow_worker(url: str, namespace: str, job_id: str, stale: float) -> None:
@@ -58,3 +61,33 @@ def resume_rows(count: int) -> Any:
     for i in range(count):
         email = f"u{i % 700}@x.io" if i % 7 else f"u{i}@x.io"
         yield {"email": email, "n": "bad" if i % 97 == 0 else str(i)}
+
+
+def stoppable_worker(url: str, namespace: str, job_id: str, facade: str) -> None:
+    """Processes records slowly (0.1 s each, marking each one seen) until stopped:
+    exits 143 on SIGTERM (``handle_signals=True``), 130 on Ctrl-C (SIGINT)."""
+    try:
+        if facade == "sync":
+            client = redis.Redis.from_url(url)
+            di = DistributedImport(client, namespace=namespace, stale_batch_timeout=60)
+
+            def processor(record: dict[str, Any], ctx: Any) -> None:
+                client.sadd(f"{namespace}:seen", record["n"])
+                time.sleep(0.1)
+
+            di.run_worker(job_id, processor, handle_signals=True)
+        else:
+            asyncio.run(_async_stoppable_worker(url, namespace, job_id))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+async def _async_stoppable_worker(url: str, namespace: str, job_id: str) -> None:
+    client = redis.asyncio.Redis.from_url(url)
+    di = AsyncDistributedImport(client, namespace=namespace, stale_batch_timeout=60)
+
+    async def processor(record: dict[str, Any], ctx: Any) -> None:
+        await client.sadd(f"{namespace}:seen", record["n"])
+        await asyncio.sleep(0.1)
+
+    await di.run_worker(job_id, processor, handle_signals=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -99,33 +101,106 @@ def test_plain_and_async_user_code_mix(make_async: Any) -> None:
     asyncio.run(scenario())
 
 
-def test_cancelling_a_worker_mid_batch_counts_nothing(make_async: Any) -> None:
-    """A cancelled worker task leaves its batch claimed, reclaimable, and uncounted."""
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_cancelled_worker_commits_what_it_finished_and_hands_back_the_rest(
+    make_async: Any, concurrency: int
+) -> None:
+    """Cancelling a worker task mid-batch commits the records it finished, hands the rest
+    back at once (not an attempt: max_batch_attempts=1), and re-raises CancelledError."""
 
     async def scenario() -> None:
-        di = make_async(batch_size=10, stale_batch_timeout=0.3, concurrency=4)
+        di = make_async(
+            batch_size=10, stale_batch_timeout=60, concurrency=concurrency, max_batch_attempts=1
+        )
         job = (await di.prepare(IterableSource({"n": str(i)} for i in range(10)))).job_id
         started = asyncio.Event()
+        calls: list[int] = []
 
-        async def stuck(record: Any, ctx: Any) -> None:
-            started.set()
-            await asyncio.sleep(30)
+        async def stuck_at_six(record: Any, ctx: Any) -> None:
+            calls.append(ctx.record_index)
+            if ctx.record_index >= 6:
+                started.set()
+                await asyncio.sleep(30)
 
-        task = asyncio.ensure_future(di.process_worker_batch(job, stuck, "doomed"))
+        task = asyncio.ensure_future(di.process_worker_batch(job, stuck_at_six, "doomed"))
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         status = await di.status(job)
         assert status is not None
-        assert (status.processing_batches, status.processed_records) == (1, 0)
-        await asyncio.sleep(0.4)
+        assert (status.processing_batches, status.pending_batches) == (0, 1)
+        assert status.processed_records == 6
         done: list[int] = []
-        summary = await di.run_worker(job, lambda r, c: done.append(c.record_index))
-        assert summary.finalized and sorted(done) == list(range(10))
+        summary = await asyncio.wait_for(
+            di.run_worker(job, lambda r, c: done.append(c.record_index)), 10
+        )
+        assert summary.finalized and done == [6, 7, 8, 9]
         status = await di.status(job)
-        assert status is not None and status.processed_records == 10
+        assert status is not None
+        assert (status.processed_records, status.failed_batches) == (10, 0)
         await di.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_plain_processor_does_not_starve_the_heartbeat(
+    make_async: Any, client: Any, is_real: bool
+) -> None:
+    """A plain (blocking) processor taking 0.1 s per record, 1 s per batch against a 0.6 s
+    stale timeout: the heartbeat still runs, so an eager worker never reclaims the batch
+    and each record is processed once."""
+    from redisbatch import DistributedImport
+
+    async def scenario() -> None:
+        di = make_async(batch_size=10, stale_batch_timeout=0.6)
+        job = (await di.prepare(IterableSource({"n": str(i)} for i in range(10)))).job_id
+        calls: list[int] = []
+        eager_calls: list[int] = []
+        stop = False
+
+        def eager() -> None:  # another worker, claiming all along
+            other = DistributedImport(
+                client, namespace=di._core.settings.namespace, stale_batch_timeout=0.6
+            )
+            while not stop:
+                other.process_worker_batch(job, lambda r, c: eager_calls.append(1), "eager")
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=eager)
+
+        def slow(record: Any, ctx: Any) -> None:
+            calls.append(ctx.record_index)
+            if not calls[1:]:  # the batch is ours: let the other worker try
+                thread.start()
+            time.sleep(0.1)
+
+        try:
+            result = await di.process_worker_batch(job, slow, "slow")
+        finally:
+            stop = True
+            thread.join()
+        assert (result.accepted, result.job_complete) == (True, True)
+        assert sorted(calls) == list(range(10)) and eager_calls == []
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_no_task_outlives_a_call(make_async: Any) -> None:
+    """50 fresh facades each processing a batch leave no task running behind them."""
+
+    async def scenario() -> None:
+        orchestrator = make_async(batch_size=1)
+        job = (await orchestrator.prepare(IterableSource({"n": i} for i in range(50)))).job_id
+        await orchestrator.redis.aclose()
+        baseline = len(asyncio.all_tasks())
+        for _ in range(50):
+            di = make_async(batch_size=1)
+            result = await di.process_worker_batch(job, lambda r, c: None, "lambda")
+            assert result.accepted
+            assert len(asyncio.all_tasks()) == baseline
+            await di.redis.aclose()
 
     asyncio.run(scenario())
 

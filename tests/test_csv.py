@@ -13,21 +13,28 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from redisbatch import BytesSource, CsvParser, FileSource, SourceError, _csv
-from redisbatch._parsers import Header, ParseFailure, RowBlock
+from redisbatch import BytesSource, CsvParser, DistributedImport, FileSource, SourceError, _csv
+from redisbatch._parsers import Header, ParseFailure, RowBlock, line_at
 from tests._memory import with_peak
 
 
-def parse(data: bytes | str, **options: Any) -> list[Any]:
+def parse(data: bytes | str, *, located: bool = False, **options: Any) -> list[Any]:
     source = BytesSource(data)
-    return flatten(CsvParser(**options).records(source.open(), source.describe()))
+    return flatten(CsvParser(**options).records(source.open(), source.describe()), located)
 
 
-def flatten(items: Any) -> list[Any]:
-    """Parser items with row blocks opened up into their rows."""
+def flatten(items: Any, located: bool = False) -> list[Any]:
+    """Parser items with row blocks opened up into their rows; ``located``:
+    each row as ``(row, the line it starts on)``."""
     out: list[Any] = []
     for item in items:
-        out.extend(item.rows if isinstance(item, RowBlock) else [item])
+        if not isinstance(item, RowBlock):
+            out.append(item)
+        elif located:
+            assert item.lines
+            out.extend((row, line_at(item.lines, i)) for i, row in enumerate(item.rows))
+        else:
+            out.extend(item.rows)
     return out
 
 
@@ -52,9 +59,9 @@ def test_wrong_column_count_is_a_located_parse_failure() -> None:
     assert items[0] == Header(["a", "b"])
     assert items[1] == ["1", "2"]
     assert items[2] == ParseFailure(
-        "line 3: expected 2 values, got 3", {"a": "1", "b": "2", "_extra": ["3"]}
+        "line 3: expected 2 values, got 3", {"a": "1", "b": "2", "_extra": ["3"]}, 3
     )
-    assert items[3] == ParseFailure("line 5: expected 2 values, got 1", {"a": "4"})
+    assert items[3] == ParseFailure("line 5: expected 2 values, got 1", {"a": "4"}, 5)
     assert items[4] == ["5", "6"]
 
 
@@ -78,12 +85,79 @@ def test_header_names_are_stripped_and_duplicates_refused() -> None:
 
 def test_undecodable_bytes_name_the_place() -> None:
     """Bytes that are not valid in the encoding raise SourceError with the place."""
-    with pytest.raises(SourceError, match=r"within the first 8 bytes.*try encoding='cp1252'"):
+    with pytest.raises(SourceError, match=r"line 2, column 3 \(byte offset 6\).*'cp1252'"):
         parse(b"a,b\n1,\xff\n")
     assert parse("a\né\n".encode("latin-1"), encoding="latin-1") == [Header(["a"]), ["é"]]
-    big = b"a\n" + b"x\n" * 100_000 + b"\xff\n"
-    with pytest.raises(SourceError, match=r"after line \d+, within the first \d+ bytes"):
-        parse(big)
+
+
+def users_bytes(rows: int, bad_line: int, *, eol: bytes = b"\n") -> tuple[bytes, int]:
+    """A header and ``rows`` rows; line ``bad_line`` holds a cp1252 'é'. Returns
+    the bytes and the byte offset of the bad byte."""
+    lines = [b"id,name,city"] + [f"{i},User {i},Paris".encode() for i in range(1, rows + 1)]
+    lines[bad_line - 1] = f"{bad_line - 1},Jos".encode() + b"\xe9,Lyon"
+    data = eol.join(lines) + eol
+    return data, data.index(b"\xe9")
+
+
+@pytest.mark.parametrize(("rows", "bad_line"), [(20, 8), (100_000, 50_002)])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("delimiter", [",", None])
+def test_a_bad_byte_is_located_by_exact_line_and_offset(
+    rows: int, bad_line: int, eol: bytes, delimiter: str | None
+) -> None:
+    """A cp1252 byte in a UTF-8 CSV names its exact line, column and byte offset,
+    and the parser argument that reads the file."""
+    data, offset = users_bytes(rows, bad_line, eol=eol)
+    with pytest.raises(SourceError) as caught:
+        parse(data, delimiter=delimiter)
+    message = str(caught.value)
+    assert f"line {bad_line}, column {len(str(bad_line - 1)) + 5} (byte offset {offset})" in message
+    assert "b'\\xe9'" in message and "CsvParser(encoding='cp1252')" in message
+    cp1252 = flatten(CsvParser(encoding="cp1252").records(iter([data]), "x"))
+    assert cp1252[bad_line - 1] == [str(bad_line - 1), "José", "Lyon"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(
+        st.sampled_from(["1,a", "2,é", '3,"x\ny"', '"4",""', "", "5,\r", "6,b\r"]),
+        max_size=40,
+    ),
+    at=st.integers(0, 10_000),
+    cut=st.lists(st.integers(1, 50), min_size=1, max_size=8),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_bad_byte_location_holds_whatever_the_chunks(
+    lines: list[str], at: int, cut: list[int], eol: str
+) -> None:
+    """Wherever the bad byte sits and however the bytes are cut into chunks,
+    the line and byte offset named are those of the bad byte."""
+    data = ("a,b" + eol + eol.join(lines) + eol).encode()
+    offset = at % (len(data) + 1)
+    while 0 < offset < len(data) and data[offset] & 0xC0 == 0x80:
+        offset -= 1  # not inside a multi-byte character
+    data = data[:offset] + b"\xff" + data[offset:]
+    text_before = data[:offset].decode()
+    line = text_before.count("\n") + text_before.count("\r") - text_before.count("\r\n") + 1
+    chunks, start = [], 0
+    while start < len(data):
+        size = cut[len(chunks) % len(cut)]
+        chunks.append(data[start : start + size])
+        start += size
+    with pytest.raises(SourceError, match=rf"line {line}, column \d+ \(byte offset {offset}\)"):
+        flatten(CsvParser().records(iter(chunks), "x"))
+
+
+def test_an_undecodable_file_fails_its_job_and_keeps_what_was_stored(client: Any) -> None:
+    """prepare: the job is left FAILED with the located error; batches stored before stay."""
+    di = DistributedImport(client, batch_size=1000)
+    data, offset = users_bytes(100_000, 50_002)
+    with pytest.raises(SourceError, match=rf"line 50002, column 10 \(byte offset {offset}\)"):
+        di.prepare(BytesSource(data), CsvParser(), job_id="latin")
+    status = di.status("latin")
+    assert status is not None and status.state == "FAILED"
+    assert f"line 50002, column 10 (byte offset {offset})" in (status.error or "")
+    assert 40_000 <= status.total_records < 50_001
 
 
 def test_chunk_boundaries_do_not_matter(tmp_path: Path) -> None:
@@ -113,10 +187,12 @@ def test_parser_options_are_checked() -> None:
 
 
 def one_pass(text: str, delimiter: str, columns: list[str] | None) -> list[Any]:
-    """What the parser must give: one csv.reader over the whole text, row by row."""
+    """What the parser must give: one csv.reader over the whole text, row by
+    row; each row as ``(row, the line it starts on)``."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
     out: list[Any] = [] if columns is None else [Header(columns)]
     while True:
+        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
@@ -124,7 +200,7 @@ def one_pass(text: str, delimiter: str, columns: list[str] | None) -> list[Any]:
         except csv.Error as exc:
             if columns is None:
                 raise SourceError(f"cannot read the header: {exc}") from None
-            out.append(ParseFailure(f"line {reader.line_num}: {exc}", {}))
+            out.append(ParseFailure(f"line {reader.line_num}: {exc}", {}, start))
             continue
         if not row:
             continue
@@ -138,9 +214,9 @@ def one_pass(text: str, delimiter: str, columns: list[str] | None) -> list[Any]:
             if len(row) > len(columns):
                 raw["_extra"] = row[len(columns) :]
             message = f"line {reader.line_num}: expected {len(columns)} values, got {len(row)}"
-            out.append(ParseFailure(message, raw))
+            out.append(ParseFailure(message, raw, start))
         else:
-            out.append(row)
+            out.append((row, start))
 
 
 @contextmanager
@@ -175,7 +251,7 @@ def test_chunked_reading_is_one_csv_reader_pass(
         except SourceError:
             expected = SourceError
         try:
-            got: Any = parse(text.encode(), delimiter=delimiter, columns=columns)
+            got: Any = parse(text.encode(), located=True, delimiter=delimiter, columns=columns)
         except SourceError:
             got = SourceError
     assert got == expected
@@ -224,7 +300,7 @@ def test_chunked_reading_of_csv_like_documents(
         except SourceError:
             expected = SourceError
         try:
-            got: Any = parse(text.encode(), columns=columns)
+            got: Any = parse(text.encode(), located=True, columns=columns)
         except SourceError:
             got = SourceError
     assert got == expected
@@ -249,7 +325,7 @@ def test_an_overlong_line_is_a_located_parse_error() -> None:
     assert items == [
         Header(["a", "b"]),
         ["1", "2"],
-        ParseFailure("line 3: longer than 1000 characters", {}),
+        ParseFailure("line 3: longer than 1000 characters", {}, 3),
         ["3", "4"],
     ]
 
@@ -261,8 +337,8 @@ def test_an_overlong_line_inside_a_quoted_field() -> None:
         items = parse(text)
     assert items == [
         Header(["a", "b"]),
-        ParseFailure("line 3: longer than 1000 characters", {}),
-        ParseFailure("line 4: expected 2 values, got 1", {"a": 'end"'}),
+        ParseFailure("line 3: longer than 1000 characters", {}, 2),  # the record starts on 2
+        ParseFailure("line 4: expected 2 values, got 1", {"a": 'end"'}, 4),
         ["3", "4"],
     ]
 
@@ -278,7 +354,34 @@ def test_a_document_without_line_ends_is_not_loaded_whole() -> None:
         items, peak = with_peak(
             lambda: flatten(CsvParser(columns=["a"]).records(endless(), "<stream>"))
         )
-        assert items == [Header(["a"]), ParseFailure("line 1: longer than 65536 characters", {})]
+        assert items == [Header(["a"]), ParseFailure("line 1: longer than 65536 characters", {}, 1)]
         assert peak < 4 * 2**20, peak
         with pytest.raises(SourceError, match="cannot read the header: line 1: longer than"):
             flatten(CsvParser().records(endless(), "<stream>"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=csv_documents(),
+    cuts=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    chunk_chars=st.integers(1, 40),
+)
+def test_byte_chunks_do_not_matter(text: str, cuts: list[int], chunk_chars: int) -> None:
+    """However the bytes arrive (multi-byte characters and CR LF split across
+    chunks), the records and their lines are those of one csv.reader pass."""
+    data = text.encode()
+    chunks, start = [], 0
+    while start < len(data):
+        size = cuts[len(chunks) % len(cuts)]
+        chunks.append(data[start : start + size])
+        start += size
+    with reading(chunk_chars, 131072):
+        try:
+            expected: Any = one_pass(text, ",", None)
+        except SourceError:
+            expected = SourceError
+        try:
+            got: Any = flatten(CsvParser().records(iter(chunks), "x"), located=True)
+        except SourceError:
+            got = SourceError
+    assert got == expected

@@ -62,6 +62,11 @@ def test_export_csv_columns_and_errors(make_import: Callable[..., DistributedImp
     assert by_row["3"][5] == "TYPE_MISMATCH" and by_row["3"][6] == "age must be an integer"
     assert by_row["4"][5] == "PROCESSING_ERROR"
     assert by_row["4"][6] == "database down, = retry later"
+    assert [by_row[row][4] for row in ("1", "3", "4")] == [
+        "3",
+        "6",
+        "7",
+    ]  # source lines (row 1 spans two)
 
 
 def test_export_neutralises_formulas_in_csv_only(
@@ -79,7 +84,7 @@ def test_export_neutralises_formulas_in_csv_only(
     assert di.export_failed(job_id, str(jsonl), format="jsonl") == 3
     documents = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [d["name"] for d in documents] == ["=1+2", "@SUM(A1)", "\tx"]
-    assert documents[0]["_row"] == 0 and documents[0]["_line"] is None
+    assert [(d["_row"], d["_line"]) for d in documents] == [(0, 2), (1, 3), (2, 4)]
     assert documents[0]["_error_codes"] == "TYPE_MISMATCH"
 
 

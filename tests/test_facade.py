@@ -21,6 +21,7 @@ from redisbatch import (
     FileSource,
     IterableSource,
     JobExistsError,
+    JobNotFoundError,
     Schema,
     SourceError,
 )
@@ -227,10 +228,77 @@ def test_pause_while_preparing_holds_claims(make_import: Make) -> None:
     assert di.run_worker("held", lambda r, c: None).processed == 200
 
 
-def test_run_worker_on_an_unknown_job_returns_at_once(make_import: Make) -> None:
-    """run_worker on an unknown job returns a zero summary."""
-    summary = make_import().run_worker("ghost", lambda r, c: None, "me")
-    assert (summary.worker_id, summary.batches, summary.finalized) == ("me", 0, False)
+def test_stale_batch_timeout_defaults_to_a_minute(client: Any) -> None:
+    """A stopped-and-killed worker's batch waits 60 s by default (was 15 minutes)."""
+    import inspect
+
+    from redisbatch import AsyncDistributedImport
+
+    assert DistributedImport(client)._core.settings.stale_batch_timeout == 60.0
+    assert inspect.signature(DistributedImport).parameters["stale_batch_timeout"].default == 60.0
+    async_default = AsyncDistributedImport(fakeredis.FakeAsyncRedis())._core.settings
+    assert (async_default.stale_batch_timeout, async_default.heartbeat_interval) == (60.0, 20.0)
+
+
+def test_run_worker_on_an_unknown_job_raises(make_import: Make) -> None:
+    """run_worker on an unknown job raises JobNotFoundError (a LookupError) naming it."""
+    di = make_import()
+    with pytest.raises(JobNotFoundError, match="'ghost' does not exist") as raised:
+        di.run_worker("ghost", lambda r, c: None, "me")
+    assert isinstance(raised.value, LookupError) and raised.value.job_id == "ghost"
+    started = time.monotonic()
+    with pytest.raises(JobNotFoundError, match=r"after waiting 0\.2 s"):
+        di.run_worker("ghost", lambda r, c: None, "me", wait=False, wait_for_job=0.2)
+    assert time.monotonic() - started >= 0.2
+    with pytest.raises(ValueError, match="wait_for_job"):
+        di.run_worker("ghost", lambda r, c: None, wait_for_job=-1)
+
+
+def test_run_worker_waits_for_a_job_prepared_later(make_import: Make) -> None:
+    """A worker started before the orchestrator waits up to wait_for_job for the job."""
+    di = make_import(batch_size=10)
+    timer = threading.Timer(
+        0.3, lambda: di.prepare(IterableSource({"n": i} for i in range(25)), job_id="later")
+    )
+    timer.start()
+    summary = di.run_worker("later", lambda r, c: None, wait_for_job=30)
+    timer.join()
+    assert (summary.processed, summary.batches, summary.state) == (25, 3, "COMPLETED")
+
+
+def test_worker_summary_tells_completed_from_failed(make_import: Make) -> None:
+    """WorkerSummary.state is the job's final state: COMPLETED, FAILED or ABORTED."""
+    di = make_import(Schema([Field("n", "integer")]), batch_size=2, continue_on_error=False)
+    ok = di.prepare(IterableSource({"n": i} for i in range(4))).job_id
+    bad = di.prepare(IterableSource({"n": "x" if i == 1 else i} for i in range(4))).job_id
+    done = di.run_worker(ok, lambda r, c: None)
+    failed = di.run_worker(bad, lambda r, c: None)
+    assert (done.state, done.finalized) == ("COMPLETED", True)
+    assert (failed.state, failed.finalized) == ("FAILED", True)
+    aborted = di.prepare(IterableSource({"n": i} for i in range(4))).job_id
+    assert di.abort(aborted)
+    assert di.run_worker(aborted, lambda r, c: None).state == "ABORTED"
+    paused = di.prepare(IterableSource({"n": i} for i in range(4))).job_id
+    assert di.pause(paused)
+    assert di.run_worker(paused, lambda r, c: None, wait=False).state == "PAUSED"
+
+
+def test_a_job_deleted_while_a_worker_runs_ends_it_with_no_state(
+    make_import: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job deleted under a running worker ends its loop: the summary so far, state None,
+    and a warning."""
+    di = make_import(batch_size=2)
+    job = di.prepare(IterableSource({"n": i} for i in range(10))).job_id
+
+    def processor(record: Any, ctx: Any) -> None:
+        if ctx.record_index == 5:
+            di.delete(job)
+
+    with caplog.at_level("WARNING", logger="redisbatch"):
+        summary = di.run_worker(job, processor)
+    assert (summary.state, summary.batches, summary.processed) == (None, 2, 4)
+    assert any("is gone" in r.getMessage() for r in caplog.records)
 
 
 def test_heartbeat_keeps_a_slow_workers_batch(make_import: Make) -> None:
@@ -290,5 +358,5 @@ def test_a_job_deleted_while_preparing_is_an_error(make_import: Make) -> None:
 
     with pytest.raises(RedisBatchError, match="disappeared"):
         di.prepare(IterableSource(rows()), job_id="gone")
-    summary = di.run_worker("gone", lambda r, c: None)
-    assert summary.batches == 0
+    with pytest.raises(JobNotFoundError):
+        di.run_worker("gone", lambda r, c: None)

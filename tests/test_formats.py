@@ -27,7 +27,7 @@ from redisbatch import (
     XmlParser,
     _parsers,
 )
-from redisbatch._parsers import Header, ParseFailure, RowBlock
+from redisbatch._parsers import Header, Line, ParseFailure, RowBlock
 from redisbatch._sources import decompressed
 from tests._memory import with_peak
 
@@ -35,10 +35,26 @@ Make = Callable[..., DistributedImport]
 
 
 def parse(parser: Parser, data: bytes, chunk: int = 7) -> list[Any]:
+    """The records the parser gives for ``data`` cut in chunks (Line markers left out)."""
     chunks = iter([data[i : i + chunk] for i in range(0, len(data), chunk)])
     out: list[Any] = []
     for item in parser.records(decompressed(chunks, "test"), "test"):
-        out.extend(item.rows if isinstance(item, RowBlock) else [item])
+        if not isinstance(item, Line):
+            out.extend(item.rows if isinstance(item, RowBlock) else [item])
+    return out
+
+
+def located(parser: Parser, data: bytes, chunk: int = 7) -> list[tuple[Any, int | None]]:
+    """Each record with the line it starts on, as the Line markers place it."""
+    chunks = iter([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    out: list[tuple[Any, int | None]] = []
+    cursor: int | None = None
+    for item in parser.records(decompressed(chunks, "test"), "test"):
+        if isinstance(item, Line):
+            cursor = item.number
+            continue
+        out.append((item, cursor))
+        cursor = None if cursor is None else cursor + 1
     return out
 
 
@@ -78,6 +94,55 @@ def test_ndjson_lines_with_a_bad_line_and_crlf() -> None:
     assert items[0] == {"a": 1} and items[1] == {"a": 2} and items[4] == {"a": "é"}
     assert isinstance(items[2], ParseFailure) and items[2].message.startswith("line 4:")
     assert items[3] == ParseFailure("line 5: a JSON list, not an object", {"value": [1]})
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1000])
+def test_ndjson_records_are_placed_on_their_lines(chunk: int) -> None:
+    """Line markers place every NDJSON record, failures included, on its line,
+    blank lines skipped, whatever the chunks."""
+    data = b'\n{"a": 1}\r\n\r\n{"a": 2}\nnot json\n\n\n[1]\n{"a": 3}\n'
+    got = [
+        (getattr(item, "message", item), line) for item, line in located(JsonParser(), data, chunk)
+    ]
+    assert [line for _, line in got] == [2, 4, 5, 8, 9]
+    assert got[0] == ({"a": 1}, 2) and got[4] == ({"a": 3}, 9)
+
+
+def test_ndjson_undecodable_bytes_name_line_and_byte_offset() -> None:
+    """A line that is not UTF-8 is a PARSE_ERROR naming its line and the bad byte's offset."""
+    data = b'{"a": 1}\n{"a": "Jos\xe9"}\n{"a": 3}\n'
+    items = parse(JsonParser(), data, chunk=4)
+    assert items[0] == {"a": 1} and items[2] == {"a": 3}
+    assert isinstance(items[1], ParseFailure)
+    offset = data.index(b"\xe9")
+    assert items[1].message.startswith(f"line 2: byte offset {offset}: b'\\xe9'")
+    assert "must be UTF-8" in items[1].message
+
+
+def test_json_array_undecodable_bytes_name_the_byte_offset() -> None:
+    """An element that is not UTF-8 is a SourceError naming the element and exact byte."""
+    data = b'[{"a": 1},\n  {"a": "Jos\xe9"}]'
+    offset = data.index(b"\xe9")
+    with pytest.raises(SourceError, match=rf"element 1: byte offset {offset}: "):
+        parse(JsonParser(), data, chunk=5)
+
+
+DEEP = b'{"a":' * 1000 + b"1" + b"}" * 1000
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        (b'[{"a": 1}, ' + DEEP + b', {"b": 2}]', "element 1 (byte offset 11)"),
+        (b'{"a": 1}\n\n' + DEEP + b'\n{"b": 2}\n', "line 3"),
+    ],
+)
+def test_json_nested_too_deep_is_a_parse_error_naming_the_element(data: bytes, where: str) -> None:
+    """An element nested 1,000 deep is a PARSE_ERROR naming it; the records around it stay."""
+    items = parse(JsonParser(), data, chunk=64)
+    assert items[0] == {"a": 1} and items[2] == {"b": 2}
+    assert isinstance(items[1], ParseFailure)
+    assert items[1].message == f"{where}: JSON nested too deeply to decode (RecursionError)"
 
 
 @contextmanager
@@ -326,3 +391,15 @@ def test_parsers_on_arbitrary_bytes(data: bytes, chunk: int, parser: Parser) -> 
         return
     for item in items:
         assert isinstance(item, Header | ParseFailure | dict | list), item
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 4096])
+def test_xml_undecodable_bytes_name_exact_line_and_offset(chunk: int) -> None:
+    """A byte that is not UTF-8 in an XML document without an encoding declaration
+    names its line and byte offset and how to declare the encoding; declared, it reads."""
+    data = b"<r><record><a>1</a></record>\n\n<record><a>Jos\xe9</a></record></r>"
+    offset = data.index(b"\xe9")
+    with pytest.raises(SourceError, match=rf"line 3 \(byte offset {offset}\): b'\\xe9' is not"):
+        parse(XmlParser(), data, chunk)
+    declared = b'<?xml version="1.0" encoding="windows-1252"?>' + data
+    assert parse(XmlParser(), declared, chunk)[1] == {"a": "José"}

@@ -15,6 +15,7 @@ from redisbatch import (
     DistributedImport,
     Field,
     IterableSource,
+    JsonParser,
     Schema,
     generate_template,
 )
@@ -44,6 +45,19 @@ def test_preview_validates_the_first_records_without_storing(
     assert codes == [(1, "TYPE_MISMATCH"), (2, "DUPLICATE_VALUE"), (3, "PARSE_ERROR")]
     assert result.invalid_records[1].errors[0].value == "A@X.io"
     assert client.dbsize() == 0  # type: ignore[attr-defined]
+
+
+def test_preview_records_carry_their_source_line(make_import: Make) -> None:
+    """Previewed records name the line they start on (CSV, NDJSON); iterables have none."""
+    di = make_import(SCHEMA)
+    result = di.preview(BytesSource(DATA), CsvParser(), max_records=5)
+    lines = {r.index: r.line for r in [*result.valid_records, *result.invalid_records]}
+    assert lines == {0: 2, 1: 3, 2: 4, 3: 7, 4: 8}  # lines 5 and 6 are empty rows, skipped
+    ndjson = b'{"email": "a@x.io"}\n\n{"email": "nope"}\n'
+    result = di.preview(BytesSource(ndjson), JsonParser())
+    assert [(r.index, r.line) for r in result.invalid_records] == [(1, 3)]
+    result = di.preview(IterableSource([{"email": "nope"}]))
+    assert [(r.index, r.line) for r in result.invalid_records] == [(0, None)]
 
 
 def test_count_skips_empty_rows(make_import: Make) -> None:

@@ -334,3 +334,4 @@ def test_a_batch_whose_records_are_gone_is_lost_at_once(make_import: Make, clien
     assert [(f.batch_index, f.error) for f in failures] == [
         (1, "batch lost: its records are gone from Redis (evicted, or deleted)")
     ]
+

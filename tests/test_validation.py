@@ -6,9 +6,10 @@ import re
 from datetime import date, datetime
 from typing import Any
 
+import fakeredis
 import pytest
 
-from redisbatch import MISSING, Field, FieldCheck, Schema
+from redisbatch import MISSING, ConfigurationError, DistributedImport, Field, FieldCheck, Schema
 from redisbatch._validate import Validator
 
 
@@ -156,3 +157,110 @@ def test_schema_rejects_bad_declarations() -> None:
         Schema([Field("a"), Field("a")])
     with pytest.raises(ValueError, match="unknown field 'z'"):
         Schema([Field("a")], unique_fields=["z"])
+
+
+#: Schema mistakes, each with what its ConfigurationError must say.
+SCHEMA_MISTAKES: list[tuple[Any, str]] = [
+    (
+        lambda: Field("code", pattern="[A-Z"),
+        r"Field 'code': pattern '\[A-Z' does not compile",
+    ),
+    (
+        lambda: Field("age", "integer", min=10, max=1),
+        r"Field 'age': min \(10\) is above max \(1\)",
+    ),
+    (
+        lambda: Field("name", min_length=5, max_length=2),
+        r"Field 'name': min_length \(5\) is above max_length \(2\)",
+    ),
+    (
+        lambda: Field("age", "integer", choices=["1", "2"]),
+        r"Field 'age': choices of an integer field must be int values.*'1' \(str\)",
+    ),
+    (
+        lambda: Field("ok", "boolean", choices=[1]),
+        r"Field 'ok': choices of a boolean field must be bool",
+    ),
+    (
+        lambda: Field("n", "number", choices=[True]),
+        r"Field 'n': choices of a number field",
+    ),
+    (
+        lambda: Field("when", "date", choices=["2024-01-01"]),
+        r"Field 'when': choices of a date field",
+    ),
+    (
+        lambda: Field("c", choices=[]),
+        r"Field 'c': choices is empty",
+    ),
+    (
+        lambda: Field("c", choices="abc"),
+        r"Field 'c': choices must be a list",
+    ),
+    (
+        lambda: Field("kind", "uuid"),  # type: ignore[arg-type]
+        r"Field 'kind': type must be one of",
+    ),
+    (
+        lambda: Field("name", min_length=-1),
+        r"Field 'name': min_length must not be negative",
+    ),
+    (
+        lambda: Field("name", max_length=-2),
+        r"Field 'name': max_length must not be negative",
+    ),
+    (
+        lambda: Field("name", max_length=2.5),  # type: ignore[arg-type]
+        r"Field 'name': max_length must be an int",
+    ),
+    (
+        lambda: Field("name", validator="yes"),  # type: ignore[arg-type]
+        r"Field 'name': validator must be callable",
+    ),
+    (
+        lambda: Field("name", transform=3),  # type: ignore[arg-type]
+        r"Field 'name': transform must be callable",
+    ),
+    (
+        lambda: Field("age", "integer", min="1"),
+        r"Field 'age': min of an integer field must be a number",
+    ),
+    (
+        lambda: Field("when", "date", max=datetime(2024, 1, 1)),
+        r"Field 'when': max of a date field",
+    ),
+    (
+        lambda: Field("code", pattern=3),  # type: ignore[arg-type]
+        r"Field 'code': pattern must be a regex",
+    ),
+    (
+        lambda: Schema([Field("a")], unique_fields=["b"]),
+        r"unique_fields names an unknown field 'b'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), SCHEMA_MISTAKES)
+def test_schema_mistakes_are_configuration_errors_naming_the_field(make: Any, message: str) -> None:
+    """A schema that cannot work raises ConfigurationError naming the field, when built."""
+    with pytest.raises(ConfigurationError, match=message):
+        make()
+
+
+def test_a_bad_pattern_never_reaches_the_facade_as_re_error() -> None:
+    """A pattern that does not compile fails at Field(), not as re.error at DistributedImport()."""
+    with pytest.raises(ConfigurationError) as caught:
+        DistributedImport(fakeredis.FakeRedis(), Schema([Field("sku", pattern="(unclosed")]))
+    assert not isinstance(caught.value, re.error)
+    assert "Field 'sku'" in str(caught.value)
+
+
+def test_sound_declarations_are_accepted() -> None:
+    """Choices and bounds of the coerced type, equal bounds, int bounds on numbers, pass."""
+    Field("age", "integer", min=1.5, max=2, choices=[1, 2])
+    Field("price", "number", min=0, max=0, choices=[1, 2.5])
+    Field("when", "date", min=date(2024, 1, 1), max=date(2024, 1, 1))
+    Field("at", "datetime", min=datetime(2024, 1, 1))
+    Field("tags", "array", min_length=0, max_length=0)
+    Field("x", "custom", choices=[object()])
+    Field("code", pattern=re.compile("[A-Z]+"), choices=("A", "B"))

@@ -26,6 +26,7 @@ from redisbatch import (
     FileSource,
     Hooks,
     IterableSource,
+    JobNotFoundError,
     JobStatus,
     PrepareResult,
     PreviewResult,
@@ -81,6 +82,14 @@ def sync_api(client: redis.Redis) -> None:
     di.prepare(IterableSource([{"email": "a@b.co"}]), job_id="fixed")
     result: BatchResult = di.process_worker_batch(job.job_id, save, "w1", time_budget=30.0)
     summary: WorkerSummary = di.run_worker(job.job_id, save_many, wait=False)
+    try:
+        done = di.run_worker("maybe", save, wait_for_job=30.0, handle_signals=True)
+    except JobNotFoundError as exc:
+        missing: str = exc.job_id
+        print(missing)
+    else:
+        final_state: str | None = done.state
+        print(final_state == "COMPLETED")
     status: JobStatus | None = di.status(job.job_id)
     failed: list[ProcessedRecord] = list(di.failed_records(job.job_id))
     preview: PreviewResult = di.preview(BytesSource(b"email\na@b.co\n"), CsvParser())
@@ -95,6 +104,12 @@ async def async_api(client: redis.asyncio.Redis) -> None:
     di = AsyncDistributedImport(client, None, concurrency=50, batch_size=100)
     job = await di.prepare(IterableSource([{"n": 1}]))
     summary: WorkerSummary = await di.run_worker(job.job_id, save_async, time_budget=10)
+    waited: WorkerSummary = await di.run_worker(
+        job.job_id, save, wait_for_job=5, handle_signals=True
+    )
+    state: str | None = waited.state
+    lookup: type[LookupError] = JobNotFoundError
+    print(state, lookup)
     batch: BatchResult = await di.process_worker_batch(job.job_id, save, "w2")
     failed = [record async for record in di.failed_records(job.job_id)]
     status: JobStatus | None = await di.status(job.job_id)
