@@ -507,7 +507,12 @@ class Store:
         """The release of a batch, for a driver whose flow died holding it."""
         keys = self.keys(job_id)
         return self._call(
-            "releaseBatch", (keys.job, keys.queue, keys.batches), CONSUMER_GROUP, idx, worker_id
+            "releaseBatch",
+            (keys.job, keys.queue, keys.batches, keys.leases),
+            CONSUMER_GROUP,
+            idx,
+            worker_id,
+            _request_id(),
         )
 
     def job_state(self, job_id: str) -> Flow[str | None]:
