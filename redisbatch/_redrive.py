@@ -16,8 +16,8 @@ What runs again in the new attempt:
 
 Successes are kept. Records chosen from the failed hash travel as new batches
 of the job, each with the map from its positions to the records' source
-indexes; a record keeps its index, its ``idempotency_key`` and its place in
-``failed_records()``. Records skipped by ``continue_on_error=False`` (after the
+indexes; a record keeps its index, its source line, its ``idempotency_key``
+and its place in ``failed_records()``. Records skipped by ``continue_on_error=False`` (after the
 failing record of their batch) were never kept and are not run again.
 
 The flow reads the failed hash and the batches' states (O(batches + failed
@@ -138,6 +138,19 @@ def _read(store: Store, job_id: str, include_invalid: bool) -> Flow[tuple[_Plan,
     return plan, max(1, _int(head[3])), decode_columns(head[4] or b"")
 
 
+def _line_table(lines: list[int | None]) -> list[int]:
+    """The records' source lines as a batch's line table (see ``_parsers.line_at``);
+    empty when any record has no line."""
+    known = [line for line in lines if line is not None]
+    if not known or len(known) < len(lines):
+        return []
+    table = [0, known[0]]
+    for position in range(1, len(known)):
+        if known[position] != known[position - 1] + 1:
+            table += (position, known[position])
+    return table
+
+
 def _new_batches(
     chosen: list[ProcessedRecord], batch_size: int, columns: list[str]
 ) -> Iterator[tuple[bytes, int, bytes]]:
@@ -146,8 +159,9 @@ def _new_batches(
     for start in range(0, len(chosen), batch_size):
         part = chosen[start : start + batch_size]
         rows = [[r.raw.get(c, ABSENT) for c in columns] for r in part]
+        lines = _line_table([r.line for r in part])
         yield (
-            encode_batch(StoredBatch(0, rows)),
+            encode_batch(StoredBatch(0, rows, {}, lines)),
             len(part),
             _json.encode([r.index for r in part]),
         )

@@ -354,3 +354,16 @@ def test_continue_on_error_false_redrives_the_failing_record_only(make_import: M
     status = status_of(di, job)
     assert (status.state, status.processed_records, status.failed_records) == ("COMPLETED", 8, 0)
     assert [e.summary.skipped for e in done] == [2, 2]  # records 3 and 4 never ran
+
+
+def test_redriven_records_keep_their_source_lines(make_import: Make) -> None:
+    """A record failing again after a redrive still names its line in the source."""
+    from redisbatch import BytesSource, CsvParser
+
+    text = "n\n" + "".join(f"{i}\n" for i in range(12))
+    di = make_import(batch_size=4)
+    job = di.prepare(BytesSource(text), CsvParser()).job_id
+    di.run_worker(job, Outage(lambda i: True), "w")
+    assert di.retry_failed(job) == 12
+    di.run_worker(job, Outage(lambda i: i % 5 == 0), "w")
+    assert [(r.index, r.line) for r in di.failed_records(job)] == [(0, 2), (5, 7), (10, 12)]
