@@ -573,6 +573,7 @@ def _dead_lettered(
             errors=[],
             processing_error=message,
             retry_count=0,
+            line=batch.line_of(index - batch.first_index),
         )
         for index, raw, _ in iter_raw_records(batch, columns)
     ]

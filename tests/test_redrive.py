@@ -367,3 +367,18 @@ def test_redriven_records_keep_their_source_lines(make_import: Make) -> None:
     assert di.retry_failed(job) == 12
     di.run_worker(job, Outage(lambda i: i % 5 == 0), "w")
     assert [(r.index, r.line) for r in di.failed_records(job)] == [(0, 2), (5, 7), (10, 12)]
+
+
+def test_dead_lettered_records_are_listed_with_their_lines(make_import: Make) -> None:
+    """failed_records lists a dead-lettered batch's records under their indexes and lines."""
+    from redisbatch import BytesSource, CsvParser
+
+    text = "n\n" + "".join(f"{i}\n" for i in range(6))
+    di = make_import(batch_size=3, max_batch_attempts=1, stale_batch_timeout=0.05)
+    raw = Raw(di)
+    job = di.prepare(BytesSource(text), CsvParser()).job_id
+    raw.claim(job, "dies")
+    time.sleep(0.1)
+    di.run_worker(job, Outage(lambda i: False), "w")
+    listed = [(r.index, r.line, r.processing_error) for r in di.failed_records(job)]
+    assert listed == [(i, i + 2, "batch dead-lettered after 1 attempts") for i in range(3)]
