@@ -7,6 +7,9 @@
   tokens of a job deleted and created again under the same id never match
   the old ones.
 
+  The prepare's failure thresholds (ARGV[4], ARGV[5]) are kept on the job, so
+  that every worker enforces them, also one constructed without them.
+
   Repeats: a repeat of the creating call (same nonce) answers OK with the same
   created_at, not JOB_EXISTS.
 
@@ -17,6 +20,8 @@
     ARGV[1] consumer group name
     ARGV[2] batch size (kept on the job for status tools)
     ARGV[3] nonce of the creating call (the job's incarnation)
+    ARGV[4] tolerated failed records, or "" for no limit
+    ARGV[5] tolerated failed records in percent of total_records, or "" for no limit
 
   Output:
     {"OK", created_at}
@@ -39,7 +44,13 @@ local now = serverTime()
 rcall("HSET", jobKey, "state", "PREPARING", "sealed", "0", "created_at", now,
   "batch_size", ARGV[2], "total_records", 0, "total_batches", 0,
   "processed_records", 0, "failed_records", 0, "completed_batches", 0,
-  "failed_batches", 0, "token_seq", 0, "incarnation", ARGV[3])
+  "failed_batches", 0, "token_seq", 0, "incarnation", ARGV[3], "attempt", 1)
+if ARGV[4] and ARGV[4] ~= "" then
+  rcall("HSET", jobKey, "tolerated_count", ARGV[4])
+end
+if ARGV[5] and ARGV[5] ~= "" then
+  rcall("HSET", jobKey, "tolerated_percentage", ARGV[5])
+end
 if rcall("EXISTS", queueKey) == 1 then
   rcall("DEL", queueKey)
 end

@@ -49,7 +49,9 @@ class AsyncDistributedImport(_Facade):
     _driver: AsyncDriver
 
     def _connect(self, client: Any) -> None:
-        self._driver = AsyncDriver(client, self.concurrency)
+        from ._eviction import CheckingAsyncDriver  # checks the eviction policy at first use
+
+        self._driver = CheckingAsyncDriver(client, self.concurrency)
 
     # ------------------------------------------------------------ orchestrator
 
@@ -184,3 +186,19 @@ class AsyncDistributedImport(_Facade):
             async for record in self.failed_records(job_id):
                 out.write(record)
         return out.count
+
+    async def retry_failed(self, job_id: str, *, include_invalid: bool = False) -> int:
+        """Redrives a finished job (see ``DistributedImport.retry_failed``)."""
+        from ._redrive import redrive_flow
+
+        return await self._driver.run(redrive_flow(self._core.store, job_id, include_invalid))
+
+    async def watch(self, job_id: str, interval: float = 1.0) -> AsyncIterator[JobStatus]:
+        """The job's snapshots as it changes (see ``DistributedImport.watch``)."""
+        from ._watch import Watch, socket_timeout
+
+        watching = Watch(self._core.store, job_id, interval, socket_timeout(self.redis))
+        while not watching.done:
+            status = await self._driver.run(watching.step())
+            if status is not None:
+                yield status

@@ -170,7 +170,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.resume and not args.job_id:
         raise CliError("--resume needs the --job-id of the interrupted prepare")
     job_id = check_job_id(args.job_id or uuid.uuid4().hex)
-    di = _facade(args, schema, batch_size=args.batch_size)
+    di = _facade(
+        args,
+        schema,
+        batch_size=args.batch_size,
+        tolerated_failure_count=args.tolerated_failure_count,
+        tolerated_failure_percentage=args.tolerated_failure_percentage,
+    )
     di.redis.ping()
     from ._progress import following
 
@@ -275,15 +281,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{status.failed_batches:,} failed",
         ),
     ]
-    for name in ("attempt", "workers"):
-        value = getattr(status, name, None)
-        if value is not None:
-            lines.append((name, str(value)))
-    rate, eta = getattr(status, "rate", None), getattr(status, "eta", None)
-    if rate is not None:
-        lines.append(("rate", f"{rate:,.0f} records/s"))
-    if eta is not None and not status.is_complete:
-        lines.append(("eta", describe_eta(eta)))
+    lines += [("attempt", str(status.attempt)), ("workers", str(status.workers))]
+    if status.rate is not None:
+        lines.append(("rate", f"{status.rate:,.0f} records/s"))
+    if not status.is_complete:
+        lines.append(("eta", describe_eta(status.eta)))
     lines += [("created", _when(status.created_at)), ("started", _when(status.started_at))]
     if status.completed_at is not None:
         took = status.completed_at - (status.started_at or status.created_at)
@@ -296,7 +298,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from ._progress import settled
+    from ._progress import describe_eta, settled
 
     jobs = _facade(args).jobs()
     if args.json:
@@ -306,37 +308,57 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         _say(f"no jobs in namespace {args.namespace!r}")
         return 0
     width = max(len("JOB"), *(len(j.job_id) for j in jobs))
-    print(f"{'JOB':<{width}}  {'STATE':<10} {'DONE':>21} {'FAILED':>9}  CREATED")
+    print(
+        f"{'JOB':<{width}}  {'STATE':<10} {'DONE':>21} {'FAILED':>9} {'RATE/S':>8} "
+        f"{'ETA':>7} {'WORKERS':>7} {'ATTEMPT':>7}  CREATED"
+    )
     for j in jobs:
         done = f"{settled(j):,}/{j.total_records:,}"
+        rate = "-" if j.rate is None else f"{j.rate:,.0f}"
+        eta = "-" if j.is_complete else describe_eta(j.eta)
         print(
-            f"{j.job_id:<{width}}  {j.state:<10} {done:>21} {j.failed_records:>9,}  "
-            f"{_ago(j.created_at)}"
+            f"{j.job_id:<{width}}  {j.state:<10} {done:>21} {j.failed_records:>9,} {rate:>8} "
+            f"{eta:>7} {j.workers:>7} {j.attempt:>7}  {_ago(j.created_at)}"
         )
     return 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from ._progress import poll
+    from ._exceptions import JobNotFoundError
 
     di = _facade(args)
-    watch = getattr(di, "watch", None)
-    snapshots = (
-        watch(args.job_id, interval=args.interval)
-        if callable(watch)
-        else poll(di.status, args.job_id, args.interval)
-    )
     progress = _progress("watch")
     last = None
     try:
-        for status in snapshots:
-            if status is None:
-                _status_or_fail(di, args)
+        for status in di.watch(args.job_id, interval=args.interval):
             last = status
             progress.update(status, final=status.is_complete)
-    except LookupError:  # JobNotFoundError from the library's watch()
-        _status_or_fail(di, args)
+    except JobNotFoundError:
+        progress.clear()
+        _status_or_fail(di, args)  # unknown: exit 2 with the usual line
+        raise CliError(f"job {args.job_id} was deleted while watched", 1) from None
     return _final_status(last)
+
+
+def cmd_retry_failed(args: argparse.Namespace) -> int:
+    from ._exceptions import ConfigurationError
+
+    di = _facade(args)
+    _status_or_fail(di, args)
+    try:
+        count = di.retry_failed(args.job_id, include_invalid=args.include_invalid)
+    except ConfigurationError as exc:
+        raise CliError(str(exc), 1) from None
+    if not count:
+        what = "failed or invalid" if args.include_invalid else "failed"
+        _say(f"job {args.job_id}: no {what} records to retry; nothing changed")
+        return 1
+    status = _status_or_fail(di, args)
+    print(
+        f"redriving {count:,} record{'' if count == 1 else 's'} of job {args.job_id} "
+        f"(attempt {status.attempt}); start workers to run them"
+    )
+    return 0
 
 
 def cmd_failed(args: argparse.Namespace) -> int:
@@ -453,6 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--resume", action="store_true", help="continue an interrupted prepare of --job-id"
     )
+    prepare.add_argument(
+        "--tolerated-failure-count",
+        type=int,
+        metavar="N",
+        help="end the job FAILED once more than N records failed (every worker enforces it)",
+    )
+    prepare.add_argument(
+        "--tolerated-failure-percentage",
+        type=float,
+        metavar="P",
+        help="end the job FAILED once more than P%% of its records failed",
+    )
 
     worker = add("worker", "process a job's batches until it is done")
     worker.add_argument("job_id")
@@ -489,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "failed":
             command.add_argument("--format", choices=("csv", "jsonl"), default="csv")
             command.add_argument("-o", "--output", help="file to write (default: stdout)")
+    retry = add("retry-failed", "run a finished job's failed records again (a new attempt)")
+    retry.add_argument("job_id")
+    retry.add_argument(
+        "--include-invalid",
+        action="store_true",
+        help="also invalid records (not duplicates or unreadable rows): after a schema fix",
+    )
     jobs = add("jobs", "the namespace's jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="one JSON document")
     dashboard = add("dashboard", "a live web page of the namespace's jobs, and /metrics")
@@ -515,6 +556,7 @@ COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
     "jobs": cmd_jobs,
     "watch": cmd_watch,
     "failed": cmd_failed,
+    "retry-failed": cmd_retry_failed,
     "pause": cmd_pause,
     "resume": cmd_resume,
     "abort": cmd_abort,

@@ -46,9 +46,20 @@ class Settings:
     retention: float | None = 7 * 24 * 3600
     max_pending_batches: int | None = None
     max_batch_bytes: int = 4 * 1024 * 1024
+    tolerated_failure_count: int | None = None
+    tolerated_failure_percentage: float | None = None
 
     def __post_init__(self) -> None:
         _integer("max_batch_bytes", self.max_batch_bytes, 1024)
+        if self.tolerated_failure_count is not None:
+            _integer("tolerated_failure_count", self.tolerated_failure_count, 0)
+        if self.tolerated_failure_percentage is not None:
+            _number("tolerated_failure_percentage", self.tolerated_failure_percentage)
+            if self.tolerated_failure_percentage > 100:
+                raise ConfigurationError(
+                    "tolerated_failure_percentage must be at most 100, "
+                    f"got {self.tolerated_failure_percentage!r}"
+                )
         _integer("batch_size", self.batch_size, 1)
         _integer("max_retries", self.max_retries, 0)
         _integer("max_batch_attempts", self.max_batch_attempts, 1)

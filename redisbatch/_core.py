@@ -105,6 +105,8 @@ class Core:
             stale_timeout=settings.stale_batch_timeout,
             max_batch_attempts=settings.max_batch_attempts,
             retention=settings.retention,
+            tolerated_failure_count=settings.tolerated_failure_count,
+            tolerated_failure_percentage=settings.tolerated_failure_percentage,
         )
         self.pipeline = RecordPipeline(
             schema,
@@ -380,9 +382,10 @@ class Core:
     def failed_chunks(
         self, job_id: str, total_batches: int
     ) -> Iterator[Flow[list[ProcessedRecord]]]:
-        """Flows reading the failed records of ``_FAILED_CHUNK`` batches each, in order."""
-        for first in range(0, total_batches, _FAILED_CHUNK):
-            yield self.store.failed_chunk(job_id, first, min(total_batches, first + _FAILED_CHUNK))
+        """Flows reading the failed records, in source order (``_redrive.failed_flows``)."""
+        from ._redrive import failed_flows
+
+        return failed_flows(self.store, job_id, total_batches)
 
     def total_batches_flow(self, job_id: str) -> Flow[int]:
         return self.store.total_batches(check_job_id(job_id))

@@ -51,6 +51,8 @@ class ImportOptions(TypedDict, total=False):
     retention: float | None
     max_pending_batches: int | None
     max_batch_bytes: int
+    tolerated_failure_count: int | None
+    tolerated_failure_percentage: float | None
 
 
 _SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
@@ -80,6 +82,8 @@ class _Facade:
         retention: float | None = 7 * 24 * 3600,
         max_pending_batches: int | None = None,
         max_batch_bytes: int = 4 * 1024 * 1024,
+        tolerated_failure_count: int | None = None,
+        tolerated_failure_percentage: float | None = None,
     ) -> None:
         self._check_client(redis)
         self.redis = redis
@@ -97,6 +101,8 @@ class _Facade:
                 retention=retention,
                 max_pending_batches=max_pending_batches,
                 max_batch_bytes=max_batch_bytes,
+                tolerated_failure_count=tolerated_failure_count,
+                tolerated_failure_percentage=tolerated_failure_percentage,
             ),
             duplicate_checker,
         )
@@ -148,6 +154,9 @@ class DistributedImport(_Facade):
 
     def _connect(self, client: Any) -> None:
         self._driver = SyncDriver(client)
+        from ._eviction import eviction_flow
+
+        self._driver.run(eviction_flow(client))  # one warning if keys may be evicted
 
     # ------------------------------------------------------------ orchestrator
 
@@ -270,3 +279,25 @@ class DistributedImport(_Facade):
             for record in self.failed_records(job_id):
                 out.write(record)
         return out.count
+
+    def retry_failed(self, job_id: str, *, include_invalid: bool = False) -> int:
+        """Redrives a finished job: its records that failed in processing (and,
+        with ``include_invalid``, its invalid ones) run again as a new attempt
+        of the same job, successes kept; returns how many records run again (0,
+        and nothing changes, when none). See ``_redrive``."""
+        from ._redrive import redrive_flow
+
+        return self._driver.run(redrive_flow(self._core.store, job_id, include_invalid))
+
+    def watch(self, job_id: str, interval: float = 1.0) -> Iterator[JobStatus]:
+        """The job's snapshots: the current one, then one per change, ending with
+        exactly one final snapshot; fed by the job's event stream (each refresh
+        waits up to ``interval`` seconds for a worker's commit). An unknown job
+        raises ``JobNotFoundError``."""
+        from ._watch import Watch, socket_timeout
+
+        watching = Watch(self._core.store, job_id, interval, socket_timeout(self.redis))
+        while not watching.done:
+            status = self._driver.run(watching.step())
+            if status is not None:
+                yield status

@@ -78,6 +78,7 @@ class JobKeys:
     events: str
     unique: str
     leases: str
+    workers: str
 
     @classmethod
     def of(cls, namespace: str, job_id: str) -> JobKeys:
@@ -91,11 +92,12 @@ class JobKeys:
             events=f"{base}:events",
             unique=f"{base}:unique",
             leases=f"{base}:leases",
+            workers=f"{base}:workers",
         )
 
     @property
-    def all(self) -> tuple[str, str, str, str, str, str, str, str]:
-        """The eight keys in the order every eight-key script declares them."""
+    def all(self) -> tuple[str, str, str, str, str, str, str, str, str]:
+        """The nine keys in the order every nine-key script declares them."""
         return (
             self.job,
             self.queue,
@@ -105,4 +107,5 @@ class JobKeys:
             self.events,
             self.unique,
             self.leases,
+            self.workers,
         )

@@ -1,9 +1,9 @@
 """The command line's progress display: one line on stderr, rewritten in place
 on a terminal, else printed every few seconds.
 
-Rate and ETA come from successive status snapshots (records settled over the
-last ``window`` seconds), or from the snapshot itself where ``JobStatus``
-carries ``rate``/``eta`` (computed from the job's commits, whoever watches).
+Rate and ETA come from the snapshot itself (``JobStatus.rate``/``eta``,
+computed from the job's commits: every watcher sees the same figures); a
+``prepare`` measures its storing rate from successive snapshots instead.
 Standard library only: one line of counts needs no drawing library, and the
 core install stays dependency-free.
 """
@@ -16,11 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from ._results import JobStatus
 
-__all__ = ["Progress", "Rate", "describe_eta", "following", "poll", "settled"]
+__all__ = ["Progress", "Rate", "describe_eta", "following", "settled"]
 
 _BAR: Final = 24
 
@@ -99,23 +99,22 @@ class Progress:
             text += "[" + "#" * filled + "-" * (_BAR - filled) + "] "
         text += f"{done:,}/{total:,} ({share:.0%})  failed {status.failed_records:,}"
         text += f"  {'?' if rate is None else f'{rate:,.0f}'}/s  ETA {describe_eta(eta)}"
-        workers = getattr(status, "workers", None)
-        if isinstance(workers, int) and workers:
-            text += f"  workers {workers}"
+        if status.workers:
+            text += f"  workers {status.workers}"
+        if status.attempt > 1:
+            text += f"  attempt {status.attempt}"
         return text
 
     def measure(self, status: JobStatus) -> tuple[float | None, float | None]:
         """(rate, ETA) for this snapshot."""
         count = status.total_records if self.mode == "prepare" else settled(status)
         rate = self._rate.add(count)
-        own_rate = getattr(status, "rate", None)
-        if isinstance(own_rate, int | float):
-            rate = float(own_rate)
+        if self.mode != "prepare" and status.rate is not None:
+            rate = status.rate  # from the job's commits, whoever watches
         if status.is_complete:
             return rate, 0.0
-        own_eta = getattr(status, "eta", None)
-        if isinstance(own_eta, int | float):
-            return rate, float(own_eta)
+        if self.mode != "prepare" and status.eta is not None:
+            return rate, status.eta
         if self.mode == "prepare" or status.state == "PREPARING" or not rate:
             return rate, None
         return rate, max(0, status.total_records - count) / rate
@@ -139,23 +138,6 @@ class Progress:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
             self._width = 0
-
-
-def poll(get: Any, job_id: str, interval: float) -> Any:
-    """Snapshots of a job: the current one, then one per change, ending with
-    one final snapshot; None first when the job does not exist."""
-    previous = None
-    while True:
-        status = get(job_id)
-        if status is None:
-            yield None
-            return
-        if status != previous:
-            yield status
-            previous = status
-        if status.is_complete:
-            return
-        time.sleep(interval)
 
 
 @contextlib.contextmanager

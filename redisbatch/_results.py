@@ -78,6 +78,10 @@ class JobStatus(msgspec.Struct, frozen=True):
     started_at: float | None
     completed_at: float | None
     error: str | None
+    attempt: int = 1  # 1 for the first run; retry_failed starts the next
+    rate: float | None = None  # records settled per second over the last minute of commits
+    eta: float | None = None  # seconds; None while unknown, 0.0 once the job is final
+    workers: int = 0  # workers heard of (claim, heartbeat, commit) within the stale timeout
 
 
 class JobSummary(msgspec.Struct, frozen=True):

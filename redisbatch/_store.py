@@ -42,6 +42,7 @@ FINAL_STATES: Final = frozenset(("COMPLETED", "FAILED", "ABORTED"))
 #: as many at random), to drop jobs whose keys expired: bounded work per job.
 PRUNE_CHUNK: Final = 8
 _json: Final = msgspec.json.Decoder(list[tuple[int, int, int]])
+_indexes: Final = msgspec.json.Decoder(list[int])
 
 
 def _text(value: Any) -> str:
@@ -94,6 +95,7 @@ class Claim:
     dead_lettered: tuple[tuple[int, int], ...] = ()  # (batch index, attempts)
     finalized: JobSummary | None = None
     duplicates: tuple[tuple[int, int, int], ...] = ()  # (position, unique field no., first)
+    indexes: tuple[int, ...] = ()  # a redriven batch: source index of each position
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +142,20 @@ class Store:
         stale_timeout: float,
         max_batch_attempts: int,
         retention: float | None,
+        tolerated_failure_count: int | None = None,
+        tolerated_failure_percentage: float | None = None,
     ) -> None:
         self.namespace = check_namespace(namespace)
         self.index_key = jobs_index_key(namespace)
         self.stale_ms = max(1, round(stale_timeout * 1000))
         self.max_batch_attempts = max_batch_attempts
         self.retention_ms = "" if retention is None else str(round(retention * 1000))
+        count, percentage = tolerated_failure_count, tolerated_failure_percentage
+        #: The failure thresholds, as the scripts take them ("" for none).
+        self.tolerated = (
+            "" if count is None else str(count),
+            "" if percentage is None else repr(float(percentage)),
+        )
         self._scripts = scripts()
 
     def keys(self, job_id: str) -> JobKeys:
@@ -168,6 +178,7 @@ class Store:
             CONSUMER_GROUP,
             batch_size,
             nonce or _request_id(),
+            *self.tolerated,
         )
         if _text(reply[0]) == Reply.JOB_EXISTS:
             raise JobExistsError(job_id)
@@ -269,6 +280,7 @@ class Store:
             self.max_batch_attempts,
             self.retention_ms,
             _request_id(),
+            *self.tolerated,
         )
         return self.parse_claim(reply)
 
@@ -276,7 +288,8 @@ class Store:
     def parse_claim(reply: Sequence[Any]) -> Claim:
         code = Reply(_text(reply[0]))
         if code == Reply.OK:
-            _, idx, token, attempt, payload, columns, total, dead, duplicates = reply
+            _, idx, token, attempt, payload, columns, total, dead, duplicates = reply[:9]
+            indexes = reply[9] if len(reply) > 9 else b""
             return Claim(
                 reason=code,
                 batch_index=int(idx),
@@ -287,6 +300,7 @@ class Store:
                 total_records=int(total),
                 dead_lettered=_pairs(dead),
                 duplicates=tuple(_json.decode(duplicates)) if duplicates else (),
+                indexes=tuple(_indexes.decode(indexes)) if indexes else (),
             )
         if code == Reply.NO_PENDING_BATCHES:
             _, state, finalized, dead, summary = reply
@@ -304,7 +318,7 @@ class Store:
         keys = self.keys(job_id)
         return self._call(
             "heartbeatBatch",
-            (keys.queue, keys.batches, keys.leases),
+            (keys.queue, keys.batches, keys.leases, keys.workers),
             CONSUMER_GROUP,
             check_worker_id(worker_id),
             idx,
@@ -341,6 +355,7 @@ class Store:
             remainder,
             remainder_count,
             remainder_duplicates,
+            *self.tolerated,
         )
         code = Reply(_text(reply[0]))
         if code != Reply.OK:
@@ -400,33 +415,18 @@ class Store:
 
     def status(self, job_id: str) -> Flow[JobStatus | None]:
         keys = self.keys(job_id)
-        reply = yield self._call("jobStatus", (keys.job, keys.queue), CONSUMER_GROUP)
+        reply = yield self._call(
+            "jobStatus", (keys.job, keys.queue, keys.workers), CONSUMER_GROUP, self.stale_ms
+        )
         if not reply:
             return None
-        claimed = int(reply[0])
-        fields = {_text(reply[i]): reply[i + 1] for i in range(1, len(reply), 2)}
-        state = _text(fields["state"])
-        total_batches = _int(fields.get("total_batches"))
-        completed = _int(fields.get("completed_batches"))
-        failed = _int(fields.get("failed_batches"))
-        error = fields.get("error")
-        return JobStatus(
-            job_id=job_id,
-            state=state,
-            total_records=_int(fields.get("total_records")),
-            total_batches=total_batches,
-            pending_batches=max(0, total_batches - completed - failed - claimed),
-            processing_batches=claimed,
-            completed_batches=completed,
-            failed_batches=failed,
-            processed_records=_int(fields.get("processed_records")),
-            failed_records=_int(fields.get("failed_records")),
-            is_complete=state in FINAL_STATES,
-            created_at=_float(fields.get("created_at")) or 0.0,
-            started_at=_float(fields.get("started_at")),
-            completed_at=_float(fields.get("completed_at")),
-            error=None if error is None else _text(error),
-        )
+        claimed, now_ms, workers = int(reply[0]), int(reply[1]), int(reply[2])
+        fields = {_text(reply[i]): reply[i + 1] for i in range(3, len(reply), 2)}
+        return job_status(job_id, claimed, now_ms / 1000.0, workers, fields)
+
+    def redrive_call(self, job_id: str, request: str, *args: Any) -> ScriptCall:
+        """The redriveJob call (see ``_redrive``)."""
+        return self._call("redriveJob", self.keys(job_id).all, CONSUMER_GROUP, request, *args)
 
     def failed_chunk(self, job_id: str, first: int, last: int) -> Flow[list[ProcessedRecord]]:
         """Failed records of batches ``first``..``last - 1``, in source order."""
@@ -447,7 +447,17 @@ class Store:
                     columns = decode_columns((yield Command(("HGET", keys.job, "columns"))) or b"")
                 payload = yield Command(("HGET", keys.records, idx))
                 if payload:
-                    records.extend(_dead_lettered(decode_batch(payload), columns, _int(attempts)))
+                    mapped = yield Command(("HGET", keys.batches, f"x:{idx}"))
+                    records.extend(
+                        _dead_lettered(
+                            decode_batch(payload),
+                            columns,
+                            _int(attempts),
+                            _indexes.decode(mapped) if mapped else None,
+                        )
+                    )
+        if any(records[i].index > records[i + 1].index for i in range(len(records) - 1)):
+            records.sort(key=lambda r: r.index)  # a dead batch's parts, or a redriven batch
         return records
 
     def resume_point(self, job_id: str) -> Flow[ResumePoint | None]:
@@ -497,7 +507,12 @@ class Store:
         """The release of a batch, for a driver whose flow died holding it."""
         keys = self.keys(job_id)
         return self._call(
-            "releaseBatch", (keys.job, keys.queue, keys.batches), CONSUMER_GROUP, idx, worker_id
+            "releaseBatch",
+            (keys.job, keys.queue, keys.batches, keys.leases),
+            CONSUMER_GROUP,
+            idx,
+            worker_id,
+            _request_id(),
         )
 
     def job_state(self, job_id: str) -> Flow[str | None]:
@@ -546,18 +561,90 @@ def dead_letter_reason(attempts: int) -> str:
 
 
 def _dead_lettered(
-    batch: ReceivedBatch, columns: list[str], attempts: int
+    batch: ReceivedBatch, columns: list[str], attempts: int, indexes: list[int] | None = None
 ) -> list[ProcessedRecord]:
     message = dead_letter_reason(max(1, attempts - 1))
     return [
         ProcessedRecord(
-            index=index,
+            index=index if indexes is None else indexes[index],
             raw=raw,
             parsed=raw,
             status="failed",
             errors=[],
             processing_error=message,
             retry_count=0,
+            line=batch.line_of(index - batch.first_index),
         )
         for index, raw, _ in iter_raw_records(batch, columns)
     ]
+
+
+#: Seconds of commits the status's rate looks back on.
+RATE_WINDOW: Final = 60.0
+
+
+def _rate(fields: dict[str, Any], now: float, final: bool) -> float | None:
+    """Records settled per second over the last minute of commits (the job's
+    per-second counts, see countSettled.lua); None before the first commit. For
+    a job that ended, the minute before its end."""
+    counts: list[tuple[int, int]] = []
+    for name, value in fields.items():
+        if name.startswith("r:"):
+            second, _, count = _text(value).partition(":")
+            counts.append((int(second), int(count)))
+    if not counts:
+        return None
+    end = now
+    if final:
+        end = _float(fields.get("completed_at")) or max(s for s, _ in counts) + 1.0
+    began = (
+        _float(fields.get("attempt_started_at"))
+        or _float(fields.get("started_at"))
+        or min(s for s, _ in counts)
+    )
+    start = max(end - RATE_WINDOW, began)
+    span = max(1.0, end - start)
+    settled = sum(c for s, c in counts if start - 1 < s <= end)
+    return settled / span
+
+
+def job_status(
+    job_id: str, claimed: int, now: float, workers: int, fields: dict[str, Any]
+) -> JobStatus:
+    """A JobStatus from the jobStatus script's reply."""
+    state = _text(fields["state"])
+    total_batches = _int(fields.get("total_batches"))
+    completed = _int(fields.get("completed_batches"))
+    failed = _int(fields.get("failed_batches"))
+    total = _int(fields.get("total_records"))
+    processed_records = _int(fields.get("processed_records"))
+    failed_records = _int(fields.get("failed_records"))
+    error = fields.get("error")
+    final = state in FINAL_STATES
+    rate = _rate(fields, now, final)
+    eta: float | None = None
+    if final:
+        eta = 0.0
+    elif state == "PROCESSING" and rate:
+        eta = max(0, total - processed_records - failed_records) / rate
+    return JobStatus(
+        job_id=job_id,
+        state=state,
+        total_records=total,
+        total_batches=total_batches,
+        pending_batches=max(0, total_batches - completed - failed - claimed),
+        processing_batches=claimed,
+        completed_batches=completed,
+        failed_batches=failed,
+        processed_records=processed_records,
+        failed_records=failed_records,
+        is_complete=final,
+        created_at=_float(fields.get("created_at")) or 0.0,
+        started_at=_float(fields.get("started_at")),
+        completed_at=_float(fields.get("completed_at")),
+        error=None if error is None else _text(error),
+        attempt=_int(fields.get("attempt")) or 1,
+        rate=rate,
+        eta=eta,
+        workers=0 if final else workers,
+    )

@@ -78,6 +78,12 @@ def _context(
     )
 
 
+def _redriven_context(
+    contexts: Callable[[int], ProcessingContext], indexes: tuple[int, ...], position: int
+) -> ProcessingContext:
+    return contexts(indexes[position])
+
+
 def emit_job_completed(emitter: EventEmitter, job_id: str, summary: JobSummary) -> None:
     emitter.emit(JobCompleted(job_id=job_id, timestamp=time.time(), summary=summary))
 
@@ -172,6 +178,8 @@ def process_batch(
     )
     yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
     contexts = partial(_context, job_id, batch_id, idx, claim.total_records, worker_id)
+    if claim.indexes:  # a redriven batch: positions map to records anywhere in the source
+        contexts = partial(_redriven_context, contexts, claim.indexes)
     duplicates: dict[int, list[tuple[str, int]]] = {}
     unique_fields = () if pipeline.schema is None else pipeline.schema.unique_fields
     for position, field_number, first in claim.duplicates:
@@ -236,6 +244,8 @@ def process_batch(
         emitter.emit(event)
         if commit.finalized is not None:
             emit_job_completed(emitter, job_id, commit.finalized)
+    elif commit.finalized is not None:  # a hand-back that crossed a failure threshold
+        emit_job_completed(emitter, job_id, commit.finalized)
     if lease.interrupted:
         log.info(
             "job %s: worker %s stopped; batch %d: %d records committed, %d handed back",

@@ -63,6 +63,13 @@ def save(record, ctx):
         time.sleep(delay)
 
 
+def flaky(record, ctx):
+    """save, but every fourth record fails while CLI_TEST_OUTAGE is set."""
+    if os.environ.get("CLI_TEST_OUTAGE") and ctx.record_index % 4 == 0:
+        raise ConnectionError("API down")
+    save(record, ctx)
+
+
 async def save_async(record, ctx):
     await asyncio.sleep(0)
     save(record, ctx)
@@ -105,6 +112,7 @@ class Cli:
         return ["--url", self.url, "--namespace", self.namespace]
 
     def __call__(self, *args: str, timeout: float = 120, **kw: Any) -> Any:
+        kw.setdefault("env", self.env)
         return subprocess.run(
             self.args(*args),
             check=False,
@@ -112,7 +120,6 @@ class Cli:
             text=True,
             timeout=timeout,
             cwd=self.folder,
-            env=self.env,
             **kw,
         )
 
@@ -450,3 +457,62 @@ def test_sigterm_stops_worker_processes_without_stale_batches(cli: Cli) -> None:
     )  # fmt: skip
     seen = redis.Redis.from_url(cli.url).hgetall(f"{cli.namespace}:seen")
     assert len(seen) == total
+
+
+def test_retry_failed_redrives_after_an_outage(cli: Cli) -> None:
+    """retry-failed runs failed records as attempt 2; status and jobs show the new fields."""
+    cli.write("users.csv", users(40, bad=(5,)))
+    job_id = cli.prepare("users.csv", "--batch-size", "8")
+    options = ("--processor", "procs:flaky", "--schema", "schema.json")
+    done = cli.on("worker", job_id, *options, env=dict(cli.env, CLI_TEST_OUTAGE="1"))
+    assert done.returncode == 0 and "COMPLETED: 29 processed, 11 failed" in done.stderr
+    status = cli.status(job_id)
+    assert (status["attempt"], status["eta"], status["workers"]) == (1, 0.0, 0)
+    assert isinstance(status["rate"], float) and status["rate"] > 0
+    _one_line_error(cli.on("retry-failed", "nope"), "no job 'nope'")
+    done = cli.on("retry-failed", job_id)
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout
+        == f"redriving 10 records of job {job_id} (attempt 2); start workers to run them\n"
+    )
+    status = cli.status(job_id)
+    assert (status["state"], status["attempt"], status["failed_records"]) == ("PROCESSING", 2, 1)
+    assert "attempt  2" in cli.on("status", job_id).stdout
+    busy = cli.on("retry-failed", job_id)
+    assert busy.returncode == 1 and "PROCESSING" in busy.stderr and "Traceback" not in busy.stderr
+    jobs = cli.on("jobs").stdout.splitlines()
+    assert jobs[0].split()[4:8] == ["RATE/S", "ETA", "WORKERS", "ATTEMPT"]
+    assert jobs[1].split()[7] == "2"
+    done = cli.on("worker", job_id, *options)
+    assert done.returncode == 0 and "COMPLETED: 39 processed, 1 failed" in done.stderr
+    seen = redis.Redis.from_url(cli.url).hgetall(f"{cli.namespace}:seen")
+    assert len(seen) == 39 and set(seen.values()) == {b"1"}  # each record saved once
+    again = cli.on("retry-failed", job_id)
+    assert again.returncode == 1 and "no failed records to retry" in again.stderr
+    invalid = cli.on("retry-failed", job_id, "--include-invalid")
+    assert invalid.returncode == 0 and "redriving 1 record of" in invalid.stdout
+    assert cli.on("worker", job_id, *options).returncode == 0
+    status = cli.status(job_id)
+    assert (status["attempt"], status["processed_records"], status["failed_records"]) == (3, 39, 1)
+
+
+def test_prepare_with_a_failure_threshold_stops_the_job(cli: Cli) -> None:
+    """prepare --tolerated-failure-count: workers stop at it (exit 1); a redrive finishes."""
+    cli.write("users.csv", users(80))
+    job_id = cli.prepare("users.csv", "--batch-size", "10", "--tolerated-failure-count", "2")
+    options = ("--processor", "procs:flaky", "--schema", "schema.json")
+    done = cli.on("worker", job_id, *options, env=dict(cli.env, CLI_TEST_OUTAGE="1"))
+    assert done.returncode == 1 and "FAILED: 7 processed, 3 failed" in done.stderr
+    status = cli.status(job_id)
+    assert status["error"].startswith("failure threshold crossed: 3 failed records")
+    assert (status["completed_batches"], status["pending_batches"]) == (1, 7)
+    assert cli.on("retry-failed", job_id).stdout.startswith("redriving 73 records of job")
+    assert cli.on("worker", job_id, *options).returncode == 0
+    status = cli.status(job_id)
+    assert (status["state"], status["processed_records"], status["failed_records"]) == (
+        "COMPLETED", 80, 0,
+    )  # fmt: skip
+    bad = cli.on("prepare", "users.csv", "--schema", "schema.json", "--tolerated-failure-count",
+                 "-1")  # fmt: skip
+    _one_line_error(bad, "tolerated_failure_count must be at least 0")

@@ -334,3 +334,19 @@ def test_a_batch_whose_records_are_gone_is_lost_at_once(make_import: Make, clien
     assert [(f.batch_index, f.error) for f in failures] == [
         (1, "batch lost: its records are gone from Redis (evicted, or deleted)")
     ]
+
+
+def test_the_release_of_a_dead_flow_gives_the_batch_back(make_import: Make) -> None:
+    """The release sent for a flow that died holding a batch makes it claimable at once."""
+    di = make_import(batch_size=5)
+    raw = Raw(di)
+    job = di.prepare(records(10)).job_id
+    held = raw.claim(job, "w")
+    assert held.batch_index is not None
+    assert int(raw.run_call(raw.store.release_call(job, held.batch_index, "w"))) == 1
+    status = di.status(job)
+    assert status is not None and (status.pending_batches, status.processing_batches) == (2, 0)
+    again = raw.claim(job, "other")
+    assert again.batch_index == 1  # batch 0 went to the back of the queue
+    assert raw.claim(job, "other2").batch_index == held.batch_index
+    assert not raw.commit(job, held).accepted  # the dead flow's token was revoked

@@ -17,8 +17,19 @@
   has ended meanwhile (ABORTED, or FAILED while preparing) the remainder is not
   queued again: what was done is settled, the batch ends as ENDED (its other
   records are never processed: skipped), the job keeps its state and every
-  key gets the retention TTL. A full commit into an ended job is counted the
-  same way and the keys get the TTL too.
+  key gets the retention TTL. Into a FAILED job the remainder is kept as the
+  batch's records, so that a redrive (retry_failed) can queue it again. A full commit into an ended
+  job is counted the same way and the keys get the TTL too.
+
+  Failure thresholds: when the job's failed records come to exceed a tolerated
+  count or percentage (the job's own, set by prepare, or the caller's: ARGV[12],
+  ARGV[13]), this commit moves the job to FAILED at once and answers finalized:
+  no batch is claimed afterwards; commits already in flight are still counted.
+
+  Every commit also counts its settled records per second on the job hash (the
+  status's rate), notes its worker in the workers set, and bumps the job's
+  settle_seq (a redrive reads the failed records and refuses to apply what it
+  read if a commit came in between).
 
   Repeats: a commit is named by its token. A repeat of a commit that was
   applied (its reply was lost and redis-py sent it again) changes nothing and
@@ -37,6 +48,7 @@
     KEYS[6] events stream
     KEYS[7] unique hash (a unique value's digest -> index of its first record)
     KEYS[8] leases sorted set (batch index -> ms of its claim or last heartbeat)
+    KEYS[9] workers sorted set (worker id -> ms it was last heard of: claim, heartbeat, commit)
 
     ARGV[1] consumer group name
     ARGV[2] batch index
@@ -49,10 +61,13 @@
     ARGV[9] the remainder handed back (msgpack batch), or "" for a full commit
     ARGV[10] the remainder's record count
     ARGV[11] the remainder's duplicates (JSON, as storeBatch writes them), or ""
+    ARGV[12] tolerated failed records, or "" for no limit
+    ARGV[13] tolerated failed records in percent of total_records, or "" for no limit
 
   Output:
     {"OK", finalized (0|1), state, summary}  summary: the jobSummary include's figures
-                                             (a partial commit never finalizes)
+                                             (a partial commit finalizes only by
+                                             crossing a failure threshold)
     {"STALE"}          the caller no longer holds the batch: nothing was written
     {"JOB_NOT_FOUND"}  the job was deleted
 ]]
@@ -64,6 +79,7 @@ local batchesKey = KEYS[4]
 local failedKey = KEYS[5]
 local eventsKey = KEYS[6]
 local leasesKey = KEYS[8]
+local workersKey = KEYS[9]
 local group = ARGV[1]
 local idx = ARGV[2]
 local token = ARGV[3]
@@ -76,6 +92,9 @@ local token = ARGV[3]
 --- @include "includes/requeueBatch"
 --- @include "includes/dropIdleConsumer"
 --- @include "includes/forgetClaim"
+--- @include "includes/failOverThreshold"
+--- @include "includes/countSettled"
+--- @include "includes/seenWorker"
 
 if rcall("EXISTS", jobKey) == 0 then
   return {"JOB_NOT_FOUND"}
@@ -102,6 +121,14 @@ rcall("HINCRBY", jobKey, "processed_records", ARGV[4])
 rcall("HINCRBY", jobKey, "failed_records", ARGV[5])
 rcall("HINCRBY", batchesKey, "p:" .. idx, ARGV[4])
 rcall("HINCRBY", batchesKey, "f:" .. idx, ARGV[5])
+rcall("HINCRBY", jobKey, "settle_seq", 1)
+countSettled(jobKey, tonumber(ARGV[4]) + tonumber(ARGV[5]))
+seenWorker(workersKey, batch[4])
+local crossed = failOverThreshold(jobKey, KEYS, ARGV[8], token, ARGV[12], ARGV[13])
+if crossed == 1 then
+  state = "FAILED"
+  ended = true
+end
 
 if ARGV[9] ~= "" and not ended then
   rcall("HSET", recordsKey, idx, ARGV[9])
@@ -121,8 +148,17 @@ end
 rcall("XACK", queueKey, group, batch[3])
 rcall("XDEL", queueKey, batch[3])
 rcall("ZREM", leasesKey, idx)
-rcall("HDEL", recordsKey, idx)
 rcall("HDEL", batchesKey, "o:" .. idx, "d:" .. idx)
+if ARGV[9] ~= "" and state == "FAILED" then
+  -- Kept for a redrive (an ABORTED job has none).
+  rcall("HSET", recordsKey, idx, ARGV[9])
+  rcall("HSET", batchesKey, "n:" .. idx, ARGV[10])
+  if ARGV[11] ~= "" then
+    rcall("HSET", batchesKey, "d:" .. idx, ARGV[11])
+  end
+else
+  rcall("HDEL", recordsKey, idx)
+end
 forgetClaim(batchesKey, batch[4], idx)
 dropIdleConsumer(queueKey, group, batch[4])
 
@@ -132,7 +168,7 @@ if ARGV[9] ~= "" then
   appendEvent(eventsKey, {"type", "batch:ended", "batch", idx,
     "processed", ARGV[4], "failed", ARGV[5], "skipped", ARGV[10]})
   applyRetention(KEYS, ARGV[8])
-  return {"OK", 0, state, jobSummary(jobKey)}
+  return {"OK", crossed, state, jobSummary(jobKey)}
 end
 
 rcall("HSET", batchesKey, "s:" .. idx, ARGV[6])
@@ -144,7 +180,10 @@ end
 appendEvent(eventsKey, {"type", "batch:" .. string.lower(ARGV[6]), "batch", idx,
   "processed", ARGV[4], "failed", ARGV[5]})
 
-local finalized = finalizeIfDone(jobKey, KEYS, ARGV[8], token)
+local finalized = crossed
+if finalized == 0 then
+  finalized = finalizeIfDone(jobKey, KEYS, ARGV[8], token)
+end
 state = rcall("HGET", jobKey, "state")
 if finalized == 0 and (state == "ABORTED" or state == "FAILED" or state == "COMPLETED") then
   -- A late commit into a job that already ended: keep its keys on the clock.

@@ -25,6 +25,17 @@
   batch was just dead-lettered), and the caller's consumer is dropped from
   the group if it holds nothing.
 
+  Failure thresholds: dead-lettered records count as failed; when they make the
+  job's failed records exceed a tolerated count or percentage (the job's own or
+  the caller's, ARGV[7] and ARGV[8]), the job moves to FAILED here and the reply
+  says finalized. A claim also notes its worker in the workers set (dropping the
+  ones not heard of within the stale timeout) and keeps the stale timeout on
+  the job (stale_ms) for status readers.
+
+  Redriven batches (retry_failed) hold records from anywhere in the source: their
+  x:<index> (JSON list) maps each position, counted from the batch's first index,
+  to the record's index in the source; it travels with the claim.
+
   Repeats: a call is named by its request id (ARGV[6]). A repeat of a call
   whose reply was lost answers as the first did: the same batch, token and
   attempt while the caller still holds that batch (no second batch is taken),
@@ -42,6 +53,7 @@
     KEYS[6] events stream
     KEYS[7] unique hash (a unique value's digest -> index of its first record)
     KEYS[8] leases sorted set (batch index -> ms of its claim or last heartbeat)
+    KEYS[9] workers sorted set (worker id -> ms it was last heard of: claim, heartbeat, commit)
 
     ARGV[1] consumer group name
     ARGV[2] worker id (consumer name)
@@ -49,10 +61,13 @@
     ARGV[4] max attempts per batch
     ARGV[5] retention in ms, or "" to keep the job forever
     ARGV[6] request id (unique per call; a retried send repeats it)
+    ARGV[7] tolerated failed records, or "" for no limit
+    ARGV[8] tolerated failed records in percent of total_records, or "" for no limit
 
   Output:
     {"OK", batch_index, token, attempt, payload, columns, total_records, dead_lettered,
-     duplicates}  duplicates: the batch's d:<index> JSON from storeBatch, or ""
+     duplicates, indexes}  duplicates: the batch's d:<index> JSON from storeBatch, or "";
+                           indexes: its x:<index> JSON (a redriven batch), or ""
     {"NO_PENDING_BATCHES", state, finalized (0|1), dead_lettered, summary}
     {"JOB_NOT_FOUND"}
     {"JOB_NOT_PROCESSING", state}
@@ -67,6 +82,7 @@ local recordsKey = KEYS[3]
 local batchesKey = KEYS[4]
 local eventsKey = KEYS[6]
 local leasesKey = KEYS[8]
+local workersKey = KEYS[9]
 local group = ARGV[1]
 local worker = ARGV[2]
 local staleMs = tonumber(ARGV[3])
@@ -84,6 +100,9 @@ local finalizer = "claim:" .. request
 --- @include "includes/finalizedBy"
 --- @include "includes/jobSummary"
 --- @include "includes/dropIdleConsumer"
+--- @include "includes/failOverThreshold"
+--- @include "includes/countSettled"
+--- @include "includes/seenWorker"
 
 local function splitList(text)
   local list = {}
@@ -95,8 +114,9 @@ end
 
 local function claimed(idx, token, attempt, payload, dead)
   local job = rcall("HMGET", jobKey, "columns", "total_records")
+  local extra = rcall("HMGET", batchesKey, "d:" .. idx, "x:" .. idx)
   return {"OK", tonumber(idx), token, attempt, payload, job[1] or "", tonumber(job[2]),
-    dead, rcall("HGET", batchesKey, "d:" .. idx) or ""}
+    dead, extra[1] or "", extra[2] or ""}
 end
 
 local state = rcall("HGET", jobKey, "state")
@@ -126,6 +146,8 @@ if state ~= "PREPARING" and state ~= "PROCESSING" then
 end
 
 local now = nowMs()
+rcall("ZREMRANGEBYSCORE", workersKey, "-inf", "(" .. (now - staleMs))
+rcall("HSET", jobKey, "stale_ms", staleMs)
 
 -- The next batch to hand out: the stalest lease if it ran out, else a new entry.
 -- Returns {entry id, batch index}, or nil when nothing is claimable.
@@ -159,6 +181,7 @@ local function nextBatch()
 end
 
 local deadLettered = {}
+local crossed = 0
 -- Bounded: each turn either returns a batch or dead-letters one.
 for _ = 1, 50 do
   local next = nextBatch()
@@ -181,11 +204,18 @@ for _ = 1, 50 do
     appendEvent(eventsKey, {"type", "batch:failed", "batch", idx, "failed", count})
     deadLettered[#deadLettered + 1] = tonumber(idx)
     deadLettered[#deadLettered + 1] = payload and attempt - 1 or 0
+    rcall("HINCRBY", jobKey, "settle_seq", 1)
+    countSettled(jobKey, count)
+    crossed = failOverThreshold(jobKey, KEYS, ARGV[5], finalizer, ARGV[7], ARGV[8])
+    if crossed == 1 then
+      break
+    end
   else
     rcall("HSET", batchesKey, "s:" .. idx, "PROCESSING", "t:" .. idx, token,
       "o:" .. idx, worker, "e:" .. idx, entryId,
       "w:" .. worker, request .. "|" .. idx .. "|" .. token .. "|" .. table.concat(deadLettered, ","))
     rcall("ZADD", leasesKey, now, idx)
+    seenWorker(workersKey, worker)
     if rcall("HEXISTS", jobKey, "started_at") == 0 then
       rcall("HSET", jobKey, "started_at", serverTime())
     end
@@ -194,7 +224,10 @@ for _ = 1, 50 do
 end
 
 dropIdleConsumer(queueKey, group, worker)
-local finalized = finalizeIfDone(jobKey, KEYS, ARGV[5], finalizer)
+local finalized = crossed
+if finalized == 0 then
+  finalized = finalizeIfDone(jobKey, KEYS, ARGV[5], finalizer)
+end
 if finalized == 1 or #deadLettered > 0 then
   rcall("HSET", batchesKey, "w:" .. worker, request .. "|||" .. table.concat(deadLettered, ","))
 end

@@ -15,6 +15,7 @@
     KEYS[6] events stream
     KEYS[7] unique hash (a unique value's digest -> index of its first record)
     KEYS[8] leases sorted set (batch index -> ms of its claim or last heartbeat)
+    KEYS[9] workers sorted set (worker id -> ms it was last heard of: claim, heartbeat, commit)
 
     ARGV[1] retention in ms, or "" to keep the job forever
     ARGV[2] request id (unique per call; a retried send repeats it), or ""
