@@ -123,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
     try:
-        return run_demo(records=args.records, workers=args.workers)
+        return run_demo(records=args.records, workers=args.workers, csv_path=args.csv)
     except Exception as exc:  # a one-line message, no traceback
         raise CliError(f"{type(exc).__name__}: {exc}") from None
 
@@ -418,6 +418,73 @@ cmd_delete = _control("delete", "deleted")
 # ---------------------------------------------------------------- parser
 
 
+def _source_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("source", help="a file path or an http(s) URL")
+    command.add_argument(
+        "--schema", required=True, help="a .json/.toml schema file, or MODULE:ATTR"
+    )
+    command.add_argument(
+        "--format",
+        choices=("csv", "json", "ndjson", "xml"),
+        help="the source's format (default: from its extension)",
+    )
+    command.add_argument("--delimiter", help="CSV delimiter: one character, tab or auto")
+    command.add_argument("--record-tag", help="XML element holding one record")
+
+
+def _prepare_options(prepare: argparse.ArgumentParser) -> None:
+    _source_options(prepare)
+    prepare.add_argument("--batch-size", type=_positive, default=500)
+    prepare.add_argument("--job-id", help="the job id (default: a new uuid4 hex)")
+    prepare.add_argument(
+        "--resume", action="store_true", help="continue an interrupted prepare of --job-id"
+    )
+    prepare.add_argument(
+        "--tolerated-failure-count",
+        type=int,
+        metavar="N",
+        help="end the job FAILED once more than N records failed (every worker enforces it)",
+    )
+    prepare.add_argument(
+        "--tolerated-failure-percentage",
+        type=float,
+        metavar="P",
+        help="end the job FAILED once more than P%% of its records failed",
+    )
+
+
+def _worker_options(worker: argparse.ArgumentParser) -> None:
+    worker.add_argument("job_id")
+    worker.add_argument("--processor", required=True, help="MODULE:FUNC")
+    worker.add_argument("--schema", help="a .json/.toml schema file, or MODULE:ATTR")
+    worker.add_argument("--processes", type=_positive, default=1, help="worker processes")
+    worker.add_argument(
+        "--concurrency",
+        type=_positive,
+        help="records of a batch in the processor at once (asyncio; async def processors)",
+    )
+    worker.add_argument(
+        "--stale-timeout", type=_seconds, help="seconds before a silent worker's batch is taken"
+    )
+    worker.add_argument(
+        "--wait-for-job", type=_seconds, default=0.0, help="seconds to wait for the job to appear"
+    )
+
+
+def _dashboard_options(dashboard: argparse.ArgumentParser) -> None:
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    dashboard.add_argument("--port", type=int, default=8765, help="port (%(default)s; 0: any free)")
+    dashboard.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="offer pause/resume/abort/retry failed, with the token printed at start-up "
+        "(or $REDISBATCH_DASHBOARD_TOKEN)",
+    )
+    dashboard.add_argument(
+        "--interval", type=_seconds, default=1.0, help="seconds between refreshes (1.0)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="redisbatch", description="Distributed batch imports on Redis."
@@ -442,68 +509,22 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=help, description=help, parents=[redis_options] if redis else []
         )
 
-    def source_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("source", help="a file path or an http(s) URL")
-        command.add_argument(
-            "--schema", required=True, help="a .json/.toml schema file, or MODULE:ATTR"
-        )
-        command.add_argument(
-            "--format",
-            choices=("csv", "json", "ndjson", "xml"),
-            help="the source's format (default: from its extension)",
-        )
-        command.add_argument("--delimiter", help="CSV delimiter: one character, tab or auto")
-        command.add_argument("--record-tag", help="XML element holding one record")
-
     demo = add(
         "demo", "generate a users CSV, import it with several workers, print a summary",
         redis=False,
     )  # fmt: skip
     demo.add_argument("--records", type=_positive, default=100_000, help="users to generate")
     demo.add_argument("--workers", type=_positive, default=4, help="worker processes")
+    demo.add_argument("--csv", help="where to write the generated CSV (default: a file it names)")
 
     # --url/--namespace are accepted (every command takes them) but never used.
     validate = add("validate", "check a whole source against a schema, without Redis")
-    source_options(validate)
+    _source_options(validate)
     validate.add_argument("--json", action="store_true", help="one JSON document on stdout")
     validate.add_argument("--show", type=int, default=20, help="errors to list (default 20)")
 
-    prepare = add("prepare", "store a source as a job's batches; prints the job id")
-    source_options(prepare)
-    prepare.add_argument("--batch-size", type=_positive, default=500)
-    prepare.add_argument("--job-id", help="the job id (default: a new uuid4 hex)")
-    prepare.add_argument(
-        "--resume", action="store_true", help="continue an interrupted prepare of --job-id"
-    )
-    prepare.add_argument(
-        "--tolerated-failure-count",
-        type=int,
-        metavar="N",
-        help="end the job FAILED once more than N records failed (every worker enforces it)",
-    )
-    prepare.add_argument(
-        "--tolerated-failure-percentage",
-        type=float,
-        metavar="P",
-        help="end the job FAILED once more than P%% of its records failed",
-    )
-
-    worker = add("worker", "process a job's batches until it is done")
-    worker.add_argument("job_id")
-    worker.add_argument("--processor", required=True, help="MODULE:FUNC")
-    worker.add_argument("--schema", help="a .json/.toml schema file, or MODULE:ATTR")
-    worker.add_argument("--processes", type=_positive, default=1, help="worker processes")
-    worker.add_argument(
-        "--concurrency",
-        type=_positive,
-        help="records of a batch in the processor at once (asyncio; async def processors)",
-    )
-    worker.add_argument(
-        "--stale-timeout", type=_seconds, help="seconds before a silent worker's batch is taken"
-    )
-    worker.add_argument(
-        "--wait-for-job", type=_seconds, default=0.0, help="seconds to wait for the job to appear"
-    )
+    _prepare_options(add("prepare", "store a source as a job's batches; prints the job id"))
+    _worker_options(add("worker", "process a job's batches until it is done"))
 
     for name, help in (
         ("status", "a job's state and counts"),
@@ -532,18 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jobs = add("jobs", "the namespace's jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="one JSON document")
-    dashboard = add("dashboard", "a live web page of the namespace's jobs, and /metrics")
-    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    dashboard.add_argument("--port", type=int, default=8765, help="port (%(default)s; 0: any free)")
-    dashboard.add_argument(
-        "--allow-actions",
-        action="store_true",
-        help="offer pause/resume/abort/retry failed, with the token printed at start-up "
-        "(or $REDISBATCH_DASHBOARD_TOKEN)",
-    )
-    dashboard.add_argument(
-        "--interval", type=_seconds, default=1.0, help="seconds between refreshes (1.0)"
-    )
+    _dashboard_options(add("dashboard", "a live web page of the namespace's jobs, and /metrics"))
     return parser
 
 
