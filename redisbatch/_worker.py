@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 import redis.exceptions
 
-from ._codec import StoredBatch, encode_batch, encode_failed
+from ._codec import encode_batch, encode_failed
 from ._effects import Flow, Interrupted, Lease, Sleep, StartHeartbeat, StopHeartbeat
 from ._events import (
     BatchClaimed,
@@ -106,12 +106,7 @@ def _remainder(claim: Claim, done: int) -> tuple[bytes, bytes]:
     """The part of a claimed batch from position ``done`` on, as a batch of its
     own, and its duplicates renumbered."""
     assert claim.batch is not None
-    batch = claim.batch
-    rest = StoredBatch(
-        batch.first_index + done,
-        [batch.row(p) for p in range(done, len(batch))],
-        {p - done: failure for p, failure in batch.failures.items() if p >= done},
-    )
+    rest = claim.batch.rest(done)  # with the failures and source lines of what is left
     duplicates = [[p - done, field, first] for p, field, first in claim.duplicates if p >= done]
     return encode_batch(rest), msgspec.json.encode(duplicates) if duplicates else b""
 

@@ -3,6 +3,7 @@ travels with to its failed record."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -292,3 +293,26 @@ def test_the_rest_of_a_batch_keeps_its_lines_and_failures() -> None:
         assert [rest.failures.get(p, ("",))[0] for p in range(5 - done)] == ["", "", "", "bad", ""][
             done:
         ]
+
+
+def test_a_handed_back_rest_keeps_its_source_lines(make_import: Make) -> None:
+    """A batch handed back by a time budget keeps the lines of its unfinished records."""
+    text = "id,note\n" + "".join(f'{i},"n\n{i}"\n' if i % 2 else f"{i},x\n" for i in range(6))
+    di = make_import(SCHEMA, batch_size=6)
+    job = di.prepare(BytesSource(text), CsvParser())
+    clock = iter(range(100))
+
+    def fail_the_last_two(record: dict[str, Any], ctx: Any) -> None:
+        if record["id"] >= 4:
+            raise RuntimeError("no")
+
+    def spend_budget(record: dict[str, Any], ctx: Any) -> None:
+        if next(clock) == 2:  # the budget runs out after three records
+            time.sleep(0.3)
+
+    first = di.process_worker_batch(job.job_id, spend_budget, "w1", time_budget=0.2)
+    assert first.accepted and first.processed_count < 6
+    di.run_worker(job.job_id, fail_the_last_two)
+    failed = {r.index: r.line for r in di.failed_records(job.job_id)}
+    # rows 0..5 start on lines 2, 3, 5, 6, 8, 9 (odd rows span two lines)
+    assert failed == {4: 8, 5: 9}
