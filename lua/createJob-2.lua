@@ -8,7 +8,9 @@
   the old ones.
 
   The prepare's failure thresholds (ARGV[4], ARGV[5]) are kept on the job, so
-  that every worker enforces them, also one constructed without them.
+  that every worker enforces them, also one constructed without them. The
+  batch size and byte cap (ARGV[2], ARGV[6]) are kept so that a resumed
+  prepare can check it cuts the source into the same batches.
 
   Repeats: a repeat of the creating call (same nonce) answers OK with the same
   created_at, not JOB_EXISTS.
@@ -22,6 +24,7 @@
     ARGV[3] nonce of the creating call (the job's incarnation)
     ARGV[4] tolerated failed records, or "" for no limit
     ARGV[5] tolerated failed records in percent of total_records, or "" for no limit
+    ARGV[6] the prepare's max_batch_bytes, or "" (kept for a resume's check)
 
   Output:
     {"OK", created_at}
@@ -50,6 +53,9 @@ if ARGV[4] and ARGV[4] ~= "" then
 end
 if ARGV[5] and ARGV[5] ~= "" then
   rcall("HSET", jobKey, "tolerated_percentage", ARGV[5])
+end
+if ARGV[6] and ARGV[6] ~= "" then
+  rcall("HSET", jobKey, "max_batch_bytes", ARGV[6])
 end
 if rcall("EXISTS", queueKey) == 1 then
   rcall("DEL", queueKey)

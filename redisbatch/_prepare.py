@@ -53,11 +53,13 @@ def prepare(
     # redis-py repeats them after a lost reply; a resume has its own.
     nonce = uuid.uuid4().hex
     try:
-        yield from store.create(job_id, batcher.batch_size, nonce=nonce)
+        yield from store.create(
+            job_id, batcher.batch_size, nonce=nonce, max_batch_bytes=batcher.max_batch_bytes
+        )
     except JobExistsError:
         if not resume:
             raise
-        already_stored = yield from _resume_point(store, job_id, batcher.batch_size)
+        already_stored = yield from _resume_point(store, job_id, batcher)
     out = _Outbox(store, job_id, max_pending, poll, already_stored)
     reader = ItemReader(items)
     try:
@@ -203,9 +205,10 @@ _WHAT_TO_DO: Final = (
 )
 
 
-def _resume_point(store: Store, job_id: str, batch_size: int) -> Flow[int]:
+def _resume_point(store: Store, job_id: str, batcher: Batcher) -> Flow[int]:
     """How many batches an interrupted prepare stored; refuses, saying why, a
-    job that is not an interrupted prepare of the same batch size."""
+    job that is not an interrupted prepare cutting the same batches (same
+    ``batch_size`` and ``max_batch_bytes``)."""
     point = yield from store.resume_point(job_id)
     if point is None:  # created and deleted again in between
         raise JobExistsError(job_id, "it changed while resuming; try again")
@@ -216,10 +219,15 @@ def _resume_point(store: Store, job_id: str, batch_size: int) -> Flow[int]:
         if point.error:
             why += f" (error: {point.error})"
         raise JobExistsError(job_id, f"{why}; {_WHAT_TO_DO}")
-    if point.batch_size != batch_size:
+    if point.batch_size != batcher.batch_size:
         raise ConfigurationError(
             f"resume: job {job_id!r} was prepared with batch_size={point.batch_size}, "
-            f"not {batch_size}"
+            f"not {batcher.batch_size}"
+        )
+    if point.max_batch_bytes is not None and point.max_batch_bytes != batcher.max_batch_bytes:
+        raise ConfigurationError(
+            f"resume: job {job_id!r} was prepared with max_batch_bytes={point.max_batch_bytes}, "
+            f"not {batcher.max_batch_bytes}"
         )
     return point.total_batches
 

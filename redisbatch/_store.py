@@ -121,6 +121,7 @@ class ResumePoint:
     total_batches: int
     error: str | None = None
     sealed_by: str | None = None
+    max_batch_bytes: int | None = None  # None: not kept (a job created without it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +168,18 @@ class Store:
 
     # ------------------------------------------------------------ prepare
 
-    def create(self, job_id: str, batch_size: int, *, nonce: str | None = None) -> Flow[float]:
+    def create(
+        self,
+        job_id: str,
+        batch_size: int,
+        *,
+        nonce: str | None = None,
+        max_batch_bytes: int | None = None,
+    ) -> Flow[float]:
         """Creates the job; ``nonce`` (a fresh one by default) names this creation:
         a repeat of it is answered, not refused, and the job's fencing tokens
-        start with it. Prunes a few expired jobs from the namespace's index."""
+        start with it. ``batch_size`` and ``max_batch_bytes`` are kept for a
+        resume's check. Prunes a few expired jobs from the namespace's index."""
         keys = self.keys(job_id)
         reply = yield self._call(
             "createJob",
@@ -179,6 +188,7 @@ class Store:
             batch_size,
             nonce or _request_id(),
             *self.tolerated,
+            "" if max_batch_bytes is None else max_batch_bytes,
         )
         if _text(reply[0]) == Reply.JOB_EXISTS:
             raise JobExistsError(job_id)
@@ -472,6 +482,7 @@ class Store:
                 "total_batches",
                 "error",
                 "sealed_by",
+                "max_batch_bytes",
             )
         )
         if fields[0] is None:
@@ -483,6 +494,7 @@ class Store:
             total_batches=_int(fields[3]),
             error=None if fields[4] is None else _text(fields[4]),
             sealed_by=None if fields[5] is None else _text(fields[5]),
+            max_batch_bytes=None if fields[6] is None else _int(fields[6]),
         )
 
     def reclaimable_in(self, job_id: str) -> Flow[float | None]:

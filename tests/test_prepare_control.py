@@ -127,3 +127,25 @@ def test_resume_after_a_killed_prepare_gives_the_same_job(
         outcome[job] = (summary.processed, summary.failed, failed)
     assert outcome["resumed"] == outcome["reference"]
     assert outcome["resumed"][1] > 0
+
+
+class _Killed(BaseException):
+    """Stands in for the orchestrator's process dying mid-prepare."""
+
+
+def test_resume_needs_the_same_max_batch_bytes(make_import: Make) -> None:
+    """A resume cutting batches by another byte cap would skip the wrong records: refused."""
+    rows = [{"n": str(i), "pad": "x" * 500} for i in range(40)]
+
+    def dies_halfway() -> Any:
+        yield from rows[:20]
+        raise _Killed
+
+    first = make_import(batch_size=10, max_batch_bytes=4096)
+    with pytest.raises(_Killed):
+        first.prepare(IterableSource(dies_halfway()), job_id="cut")
+    other = make_import(batch_size=10, max_batch_bytes=8192)
+    with pytest.raises(ValueError, match="max_batch_bytes=4096"):
+        other.prepare(IterableSource(rows), job_id="cut", resume=True)
+    result = first.prepare(IterableSource(rows), job_id="cut", resume=True)
+    assert result.total_records == 40
