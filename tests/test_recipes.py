@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 import time
 import uuid
@@ -115,7 +116,14 @@ def test_rq_jobs_fan_out_and_hand_over(
     jobs = module.fan_out(job_id, jobs=3, time_budget=0.15, connection=real_client)
     assert len(jobs) == 3
     queue = Queue(module.QUEUE, connection=real_client)
-    SimpleWorker([queue], connection=real_client).work(burst=True)
+    # An RQ worker installs SIGINT/SIGTERM handlers and leaves them behind: put
+    # the test process's own back, or later tests' signals raise rq's exceptions.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        SimpleWorker([queue], connection=real_client).work(burst=True)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert all(job.get_status(refresh=True) == "finished" for job in jobs)
     _check_done(real_client, namespace, job_id, 60)
     assert len(summaries) > 3
