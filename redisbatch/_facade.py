@@ -179,8 +179,8 @@ class DistributedImport(_Facade):
         client.
       schema: the ``Schema`` each record is validated and coerced against;
         None (default) passes records through unvalidated.
-      batch_size: records per batch (default 100). A batch is what a worker
-        claims, commits, and gets back after a crash, in one piece.
+      batch_size: records per batch (default 100). A batch is the unit a
+        worker claims and commits, and that another redoes after a crash.
       continue_on_error: True (default): a failed record is stored with its
         errors and the batch goes on. False: the first failed record stops
         its batch, which is committed FAILED with what was done so far (the
@@ -195,9 +195,9 @@ class DistributedImport(_Facade):
       stale_batch_timeout: seconds (default 60) after which a batch whose
         worker has neither committed nor heartbeated may be reclaimed by
         another worker. Live workers heartbeat by themselves every third of it
-        (20 s by default): each processor call or retry wait
-        must return within that third, or the worker may lose its batch (its
-        commit is then refused and another worker redoes the batch). A worker
+        (20 s by default): each processor call or retry wait must return
+        within that third, or the worker may lose its batch (its commit is
+        then refused and another worker redoes the batch). A worker
         stopped by Ctrl-C or SIGTERM hands its batch back at once; only one
         killed outright leaves its batch waiting for this timeout.
       max_batch_attempts: deliveries of one batch (first claim, reclaims,
