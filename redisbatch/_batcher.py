@@ -27,7 +27,7 @@ from ._unique import UniqueKeys
 
 __all__ = ["DEFAULT_MAX_BATCH_BYTES", "Batcher", "EncodedBatch"]
 
-#: The default cap on a batch's encoded size (API contract, section 1).
+#: The default cap on a batch's encoded size (the ``max_batch_bytes`` option).
 DEFAULT_MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
 #: Room kept in a batch's cap for its framing (first index, array headers).
 _FRAME_BYTES: Final = 32

@@ -1,6 +1,6 @@
-"""One field's checks, decided once from its declaration (API contract,
-section 3, steps 4 and 5 for one field): the coercer per type, the compiled
-pattern, the choice set, the messages. ``error`` makes a ValidationError
+"""One field's checks, decided once from its declaration (steps 4 and 5 of
+the record pipeline listed in ``_pipeline``, for one field): the coercer per
+type, the compiled pattern, the choice set, the messages. ``error`` makes a ValidationError
 with its category.
 
 The floor under both ``_validate`` (a whole schema) and ``_fastpath`` (a
@@ -49,7 +49,8 @@ BAD: Final = _Bad()
 
 
 def is_empty(value: Any) -> bool:
-    """``None``, ``""`` and absent are empty (API contract, section 8)."""
+    """``None``, ``""`` and absent are empty: ``required`` rejects them, ``default``
+    replaces them, and no other check runs on them."""
     return value is None or value is MISSING or value == ""
 
 

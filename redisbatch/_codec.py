@@ -43,7 +43,12 @@ _ABSENT_EXT: Final = 1
 
 
 class _Absent:
-    """The type of :data:`ABSENT`."""
+    """The type of ``ABSENT``: the value of a column a record does not have.
+
+    Records of free-form sources (JSON, XML, iterables) may lack keys that
+    other records have; in a stored batch the missing ones hold ``ABSENT``,
+    kept apart from an explicit ``None``. Records reach hooks and processors
+    without those keys, so user code normally never meets it."""
 
     __slots__ = ()
 

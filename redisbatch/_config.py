@@ -34,7 +34,7 @@ def check_positive_int(name: str, value: Any) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The constructor options of API contract section 1, validated."""
+    """The facades' constructor options (see ``help(DistributedImport)``), validated."""
 
     batch_size: int = 100
     continue_on_error: bool = True

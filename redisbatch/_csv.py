@@ -68,6 +68,14 @@ _SENTINEL: Final = "\ue000redisbatch end of chunk\ue000"
 class CsvParser(Parser):
     """CSV with a header row (or ``columns`` given: the file has none).
 
+    Args:
+      delimiter: the field separator (default ``","``); None sniffs it from
+        the start of the file among ``,`` ``;`` tab and ``|``.
+      quotechar: the quote character (default ``'"'``).
+      encoding: the file's text encoding (default ``"utf-8"``, a leading BOM
+        skipped); e.g. ``"cp1252"`` for a file saved by Excel on Windows.
+      columns: the column names, for a file without a header row.
+
     A row with the wrong number of values becomes a ``PARSE_ERROR`` record
     naming its line; blank lines are ignored. Every record knows the line it
     starts on (``ProcessedRecord.line``). Bytes that are not text in
@@ -100,6 +108,8 @@ class CsvParser(Parser):
         return f"CsvParser(delimiter={self.delimiter!r}, encoding={self.encoding!r})"
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+        """Yields the rows of the CSV document in ``chunks`` (see the class);
+        ``origin`` names the source in errors."""
         text = DecodedText(chunks, self.encoding)
         first = ""
         delimiter = self.delimiter

@@ -1,4 +1,7 @@
-"""Local events (API contract, section 4): types and the emitter.
+"""Local events: their types and the emitter.
+
+Subscribe with ``on(event.type, handler)`` or ``on_any(handler)`` on a facade;
+each handler receives one event object.
 
 Events are local to the instance that emits them; the cross-worker feed is
 the job's events stream in Redis. A handler that raises is logged and
@@ -33,7 +36,13 @@ log = logging.getLogger("redisbatch")
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of every event: ``type``, ``job_id`` and ``timestamp`` (epoch seconds)."""
+    """Base of every event: ``type`` (the string ``on`` subscribes to), ``job_id``
+    and ``timestamp`` (float epoch seconds, when it was emitted).
+
+    Events are local: only the facade instance whose call did the work emits
+    them, to the handlers registered on it. A handler that raises is logged
+    and ignored; it never breaks processing.
+    """
 
     type: ClassVar[str]
     job_id: str
@@ -41,12 +50,20 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DistributedPrepared(Event, frozen=True, kw_only=True):
+    """``distributed:prepared``: emitted by ``prepare`` once the job is sealed;
+    ``total_records``/``total_batches`` are what it stored (``job_id``,
+    ``timestamp`` as on every event)."""
+
     type: ClassVar[str] = "distributed:prepared"
     total_records: int
     total_batches: int
 
 
 class BatchClaimed(Event, frozen=True, kw_only=True):
+    """``batch:claimed``: emitted when this instance's worker ``worker_id`` claims
+    batch ``batch_id`` (0-based ``batch_index``) of ``job_id``, at
+    ``timestamp``."""
+
     type: ClassVar[str] = "batch:claimed"
     batch_id: str
     batch_index: int
@@ -54,6 +71,10 @@ class BatchClaimed(Event, frozen=True, kw_only=True):
 
 
 class BatchStarted(Event, frozen=True, kw_only=True):
+    """``batch:started``: emitted right after ``batch:claimed``, before the first
+    record; ``record_count`` is how many records the batch ``batch_id``
+    (``batch_index``) of ``job_id`` holds; ``timestamp`` as on every event."""
+
     type: ClassVar[str] = "batch:started"
     batch_id: str
     batch_index: int
@@ -61,6 +82,12 @@ class BatchStarted(Event, frozen=True, kw_only=True):
 
 
 class BatchCompleted(Event, frozen=True, kw_only=True):
+    """``batch:completed``: emitted when a batch's commit is accepted and the batch
+    did not fail; ``processed_count``/``failed_count`` of its ``total_count``
+    records succeeded/failed (``batch_id``, ``batch_index``, ``job_id``,
+    ``timestamp`` as usual). Not emitted for a commit that hands part of the
+    batch back (time budget, stopped worker)."""
+
     type: ClassVar[str] = "batch:completed"
     batch_id: str
     batch_index: int
@@ -70,6 +97,11 @@ class BatchCompleted(Event, frozen=True, kw_only=True):
 
 
 class BatchFailed(Event, frozen=True, kw_only=True):
+    """``batch:failed``: emitted instead of ``batch:completed`` when batch
+    ``batch_id`` (``batch_index``) of ``job_id`` is committed FAILED (a record
+    failed with ``continue_on_error=False``) or dead-lettered after
+    ``max_batch_attempts``; ``error`` says why; ``timestamp`` as usual."""
+
     type: ClassVar[str] = "batch:failed"
     batch_id: str
     batch_index: int
@@ -77,12 +109,20 @@ class BatchFailed(Event, frozen=True, kw_only=True):
 
 
 class RecordProcessed(Event, frozen=True, kw_only=True):
+    """``record:processed``: the record at source index ``record_index`` of batch
+    ``batch_id`` of ``job_id`` went through the processor (and the
+    ``after_process`` hook) without error; ``timestamp`` as usual."""
+
     type: ClassVar[str] = "record:processed"
     batch_id: str
     record_index: int
 
 
 class RecordFailed(Event, frozen=True, kw_only=True):
+    """``record:failed``: the record at source index ``record_index`` of batch
+    ``batch_id`` of ``job_id`` is invalid or failed in processing; ``error`` is
+    the message, ``record`` its ``ProcessedRecord``; ``timestamp`` as usual."""
+
     type: ClassVar[str] = "record:failed"
     batch_id: str
     record_index: int
@@ -91,6 +131,11 @@ class RecordFailed(Event, frozen=True, kw_only=True):
 
 
 class RecordRetried(Event, frozen=True, kw_only=True):
+    """``record:retried``: the processor raised ``error`` on the record at source
+    index ``record_index`` (batch ``batch_id`` of ``job_id``) and retry number
+    ``attempt`` (1-based) of ``max_retries`` follows after its backoff;
+    ``timestamp`` as usual."""
+
     type: ClassVar[str] = "record:retried"
     batch_id: str
     record_index: int
@@ -100,6 +145,10 @@ class RecordRetried(Event, frozen=True, kw_only=True):
 
 
 class JobCompleted(Event, frozen=True, kw_only=True):
+    """``job:completed``: emitted once per job across all workers, by the instance
+    whose call finalized ``job_id`` (COMPLETED or FAILED; ``abort`` emits
+    none); ``summary`` is its ``JobSummary``; ``timestamp`` as usual."""
+
     type: ClassVar[str] = "job:completed"
     summary: JobSummary
 

@@ -1,5 +1,5 @@
 """``export_failed``: a job's failed and invalid records as a file a person can
-fix and import again (API contract, section 7).
+fix and import again.
 
 Each record is written with its original columns, then ``_row`` (its 0-based
 index in the source), ``_line`` (its line in the source, where the source has
@@ -48,8 +48,8 @@ def columns_flow(store: Store, job_id: str) -> Flow[tuple[bool, list[str]]]:
 
 
 class _JobNotFound(_exceptions.RedisBatchError, LookupError):
-    """Stands in for ``JobNotFoundError`` (API contract, section 6) where the
-    package does not define it yet."""
+    """Stands in for ``JobNotFoundError`` where the package does not define it
+    yet."""
 
 
 def job_not_found(job_id: str) -> Exception:

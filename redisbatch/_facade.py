@@ -1,5 +1,5 @@
-"""The facades (API contract, section 1): ``DistributedImport`` here, and the
-base both it and ``AsyncDistributedImport`` share.
+"""The facades: ``DistributedImport`` here, and the base both it and
+``AsyncDistributedImport`` share.
 
 Each public method is a flow from ``Core`` handed to the facade's driver:
 the only code written twice is that hand-over (``run(...)`` vs
@@ -37,7 +37,7 @@ AnyProcessor = Processor | BatchProcessor
 
 
 class ImportOptions(TypedDict, total=False):
-    """The keyword options both facades take (API contract, section 1)."""
+    """The keyword options both facades take (see ``help(DistributedImport)``)."""
 
     batch_size: int
     continue_on_error: bool
@@ -128,27 +128,128 @@ class _Facade:
         check_client_options(client.get_connection_kwargs())  # type: ignore[attr-defined]
 
     def on(self, event_type: str, handler: Handler) -> Any:
-        """Calls ``handler(event)`` for each local event of that type."""
+        """Calls ``handler(event)`` for each event of ``event_type`` this instance emits.
+
+        ``event_type`` is one of ``"distributed:prepared"``, ``"batch:claimed"``,
+        ``"batch:started"``, ``"batch:completed"``, ``"batch:failed"``,
+        ``"record:processed"``, ``"record:failed"``, ``"record:retried"``,
+        ``"job:completed"`` (the ``type`` of the event classes, e.g.
+        ``BatchClaimed.type``); another raises ``ValueError``. Events are local:
+        a handler sees what this instance's own calls did, not other workers'.
+        A handler that raises is logged and ignored. Returns ``self``, so calls
+        chain."""
         self._core.emitter.on(event_type, handler)
         return self
 
     def on_any(self, handler: Handler) -> Any:
-        """Calls ``handler(event)`` for every local event."""
+        """Calls ``handler(event)`` for every event this instance emits (see ``on``).
+        Returns ``self``."""
         self._core.emitter.on_any(handler)
         return self
 
     def off_any(self, handler: Handler) -> Any:
+        """Stops calling ``handler`` registered with ``on_any`` (nothing happens if it
+        was not). Returns ``self``."""
         self._core.emitter.off_any(handler)
         return self
 
     @staticmethod
     def new_worker_id() -> str:
-        """The default worker id: ``hostname:pid:random``."""
+        """A new worker id as ``run_worker`` makes one when none is given:
+        ``hostname:pid:random``."""
         return default_worker_id()
 
 
 class DistributedImport(_Facade):
-    """Prepare a source into batches in Redis; process them from any number of workers."""
+    """Prepare a source into batches in Redis; process them from any number of workers.
+
+    One process calls ``prepare(source, parser)``: it streams the source once
+    into batches stored in Redis and returns a ``PrepareResult`` whose
+    ``job_id`` the workers need. Any number of workers (processes, machines,
+    queue tasks, serverless functions) call ``run_worker(job_id, processor)``:
+    each claims batches atomically, validates their records against the
+    schema, passes each valid record to ``processor(record, ctx)``, commits
+    the batch's counts, and returns when the job is final; exactly one of them
+    finalizes it. ``status(job_id)`` tells where a job stands,
+    ``failed_records(job_id)`` what failed and why.
+
+    Counts, failed records and finalization are exactly-once, but a processor
+    may see a record twice (a worker can die after processing and before
+    committing): make its writes idempotent, keyed on
+    ``ctx.idempotency_key``.
+
+    Args:
+      redis: a redis-py *sync* client (``redis.Redis``, ``redis.RedisCluster``,
+        ``fakeredis.FakeRedis``) created with ``decode_responses=False`` (the
+        default). Use ``AsyncDistributedImport`` with a ``redis.asyncio``
+        client.
+      schema: the ``Schema`` each record is validated and coerced against;
+        None (default) passes records through unvalidated.
+      batch_size: records per batch (default 100). A batch is the unit a
+        worker claims and commits, and that another redoes after a crash.
+      continue_on_error: True (default): a failed record is stored with its
+        errors and the batch goes on. False: the first failed record stops
+        its batch, which is committed FAILED with what was done so far (the
+        records after it are skipped: neither processed nor failed); other
+        batches go on, and the job ends FAILED.
+      max_retries: how many times a processor call that raised is retried
+        (default 0: not at all) before the record fails with
+        ``processing_error`` set; each retry emits ``record:retried``.
+        Invalid records are never retried.
+      retry_delay: backoff in seconds (default 1.0): retry k waits
+        ``retry_delay * 2**(k-1)``, i.e. 1, 2, 4, ... seconds.
+      stale_batch_timeout: seconds (default 60) after which a batch whose
+        worker has neither committed nor heartbeated may be reclaimed by
+        another worker. Live workers heartbeat by themselves every third of it
+        (20 s by default): each processor call or retry wait must return
+        within that third, or the worker may lose its batch (its commit is
+        then refused and another worker redoes the batch). A worker
+        stopped by Ctrl-C or SIGTERM hands its batch back at once; only one
+        killed outright leaves its batch waiting for this timeout.
+      max_batch_attempts: deliveries of one batch (first claim, reclaims,
+        claims after a release) before it is dead-lettered (default 5): the
+        batch becomes FAILED, its records fail with ``processing_error``
+        "batch dead-lettered after N attempts", and the job ends FAILED. A
+        hand-back by a time budget or a stopped worker is not an attempt.
+      hooks: a ``Hooks`` of optional callables run around each record:
+        ``before_validate``, ``after_validate``, ``before_process``,
+        ``after_process`` (see ``help(Hooks)``). A hook that raises fails the
+        record with "<hook_name> hook failed: <message>".
+      duplicate_checker: a callable ``(record, ctx) -> bool | DuplicateResult``
+        asked, for each record still valid after validation and
+        ``unique_fields``, whether it already exists elsewhere (say, in your
+        database). True makes the record invalid with code
+        ``EXTERNAL_DUPLICATE``; so does an exception in it, with the message
+        "Duplicate check failed: ...".
+      namespace: prefix of every Redis key (default "redisbatch"); jobs in
+        two namespaces never see each other. No braces.
+      retention: seconds every key of a job (state, counts, failed records)
+        is kept once the job is final (default 7 days); None keeps them
+        forever. A batch's raw records are deleted as soon as it is
+        committed, whatever this is.
+      max_pending_batches: backpressure (default None: no limit): ``prepare``
+        waits while this many stored batches are still unclaimed, so a
+        source larger than Redis' memory can feed slower workers.
+      max_batch_bytes: a batch is cut when its encoded records reach this
+        many bytes (default 4 MiB, at least 1024), even below
+        ``batch_size``; a single record larger than this is stored as a
+        ``PARSE_ERROR`` record.
+
+    An invalid option raises ``TypeError`` or ``ConfigurationError`` (a
+    ``ValueError``) naming it; so does a client that is not a sync redis-py
+    client, or one with ``decode_responses=True``.
+
+    A job's states: PREPARING (``prepare`` is storing; workers may already
+    run), PROCESSING, PAUSED (``pause``), then one final state: COMPLETED,
+    FAILED (a batch failed: ``continue_on_error=False`` or dead-lettered; or
+    the source could not be read) or ABORTED (``abort``). Records that fail
+    validation or processing do not fail the job; they are listed by
+    ``failed_records``.
+
+    Events (``on``/``on_any``) are local to this instance. The library logs
+    to the ``redisbatch`` logger (stale reclaims, dead-letters, a worker
+    waiting on batches held by others).
+    """
 
     _driver: SyncDriver
 
@@ -168,17 +269,48 @@ class DistributedImport(_Facade):
         job_id: str | None = None,
         resume: bool = False,
     ) -> PrepareResult:
-        """Streams the source into batches in Redis, then seals the job."""
+        """Streams ``source`` once into batches in Redis, then seals the job.
+
+        Args:
+          source: a ``FileSource``, ``BytesSource``, ``UrlSource`` or
+            ``IterableSource`` (of dicts).
+          parser: ``CsvParser()``, ``JsonParser()`` or ``XmlParser()``; may be
+            omitted only for an ``IterableSource``.
+          job_id: the id to give the job (a non-empty string without braces);
+            default a new uuid4 hex.
+          resume: continue a prepare whose process died (the job still
+            PREPARING): the same source is read again, batches already stored
+            are skipped, and the job ends as an uninterrupted prepare would.
+
+        Each batch is published as soon as it is stored: workers may start
+        before this returns (``run_worker(..., wait_for_job=...)`` waits for
+        the job to appear). Returns a ``PrepareResult`` (``job_id``,
+        ``total_records``, ``total_batches``); emits
+        ``distributed:prepared``. An empty source gives a job COMPLETED at
+        once. ``abort`` from elsewhere stops it at its next batch, returning
+        what was stored.
+
+        Raises ``JobExistsError`` when ``job_id`` is in use (with
+        ``resume=True``: when the job is not one left PREPARING, saying why);
+        ``SourceError`` when the source cannot be opened (no job is created)
+        or fails mid-stream (the job is left FAILED with ``error`` set);
+        ``ConfigurationError`` for a byte source without a parser."""
         return self._driver.run(self._core.prepare_flow(source, parser, job_id, resume))
 
     def preview(
         self, source: Any, parser: Parser | None = None, max_records: int = 10
     ) -> PreviewResult:
-        """Validates the first records of a source without storing anything."""
+        """Validates the first ``max_records`` records of ``source`` (read with
+        ``parser``, as in ``prepare``) without touching Redis. Returns a
+        ``PreviewResult``: valid and invalid records with their errors, how
+        many were sampled, and the source's columns. ``unique_fields`` are
+        checked within the sample; no hook, ``duplicate_checker`` or processor
+        runs."""
         return self._core.preview(source, parser, max_records)
 
     def count(self, source: Any, parser: Parser | None = None) -> int:
-        """How many records the source yields (after ``skip_empty_rows``)."""
+        """How many records ``source`` (read with ``parser``) yields, after the
+        schema's ``skip_empty_rows``; reads the whole source, stores nothing."""
         return self._core.count(source, parser)
 
     # ------------------------------------------------------------ workers
@@ -191,7 +323,26 @@ class DistributedImport(_Facade):
         *,
         time_budget: float | None = None,
     ) -> BatchResult:
-        """Claims one batch, processes it, commits it, and maybe finalizes the job."""
+        """Claims one batch of ``job_id`` (reclaiming a stale one first if any),
+        runs its records through validation and ``processor``, commits the
+        batch's results atomically, and finalizes the job if it was the last.
+
+        Args:
+          processor: ``processor(record, ctx)`` called per valid record with a
+            ``ProcessingContext`` (its return value is ignored; raising fails
+            the record after ``max_retries``), or a ``batch_processor``.
+          worker_id: this worker's name (any non-empty string without braces;
+            ``new_worker_id()`` makes one). The batch is held under it.
+          time_budget: seconds this call may take (a serverless function passes
+            its remaining time minus a margin); when it would be exceeded the
+            worker stops taking records, commits what it finished and hands
+            the rest of the batch back (not counted as an attempt).
+
+        Returns a ``BatchResult``: ``claimed=False`` with a ``reason`` when
+        nothing was claimable; ``accepted=False`` when the batch was taken
+        from this worker before it committed (nothing counted twice);
+        ``job_complete=True`` for the one call that finalized the job.
+        Connection errors propagate (use ``run_worker`` to ride them out)."""
         return self._driver.run(self._core.batch_flow(job_id, processor, worker_id, time_budget))
 
     def run_worker(
@@ -205,8 +356,18 @@ class DistributedImport(_Facade):
         wait_for_job: float = 0.0,
         handle_signals: bool = False,
     ) -> WorkerSummary:
-        """Processes batches until the job reaches a final state (or, with
-        ``wait=False``, until nothing is claimable; or the budget is spent).
+        """Processes batches of ``job_id`` until the job reaches a final state
+        (COMPLETED, FAILED or ABORTED); the usual worker loop.
+
+        While the job is PREPARING or PAUSED, or other workers hold its last
+        batches, it keeps polling, and so reclaims a dead worker's batches
+        once they are stale. Args: ``processor`` and ``time_budget`` as in
+        ``process_worker_batch`` (the budget also ends the polling);
+        ``worker_id`` default ``new_worker_id()``; ``wait=False`` returns as
+        soon as nothing is claimable; ``wait_for_job`` seconds to wait for a
+        job that does not exist yet (default 0). Returns a ``WorkerSummary``
+        whose ``state`` tells a COMPLETED job from a FAILED or ABORTED one
+        (None if the job was deleted meanwhile).
 
         A job that does not exist raises ``JobNotFoundError`` once
         ``wait_for_job`` seconds have passed without it appearing.
@@ -224,21 +385,31 @@ class DistributedImport(_Facade):
             return self._driver.run(flow, gate)
 
     def release_batch(self, job_id: str, batch_id: str | int, worker_id: str) -> bool:
-        """Returns a claimed batch to the queue if ``worker_id`` still holds it."""
+        """Returns batch ``batch_id`` (its id or index) of ``job_id`` to the queue,
+        only if ``worker_id`` still holds it; its holder's later commit or
+        heartbeat is then refused. The next claim counts as a new attempt.
+        Returns True if the batch was released, False otherwise."""
         return self._driver.run(self._core.release_flow(job_id, batch_id, worker_id))
 
     def reclaim_stale_batches(self, job_id: str, timeout: float | None = None) -> int:
-        """Makes batches idle longer than ``timeout`` claimable again."""
+        """Makes the batches of ``job_id`` whose holder has not committed or
+        heartbeated for ``timeout`` seconds (default ``stale_batch_timeout``)
+        claimable again, revoking their holders. Workers do this by
+        themselves; this is for operators. Returns how many were reclaimed."""
         return self._driver.run(self._core.reclaim_flow(job_id, timeout))
 
     # ------------------------------------------------------------ reading
 
     def status(self, job_id: str) -> JobStatus | None:
-        """A consistent snapshot of the job, or None for an unknown job."""
+        """A consistent snapshot of ``job_id`` as a ``JobStatus`` (state, batch and
+        record counts, timestamps), or None for an unknown (or expired) job."""
         return self._driver.run(self._core.status_flow(job_id))
 
     def failed_records(self, job_id: str) -> Iterator[ProcessedRecord]:
-        """Every invalid or failed record with its errors, in source order."""
+        """Yields every invalid or failed record of ``job_id`` as a
+        ``ProcessedRecord`` (with its ``errors`` and ``processing_error``), in
+        source order, reading Redis a few batches at a time. Nothing for an
+        unknown job."""
         total = self._driver.run(self._core.total_batches_flow(job_id))
         for flow in self._core.failed_chunks(job_id, total):
             yield from self._driver.run(flow)
@@ -246,15 +417,35 @@ class DistributedImport(_Facade):
     # ------------------------------------------------------------ control
 
     def pause(self, job_id: str) -> bool:
+        """Pauses ``job_id``: no batch is claimed until ``resume``. Workers keep
+        running and polling (``run_worker`` does not return); batches already
+        claimed finish and their commits count; a running ``prepare`` goes on
+        storing. Returns True if the job was paused, False for an unknown job
+        or one not PREPARING or PROCESSING."""
         return self._driver.run(self._core.pause_flow(job_id))
 
     def resume(self, job_id: str) -> bool:
+        """Resumes a paused ``job_id``: claims go on (back to PREPARING if its
+        ``prepare`` has not finished, else PROCESSING); if every batch finished
+        while it was paused, this call finalizes the job and emits
+        ``job:completed``. Returns True if the job was resumed, False for an
+        unknown job or one not PAUSED."""
         return self._driver.run(self._core.resume_flow(job_id))
 
     def abort(self, job_id: str) -> bool:
+        """Ends ``job_id`` as ABORTED, a final state: no batch is claimed again,
+        waiting workers' ``run_worker`` return (``state="ABORTED"``), and a
+        running ``prepare`` stops at its next batch. Batches already claimed
+        may still commit: what they finished counts, the rest is skipped. No
+        ``job:completed`` is emitted; the retention clock starts. Returns True
+        if the job was aborted, False for an unknown or already final job."""
         return self._driver.run(self._core.abort_flow(job_id))
 
     def delete(self, job_id: str) -> bool:
+        """Removes every Redis key of ``job_id`` (state, batches, counts, failed
+        records), whatever its state; workers still running on it return with
+        ``state=None`` and their commits are refused. Returns True if anything
+        was removed, False for an unknown job."""
         return self._driver.run(self._core.delete_flow(job_id))
 
     # ------------------------------------------------------------ operating jobs

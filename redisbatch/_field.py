@@ -27,7 +27,8 @@ FIELD_TYPES: Final = frozenset(
 
 
 class _Missing:
-    """The type of :data:`MISSING`: 'no default given' / 'value absent'."""
+    """The type of ``MISSING``: "no default given" (``Field(default=MISSING)``, the
+    default) or "value absent". It is falsy; compare with ``is MISSING``."""
 
     _instance: _Missing | None = None
 
@@ -51,7 +52,14 @@ MISSING: Final = _Missing()
 
 @dataclass(frozen=True, slots=True)
 class FieldCheck:
-    """What a ``validator`` may return instead of a plain bool."""
+    """What a ``Field(validator=...)`` may return instead of a plain bool.
+
+    ``valid``: the value passes. ``message``: the error's message (default
+    a generic one naming the field). ``severity``: ``"error"`` (default;
+    the record is invalid, code ``CUSTOM_VALIDATION``) or ``"warning"`` (the
+    record stays valid; the warning is attached to its ``errors``).
+    ``suggestion``/``metadata``: copied onto the ``ValidationError``.
+    """
 
     valid: bool
     message: str | None = None
@@ -62,7 +70,49 @@ class FieldCheck:
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One column of a schema. Options are described in the API contract, section 3."""
+    """One field (column) of a ``Schema``: how its value is transformed, checked
+    and coerced before a record reaches the processor.
+
+    Args:
+      name: the field's name, the key in the record the processor gets.
+      type: ``"string"`` (default, value as ``str``), ``"email"`` (``str``),
+        ``"number"`` (``int`` for integral text, else ``float``),
+        ``"integer"`` (``int``), ``"boolean"`` (true/false, 1/0, yes/no in
+        any case, to ``bool``), ``"date"`` (ISO 8601, to ``datetime.date``),
+        ``"datetime"`` (ISO 8601, to ``datetime.datetime``), ``"array"``
+        (text split on ``separator`` to ``list[str]``) or ``"custom"`` (kept
+        as given). A value that does not convert is ``TYPE_MISMATCH``;
+        values already of the target type (JSON numbers, booleans) pass as
+        they are, and a ``bool`` is not a number.
+      required: an empty value (absent, ``None`` or ``""``) is ``REQUIRED``
+        (default False: it reaches the processor as ``None``).
+      pattern: a regex (string or compiled) searched (``re.search``) in the
+        text value, else ``PATTERN_MISMATCH``.
+      validator: ``validator(coerced_value)`` returning a bool or a
+        ``FieldCheck``; False is ``CUSTOM_VALIDATION``.
+      transform: ``transform(value)`` applied to a non-empty value before it
+        is checked and coerced (for an array, to the list after splitting);
+        an exception in it is ``CUSTOM_VALIDATION``.
+      default: the value used when it is absent or empty (default
+        ``MISSING``: none); a default is then checked like a given value.
+      separator: what an array's text is split on (default ``","``); items
+        are stripped and empty items dropped.
+      item_transform: applied to each item of an array after splitting.
+      aliases: other column names accepted for this field, compared
+        case-insensitively (``aliases=("E-mail", "mail")``).
+      choices: the allowed values, compared exactly after coercion, else
+        ``INVALID_CHOICE``.
+      min, max: inclusive bounds of a number, date or datetime, else
+        ``OUT_OF_RANGE``.
+      min_length, max_length: inclusive bounds on the length of a string or
+        array, else ``INVALID_LENGTH``.
+
+    Type checks, ``pattern``, the bounds, ``choices`` and ``validator`` run
+    only on non-empty values. A declaration that could never work (an
+    unknown type, a pattern that does not compile, ``min`` above ``max``,
+    ``choices`` of the wrong type) raises ``ConfigurationError`` naming the
+    field when the ``Field`` is built.
+    """
 
     name: str
     type: FieldType = "string"
@@ -116,7 +166,7 @@ def _of_type(value: Any, kind: str) -> bool:
     """Could a coerced value of field type ``kind`` equal (or compare with) ``value``?"""
     types, _ = _VALUE_TYPES[kind]
     if isinstance(value, bool) and kind != "boolean":
-        return False  # a bool is not a number (API contract, section 8)
+        return False  # a bool is not a number (True is not 1 to a schema)
     if kind == "date" and isinstance(value, datetime):
         return False  # a date field's values are dates, never datetimes
     return isinstance(value, types)

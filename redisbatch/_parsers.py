@@ -102,9 +102,16 @@ def row_is_empty(values: Iterable[Any]) -> bool:
 
 
 class Parser:
-    """Base of parsers."""
+    """Base of parsers: ``CsvParser``, ``JsonParser`` and ``XmlParser`` turn the
+    bytes of a source into records. Pass one to ``prepare``, ``preview`` or
+    ``count`` with a ``FileSource``, ``BytesSource`` or ``UrlSource``."""
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+        """Reads ``chunks`` (byte chunks of one document) lazily and yields its
+        records; ``origin`` names the source in error messages. A document
+        that cannot be read raises ``SourceError``; a single unreadable record
+        is yielded as a failure that becomes a ``PARSE_ERROR`` record. The
+        library calls this; users normally do not."""
         raise NotImplementedError
 
 
@@ -256,7 +263,7 @@ class JsonParser(Parser):
 
     An element or line that is not an object, a malformed NDJSON line, one
     nested too deeply to decode, and an element or line larger than
-    ``RECORD_BYTES`` (read through, not kept) is a ``PARSE_ERROR`` record; a
+    16 MiB (read through, not kept) is a ``PARSE_ERROR`` record; a
     truncated or broken array, or bytes in it that are not UTF-8, is a
     ``SourceError`` naming the byte offset. NDJSON records know their line.
     """
@@ -265,6 +272,8 @@ class JsonParser(Parser):
         return "JsonParser()"
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+        """Yields the objects of the JSON array or NDJSON document in ``chunks``
+        (see the class); ``origin`` names the source in errors."""
         stream = iter(chunks)
         head = b""
         for chunk in stream:
@@ -520,7 +529,8 @@ _DOCTYPE_MARKS = tuple(
 
 
 class XmlParser(Parser):
-    """Streams the elements named ``record_tag`` as records: their attributes
+    """Streams the elements named ``record_tag`` (default ``"record"``) as
+    records: their attributes
     and the text of their child elements become fields (a child tag repeated
     becomes a list). Elements are cleared as soon as they are read. A document
     whose root holds elements but none named ``record_tag`` is a
@@ -539,6 +549,8 @@ class XmlParser(Parser):
         return f"XmlParser(record_tag={self.record_tag!r})"
 
     def records(self, chunks: Iterable[bytes], origin: str) -> Iterator[Any]:
+        """Yields one dict per ``record_tag`` element of the document in
+        ``chunks`` (see the class); ``origin`` names the source in errors."""
         parser: Any = ElementTree.XMLPullParser(events=("start", "end"))
         tree = _XmlTree(self.record_tag)
         tail = b""

@@ -1,6 +1,21 @@
-"""The record pipeline (API contract, section 3): one batch's records through
-aliases, hooks, validation, uniqueness, the duplicate checker, the processor
-with retries, and back.
+"""The record pipeline: one batch's records through aliases, hooks, validation,
+uniqueness, the duplicate checker, the processor with retries, and back.
+
+The steps, per record (other modules refer to them by number):
+
+1. skip rows whose every value is empty (``skip_empty_rows``; done when the
+   source is read, so skipped rows are never records);
+2. resolve ``aliases`` to field names;
+3. ``hooks.before_validate``;
+4. transforms: array split, ``transform``, ``default``;
+5. validation and coercion (``strict`` rejects unknown columns);
+6. ``unique_fields`` across the job (first occurrence in source order wins);
+7. the ``duplicate_checker``, for records still valid;
+8. ``hooks.after_validate``, after which the status is re-derived;
+9. invalid records are stored as failed; valid ones go to
+   ``hooks.before_process``;
+10. the processor, retried ``max_retries`` times with backoff;
+11. ``hooks.after_process``.
 
 It is a flow (see ``_effects``): user code runs through ``Call``/``CallEach``
 effects and backoff waits are ``Sleep`` effects, so the sync and async
@@ -58,7 +73,31 @@ Duplicates = dict[int, list[tuple[str, int]]]
 
 @dataclass(frozen=True, slots=True)
 class Hooks:
-    """Optional hooks around each record (API contract, section 3)."""
+    """Optional hooks around each record, given as ``DistributedImport(hooks=...)``.
+
+    Each is a callable ``(x, ctx)`` with ``ctx`` the record's
+    ``ProcessingContext``; all default to None (no hook). On
+    ``AsyncDistributedImport`` they may be ``async def``.
+
+    - ``before_validate(record, ctx) -> dict``: gets the raw record (a dict,
+      aliases resolved) and returns the record to validate (e.g. to fix or
+      rename columns).
+    - ``after_validate(processed_record, ctx) -> ProcessedRecord``: gets the
+      ``ProcessedRecord`` after validation, uniqueness and the duplicate
+      checker, and returns it, possibly with errors added or removed (e.g.
+      with ``msgspec.structs.replace``); the status is then re-derived from
+      the errors (any of severity ``"error"`` makes it invalid).
+    - ``before_process(record, ctx) -> record``: gets a valid record's parsed
+      value and returns what the processor receives.
+    - ``after_process(processed_record, ctx)``: called after the processor
+      succeeded, with the ``ProcessedRecord`` (status ``"processed"``); its
+      return value is ignored. With a batch processor it runs per succeeded
+      record.
+
+    A hook that raises fails the record with ``processing_error``
+    ``"<hook_name> hook failed: <message>"`` (an ``after_process`` failure
+    turns the processed record into a failed one).
+    """
 
     before_validate: Callable[[dict[str, Any], ProcessingContext], Any] | None = None
     after_validate: Callable[[ProcessedRecord, ProcessingContext], Any] | None = None
@@ -67,20 +106,41 @@ class Hooks:
 
 
 class DuplicateResult(msgspec.Struct, frozen=True):
-    """What a duplicate checker may return instead of a plain bool."""
+    """What a ``duplicate_checker`` may return instead of a plain bool.
+
+    ``is_duplicate``: the record already exists elsewhere (it is then invalid
+    with code ``EXTERNAL_DUPLICATE``). ``existing_id``: optionally, the id of
+    the existing record, put in the error's ``metadata``.
+    """
 
     is_duplicate: bool
     existing_id: Any = None
 
 
 class DuplicateChecker(Protocol):
-    """``(record, ctx) -> bool | DuplicateResult``: is this record already stored elsewhere?"""
+    """The type of ``DistributedImport(duplicate_checker=...)``: a callable
+    ``(record, ctx) -> bool | DuplicateResult``.
+
+    Called for each record still valid after validation and
+    ``unique_fields`` with its parsed value and ``ProcessingContext``; it
+    answers whether the record already exists elsewhere (say, in your
+    database). True (or ``DuplicateResult(True, existing_id)``) makes the
+    record invalid with code ``EXTERNAL_DUPLICATE``; an exception in it does
+    too, with the message "Duplicate check failed: ...". On the async facade
+    it may be ``async def``. Any function of that shape will do: this
+    Protocol is only for type annotations.
+    """
 
     def __call__(self, record: Any, ctx: ProcessingContext) -> bool | DuplicateResult: ...
 
 
 class BatchProcessor:
-    """A processor called once per batch with its valid records (``batch_processor``)."""
+    """A processor called once per batch: what ``batch_processor`` returns.
+
+    ``BatchProcessor(fn)`` (or ``@batch_processor``) wraps
+    ``fn(records, ctx)``; pass it wherever a processor goes. Calling it calls
+    ``fn``. ``fn`` is kept as the ``fn`` attribute.
+    """
 
     __slots__ = ("__wrapped__", "fn")
 
@@ -95,7 +155,19 @@ class BatchProcessor:
 
 
 def batch_processor(fn: Callable[[list[Any], BatchContext], Any]) -> BatchProcessor:
-    """Marks ``fn(records, ctx) -> Mapping[record_index, error] | None`` as a batch processor."""
+    """Decorator: makes ``fn(records, ctx)`` a processor called once per batch
+    rather than once per record, for bulk writes (``executemany``, ``COPY``,
+    ``insert_many``).
+
+    ``records`` are the batch's valid records in source order (after
+    ``before_process``), ``ctx`` a ``BatchContext`` (its ``record_indexes``
+    give each record's source index; its ``idempotency_key`` is stable
+    across redeliveries). ``fn`` returns None when every record succeeded,
+    or a mapping ``{record_index: error message}`` of the records that
+    failed. An exception fails the whole call: it is retried ``max_retries``
+    times with backoff, then every record in it fails with that message.
+    ``after_process`` still runs per succeeded record. Returns a
+    ``BatchProcessor``; on the async facade ``fn`` may be ``async def``."""
     return BatchProcessor(fn)
 
 

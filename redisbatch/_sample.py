@@ -193,7 +193,13 @@ def _example(field: Field, row: int) -> str:
 
 
 def generate_template(schema: Schema, example_rows: int = 0) -> str:
-    """A CSV header of the schema's fields, plus synthetic example rows by type."""
+    """A CSV template for ``schema``: a header row of its field names, plus
+    ``example_rows`` (default 0) rows of synthetic values by field type
+    (``user1@example.com`` for an email, ISO dates, a choice for a field
+    with ``choices``, values within ``min``/``min_length``; empty for a
+    custom field). Patterns and validators are not consulted, so an example
+    row may not pass them. Returns the CSV text, ``\n``-terminated lines.
+    Raises ``TypeError`` if ``schema`` is not a ``Schema``."""
     if not isinstance(schema, Schema):
         raise TypeError(f"schema must be a Schema, got {type(schema).__name__}")
     if isinstance(example_rows, bool) or not isinstance(example_rows, int) or example_rows < 0:

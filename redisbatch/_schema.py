@@ -21,7 +21,31 @@ __all__ = ["FIELD_TYPES", "MISSING", "Field", "FieldCheck", "FieldType", "Schema
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """The fields of a record and the record-level rules."""
+    """The fields of a record and the record-level rules.
+
+    Args:
+      fields: the ``Field`` declarations, names distinct.
+      strict: reject a record holding a column that is no field (or alias of
+        one), code ``UNKNOWN_FIELD`` (default False: extra columns reach the
+        processor as they are).
+      skip_empty_rows: rows whose every value is empty (``None`` or ``""``)
+        are dropped when the source is read: they are not records, do not
+        count in ``total_records`` and take no index (default False).
+      unique_fields: names of fields whose values must be unique across the
+        whole job, whatever the number of workers: the first occurrence in
+        source order is valid, later ones are ``DUPLICATE_VALUE`` (strings
+        compared case-insensitively).
+      record_type: the msgspec Struct records are turned into; set by
+        ``from_struct``, not by hand.
+
+    Per record, in this order: aliases resolved; ``hooks.before_validate``;
+    transforms and defaults; type checks and coercion (and ``strict``);
+    ``unique_fields``; the ``duplicate_checker``; ``hooks.after_validate``.
+    An invalid record is stored as failed with its errors; a valid one goes
+    to ``hooks.before_process``, the processor and ``hooks.after_process``.
+    A schema that cannot work (two fields of one name, ``unique_fields``
+    naming no field) raises ``ConfigurationError`` when it is built.
+    """
 
     fields: Sequence[Field]
     _: KW_ONLY
@@ -39,8 +63,15 @@ class Schema:
         skip_empty_rows: bool = False,
         unique_fields: Sequence[str] = (),
     ) -> Schema:
-        """A schema read off a msgspec Struct: valid records then reach the
-        processor (and every hook after ``before_validate``) as its instances."""
+        """A schema read off the msgspec Struct class ``struct_type``: its field
+        names, types (``str``, ``int``, ``float``, ``bool``, ``date``,
+        ``datetime``, ``list[str]``, ``Literal[...]`` as choices), optionality
+        (``X | None`` or a default: not required), defaults, and
+        ``Annotated[..., msgspec.Meta(pattern=, ge=, le=, min_length=,
+        max_length=)]``. ``strict``, ``skip_empty_rows`` and
+        ``unique_fields`` as for ``Schema``. Valid records then reach the
+        processor (and every hook after ``before_validate``, which sees the
+        raw dict) as instances of ``struct_type``."""
         return cls(
             fields_of(struct_type),
             strict=strict,

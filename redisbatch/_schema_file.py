@@ -1,6 +1,6 @@
 """Schemas named on the command line: a JSON or TOML file, or ``MODULE:ATTR``.
 
-A file holds the ``Field`` options that are data (API contract, section 7)::
+A file holds the ``Field`` options that are data (not callables)::
 
     {"fields": [{"name": "email", "type": "email", "required": true}, ...],
      "strict": false, "skip_empty_rows": false, "unique_fields": ["email"]}

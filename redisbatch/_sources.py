@@ -1,4 +1,5 @@
-"""Where records come from (API contract, section 5).
+"""Where records come from: ``FileSource``, ``BytesSource``, ``UrlSource`` (bytes,
+read by a parser) and ``IterableSource`` (records as dicts).
 
 A byte source opens into an iterator of chunks (``open``), which the parser
 turns into records; an :class:`IterableSource` yields records itself. Opening
@@ -31,19 +32,25 @@ CHUNK_SIZE = 1 << 16
 
 
 class ByteSource:
-    """Base of sources that produce bytes for a parser."""
+    """Base of sources that produce bytes for a parser. gzip, bz2 and xz content
+    is recognised by its first bytes and decompressed on the fly."""
 
     def describe(self) -> str:
         """How error messages name this source."""
         raise NotImplementedError
 
     def open(self) -> Iterator[bytes]:
-        """Opens the source; raises :class:`SourceError` when it cannot be opened."""
+        """Opens the source and returns an iterator of byte chunks; raises
+        :class:`SourceError` when it cannot be opened (or, while iterating,
+        read)."""
         raise NotImplementedError
 
 
 class FileSource(ByteSource):
-    """A file on disk, read in chunks: memory stays bounded whatever its size."""
+    """The file at ``path`` (a ``str`` or ``os.PathLike``), read in 64 KiB chunks:
+    memory stays bounded whatever its size. gzip, bz2 and xz files are
+    decompressed on the fly. A missing or unreadable file raises
+    ``SourceError`` when it is opened, before any job exists."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -52,9 +59,12 @@ class FileSource(ByteSource):
         return f"FileSource({str(self.path)!r})"
 
     def describe(self) -> str:
+        """The file's path, as error messages name it."""
         return str(self.path)
 
     def open(self) -> Iterator[bytes]:
+        """Opens the file and returns an iterator of its chunks; raises
+        ``SourceError`` when it cannot be opened or read."""
         try:
             handle = self.path.open("rb")
         except OSError as exc:
@@ -74,7 +84,8 @@ class FileSource(ByteSource):
 
 
 class BytesSource(ByteSource):
-    """Bytes (or text, encoded as UTF-8) already in memory."""
+    """``data`` already in memory: ``bytes`` (or a bytes-like object), or a ``str``
+    encoded as UTF-8. Handy for tests and small uploads."""
 
     def __init__(self, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -87,17 +98,21 @@ class BytesSource(ByteSource):
         return f"BytesSource(<{len(self.data)} bytes>)"
 
     def describe(self) -> str:
+        """``"<bytes>"``, as error messages name it."""
         return "<bytes>"
 
     def open(self) -> Iterator[bytes]:
+        """Returns an iterator of the data's 64 KiB chunks."""
         data = self.data
         return (data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE))
 
 
 class UrlSource(ByteSource):
-    """A document over HTTP(S), streamed. ``timeout`` applies to connecting and
-    to each read; HTTP errors, resets and timeouts raise ``SourceError`` with
-    the status and the URL (credentials in it redacted). ``user:password@`` in
+    """The document at ``url`` (http or https), streamed. ``headers`` are sent
+    with the request (e.g. an ``Authorization``). ``timeout`` (seconds,
+    default 30) applies to connecting and to each read; HTTP errors, resets
+    and timeouts raise ``SourceError`` with the status and the URL
+    (credentials in it redacted). ``user:password@`` in
     the URL is sent as basic authentication."""
 
     def __init__(
@@ -116,9 +131,13 @@ class UrlSource(ByteSource):
         return f"UrlSource({redact(self.url)!r})"
 
     def describe(self) -> str:
+        """The URL with its credentials redacted, as error messages name it."""
         return redact(self.url)
 
     def open(self) -> Iterator[bytes]:
+        """Sends the request and returns an iterator of the body's chunks as they
+        arrive; raises ``SourceError`` on an HTTP error status, a failure to
+        connect, or (while iterating) a reset, timeout or truncated body."""
         url, headers = self.url, dict(self.headers)
         parts = urllib.parse.urlsplit(url)
         if parts.username is not None:  # user:password@host -> basic authentication
@@ -174,7 +193,10 @@ def redact(url: str) -> str:
 
 
 class IterableSource:
-    """Records given by the caller: any iterable of dicts (a generator streams)."""
+    """Records given by the caller: ``iterable`` of dicts, one per record (a
+    generator streams: it is read once, as ``prepare`` stores batches). Takes
+    no parser. An exception the iterable raises mid-way fails the job with
+    ``SourceError``."""
 
     def __init__(self, iterable: Iterable[dict[str, Any]]) -> None:
         self.iterable = iterable
@@ -183,9 +205,12 @@ class IterableSource:
         return f"IterableSource({type(self.iterable).__name__})"
 
     def describe(self) -> str:
+        """``"<iterable>"``, as error messages name it."""
         return "<iterable>"
 
     def open(self) -> Iterator[Any]:
+        """Returns ``iter(iterable)``; raises ``SourceError`` if it is not
+        iterable."""
         try:
             return iter(self.iterable)
         except TypeError as exc:

@@ -1,6 +1,6 @@
 """``redisbatch worker``: workers in this process or in N child processes,
-stopped gracefully by SIGINT/SIGTERM (API contract, section 8, "Stopping a
-worker"), at once by a second signal.
+stopped gracefully by SIGINT/SIGTERM (each worker commits what it finished
+and hands the rest of its batch back), at once by a second signal.
 
 With several processes the parent routes signals: children ignore SIGINT
 (a terminal's Ctrl-C reaches the whole process group, and each child must

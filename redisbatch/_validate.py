@@ -1,5 +1,6 @@
-"""The schema compiled once into per-field checkers (API contract, section 3,
-steps 2, 4 and 5: aliases, transforms, validation with coercion).
+"""The schema compiled once into per-field checkers (steps 2, 4 and 5 of the
+record pipeline listed in ``_pipeline``: aliases, transforms, validation with
+coercion).
 
 Everything that can be decided from the schema alone — coercer per type,
 compiled patterns, choice sets, messages — is decided in ``Validator.__init__``

@@ -1,5 +1,11 @@
-"""Prometheus figures of a namespace's jobs, for ``/metrics`` and for embedding
-(API contract, section 7, "Dashboard and metrics").
+"""Prometheus figures of a namespace's jobs, for the dashboard's ``/metrics`` and
+for embedding in an existing Prometheus or OpenTelemetry setup.
+
+``collect(di)`` (``acollect`` for the async facade) reads them;
+``render(families)`` writes the Prometheus text format, to be served with
+the content type ``CONTENT_TYPE``; ``families(statuses, namespace)`` turns
+``JobStatus`` snapshots into ``MetricFamily`` objects without Redis.
+``STATES`` lists every job state, in lifecycle order.
 
 The figures are the ``status()`` snapshots of the namespace's jobs (one
 ``jobs()`` call: O(1) Redis work per job), turned into gauges:
@@ -46,7 +52,7 @@ __all__ = [
     "render",
 ]
 
-#: Every state a job can be in, in the order the contract lists them.
+#: Every state a job can be in, in lifecycle order.
 STATES: Final = ("PREPARING", "PROCESSING", "PAUSED", "COMPLETED", "FAILED", "ABORTED")
 
 #: The content type of :func:`render`'s output.
@@ -54,14 +60,16 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Sample(msgspec.Struct, frozen=True):
-    """One value of a metric family, with its labels."""
+    """One value of a metric family: ``labels`` (label name to value) and
+    ``value``."""
 
     labels: dict[str, str]
     value: float
 
 
 class MetricFamily(msgspec.Struct, frozen=True):
-    """A metric: its name, type (always ``"gauge"``), help text and samples."""
+    """A metric: its ``name``, ``type`` (always ``"gauge"``), ``help`` text and
+    ``samples`` (a list of ``Sample``)."""
 
     name: str
     type: str
@@ -78,7 +86,9 @@ def _optional(status: JobStatus, name: str) -> float | None:
 
 
 def families(statuses: Iterable[JobStatus], namespace: str) -> list[MetricFamily]:
-    """The metric families of these job snapshots (pure: no Redis)."""
+    """The metric families (see the module's table) of the ``JobStatus``
+    snapshots ``statuses``, labelled with ``namespace``. Pure: no Redis.
+    Families for figures a snapshot lacks (rate, ETA) have fewer samples."""
     jobs = list(statuses)
     by_state = dict.fromkeys(STATES, 0)
     for status in jobs:
@@ -174,8 +184,9 @@ def _labels(labels: Mapping[str, str]) -> str:
 
 
 def render(metric_families: Iterable[MetricFamily]) -> str:
-    """The Prometheus text exposition format (version 0.0.4) of these families.
-    A family without samples is left out."""
+    """The Prometheus text exposition format (version 0.0.4, served as
+    ``CONTENT_TYPE``) of ``metric_families``, as a string. A family without
+    samples is left out."""
     lines: list[str] = []
     for family in metric_families:
         if not family.samples:
@@ -192,10 +203,13 @@ def _namespace(di: Any) -> str:
 
 
 def collect(di: Any) -> list[MetricFamily]:
-    """The figures of every job in the namespace of ``di`` (a ``DistributedImport``)."""
+    """The metric families of every job in the namespace of ``di`` (a
+    ``DistributedImport``): one ``jobs()`` call, O(1) Redis work per job.
+    Pass the result to ``render``, or read it from a custom collector."""
     return families(di.jobs(), _namespace(di))
 
 
 async def acollect(di: Any) -> list[MetricFamily]:
-    """:func:`collect` for an ``AsyncDistributedImport``."""
+    """``collect`` for an ``AsyncDistributedImport`` ``di``: awaits its
+    ``jobs()`` and returns the same metric families."""
     return families(await di.jobs(), _namespace(di))

@@ -17,7 +17,8 @@ Fixtures:
 - ``redisbatch_import``: ``redisbatch_import(schema=None, **options)`` builds a
   ``DistributedImport`` on that server. Every facade a test builds shares the
   server, so two of them act as two workers of one job. ``retry_delay``
-  defaults to 0 here, so that retries do not sleep.
+  defaults to 0 here, so that retries do not sleep. Its type is
+  ``ImportFactory``, for annotating the fixture argument.
 
 Functions (also usable outside pytest):
 
@@ -30,6 +31,8 @@ Functions (also usable outside pytest):
   after three records, as a killed process would: nothing of that batch is
   committed, the batch is reclaimed, and another worker runs it again.
 - ``fake_redis()``: a fakeredis client on a new server.
+- ``import_factory(client)``: the ``redisbatch_import`` factory on a client
+  of your own.
 
 (PYTEST_DONT_REWRITE: pytest leaves this module as it is, so that it may be
 imported before pytest registers it as a plugin.)
@@ -92,7 +95,9 @@ _INSTALL_HINT = "redisbatch.testing needs fakeredis with Lua: pip install 'redis
 
 
 def fake_redis() -> redis.Redis:
-    """A fakeredis client on a new, empty in-memory server of its own."""
+    """A fakeredis client on a new, empty in-memory server of its own (servers
+    are not shared between calls). Raises ``ImportError`` naming the
+    ``testing`` extra when fakeredis or its Lua support (lupa) is missing."""
     if importlib.util.find_spec("lupa") is None:
         raise ImportError(_INSTALL_HINT)
     try:
@@ -165,24 +170,28 @@ class Crash:
 
 @dataclass(frozen=True)
 class JobRun:
-    """What ``run_job`` saw."""
+    """What ``run_job`` saw.
+
+    ``job_id``: the job's id. ``prepared``: what ``prepare`` returned.
+    ``status``: the job's ``JobStatus`` when the run ended (final, unless no
+    worker could claim anything). ``failed``: every invalid or failed
+    record, in source order (``failed_records``). ``batches``: the
+    ``BatchResult`` of every batch a worker claimed and lived to commit, in
+    order (``accepted`` is False for a commit refused because the batch was
+    reclaimed). ``calls``: how many times the processor was called for each
+    record index (retries and redeliveries included; records that never
+    reached it are absent). ``crashes``: how many workers died (see
+    ``Crash``). ``events``: every local event of the orchestrator and the
+    workers, in order. ``state``: ``status.state``.
+    """
 
     job_id: str
-    #: What ``prepare`` returned.
     prepared: PrepareResult
-    #: The job's status when the run ended (final, unless no worker could claim anything).
     status: JobStatus
-    #: Every invalid or failed record, in source order (``failed_records``).
     failed: list[ProcessedRecord]
-    #: The result of every batch a worker claimed and lived to commit, in order
-    #: (``accepted`` is False for a commit refused because the batch was reclaimed).
     batches: list[BatchResult]
-    #: How many times the processor was called for each record index (retries and
-    #: redeliveries included; records that never reached it are absent).
     calls: dict[int, int]
-    #: How many workers died (see ``Crash``).
     crashes: int
-    #: Every local event of the orchestrator and the workers, in order.
     events: list[Event]
 
     @property
@@ -370,6 +379,8 @@ def run_job(
     one: ``worker-<n>-restart-<k>``). ``crashes`` kill workers mid-batch (see
     ``Crash``). ``client`` is the Redis client to run on: by default a
     fakeredis server of the run's own (a real ``redis.Redis`` works too).
+    ``schema`` is the job's ``Schema`` (default None: no validation);
+    ``job_id`` the id to prepare under (default a new one).
 
     The processor is a plain function ``(record, ctx)`` or a
     ``batch_processor``; ``async def`` processors belong to

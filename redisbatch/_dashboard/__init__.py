@@ -1,5 +1,5 @@
 """``redisbatch dashboard``: a live web page of a namespace's jobs, and
-``/metrics`` (API contract, section 7). Needs the ``web`` extra
+``/metrics`` (Prometheus text, see ``redisbatch.metrics``). Needs the ``web`` extra
 (``pip install 'redisbatch[web]'``: Starlette and uvicorn).
 
 ``_reads`` holds the Redis reads (flows), ``_views`` what the pages show and
