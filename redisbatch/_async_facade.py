@@ -54,7 +54,9 @@ class AsyncDistributedImport(_Facade):
         every third of it), ``max_batch_attempts`` (5), ``hooks``,
         ``duplicate_checker``, ``namespace`` ("redisbatch"), ``retention``
         (7 days), ``max_pending_batches`` (None), ``max_batch_bytes``
-        (4 MiB). ``help(DistributedImport)`` explains each.
+        (4 MiB), ``tolerated_failure_count`` and
+        ``tolerated_failure_percentage`` (None). ``help(DistributedImport)``
+        explains each.
 
     Processors, hooks and the duplicate checker may be ``async def`` or plain
     functions; a plain processor that blocks holds the event loop (the

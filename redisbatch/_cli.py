@@ -1,4 +1,4 @@
-"""The ``redisbatch`` command line (API contract, section 7): one function per
+"""The ``redisbatch`` command line: one function per
 command over the facade.
 
 Exit statuses: 0 success; 1 a job that ended FAILED or ABORTED, invalid data

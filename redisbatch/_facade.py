@@ -234,6 +234,13 @@ class DistributedImport(_Facade):
         many bytes (default 4 MiB, at least 1024), even below
         ``batch_size``; a single record larger than this is stored as a
         ``PARSE_ERROR`` record.
+      tolerated_failure_count, tolerated_failure_percentage: failure
+        thresholds (default None: none). When the job's failed records
+        (invalid or failed in processing) exceed the count, or exceed this
+        percentage of ``total_records`` (of what is stored so far while
+        preparing), the commit that crossed it turns the job FAILED at once:
+        no further batch is claimed, commits already in flight still count,
+        and that worker emits ``job:completed``. "Exceed" is strict.
 
     An invalid option raises ``TypeError`` or ``ConfigurationError`` (a
     ``ValueError``) naming it; so does a client that is not a sync redis-py
@@ -241,9 +248,10 @@ class DistributedImport(_Facade):
 
     A job's states: PREPARING (``prepare`` is storing; workers may already
     run), PROCESSING, PAUSED (``pause``), then one final state: COMPLETED,
-    FAILED (a batch failed: ``continue_on_error=False`` or dead-lettered; or
-    the source could not be read) or ABORTED (``abort``). Records that fail
-    validation or processing do not fail the job; they are listed by
+    FAILED (a batch failed: ``continue_on_error=False`` or dead-lettered; a
+    failure threshold was crossed; or the source could not be read) or
+    ABORTED (``abort``). Records that fail validation or processing do not
+    fail the job (unless a threshold is set); they are listed by
     ``failed_records``.
 
     Events (``on``/``on_any``) are local to this instance. The library logs

@@ -93,8 +93,8 @@ class JobStatus(msgspec.Struct, frozen=True):
 
     ``job_id``: the job. ``state``: one of ``"PREPARING"`` (``prepare`` is
     still storing batches; workers may already run), ``"PROCESSING"``,
-    ``"PAUSED"``, ``"COMPLETED"``, ``"FAILED"`` (a batch failed, or the
-    source could not be read), ``"ABORTED"``.
+    ``"PAUSED"``, ``"COMPLETED"``, ``"FAILED"`` (a batch failed, a failure
+    threshold was crossed, or the source could not be read), ``"ABORTED"``.
     ``total_records``/``total_batches``: what the job holds (while
     PREPARING, what has been stored so far).
     ``pending_batches``, ``processing_batches``, ``completed_batches``,
@@ -107,6 +107,12 @@ class JobStatus(msgspec.Struct, frozen=True):
     became final): float epoch seconds; the last two None until then.
     ``error``: why the job FAILED when it was not a batch (e.g. the source
     could not be read), else None.
+    ``attempt``: 1 for the first run, one more per ``retry_failed``.
+    ``rate``: records settled per second over the last minute of commits;
+    None before the first commit. ``eta``: estimated seconds to the end;
+    None while unknown, 0.0 once the job is final. ``workers``: workers
+    heard of (claim, heartbeat, commit) within the stale timeout; 0 when
+    none is active.
     """
 
     job_id: str
