@@ -3,7 +3,7 @@ whole batch of rows is converted and checked in C.
 
 The fast path only ever *accepts* a row whose result the field-by-field
 checker (``_validate``) would produce identically; anything unusual — an
-empty value, an unexpected type, a value msgspec rejects — sends that one row
+empty typed value, an unexpected type, a value msgspec rejects — sends that one row
 to the field-by-field checker, which also collects every error of an invalid
 row. Fields whose rules msgspec cannot express (transforms, date bounds,
 arrays, custom types, ...) ride through the Struct untyped and are finished
