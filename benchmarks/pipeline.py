@@ -1,6 +1,11 @@
 """Per-record cost of the record pipeline against a hand-written validator.
 
     python benchmarks/pipeline.py [--records 200000] [--invalid 0.01] [--batch-size 500]
+    python benchmarks/pipeline.py --data standard   # issue 13's standard job rows
+
+``--data standard`` takes the rows and schema of ``benchmarks/standard_job.py``
+(``tags`` empty in about a quarter of the rows, every 100th email malformed;
+``--invalid`` is then ignored) and its hand-written validator.
 
 The users schema: email (email, required), name (required), age (number),
 country (string, choices), signup_date (date), tags (array, ";"). Both sides
@@ -20,12 +25,16 @@ collect every error of an invalid record, in the same process, best of
 from __future__ import annotations
 
 import argparse
+import csv
 import gc
 import json
 import random
 import re
+import sys
+import tempfile
 import time
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -69,6 +78,19 @@ def make_rows(count: int, invalid: float, seed: int = 3) -> list[list[str]]:
             row[column] = ["not-an-email", "", "old", "XX", "2024-02-31"][column]
         rows.append(row)
     return rows
+
+
+def standard_rows(count: int) -> list[list[str]]:
+    """The standard job's rows (``benchmarks/standard_job.py``, its seed)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import standard_job
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = standard_job.generate(Path(folder) / "users.csv", count)
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            assert next(reader) == COLUMNS
+            return list(reader)
 
 
 # ---------------------------------------------------------------- hand-written
@@ -146,6 +168,7 @@ def main() -> None:
     parser.add_argument("--invalid", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--data", choices=("synthetic", "standard"), default="synthetic")
     parser.add_argument(
         "--no-gc",
         action="store_true",
@@ -153,7 +176,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    rows = make_rows(args.records, args.invalid)
+    schema, validate_row = SCHEMA, hand_validate
+    if args.data == "standard":
+        import standard_job
+
+        rows = standard_rows(args.records)
+        schema = standard_job.SCHEMA
+
+        def validate_row(row: list[Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+            return standard_job.hand_validate(dict(zip(COLUMNS, row, strict=True)))
+    else:
+        rows = make_rows(args.records, args.invalid)
     payloads = [
         encode_batch(StoredBatch(i, rows[i : i + args.batch_size]))
         for i in range(0, len(rows), args.batch_size)
@@ -163,7 +196,7 @@ def main() -> None:
     del rows
     gc.collect()
     raw_decoder = msgspec.msgpack.Decoder()
-    validator = Validator(SCHEMA)
+    validator = Validator(schema)
 
     def ours() -> int:
         invalid = 0
@@ -177,15 +210,15 @@ def main() -> None:
     def hand() -> int:
         invalid = 0
         for payload in payloads:
-            _, batch_rows, _ = raw_decoder.decode(payload)
+            batch_rows = raw_decoder.decode(payload)[1]
             for row in batch_rows:
-                _, errors = hand_validate(row)
+                _, errors = validate_row(row)
                 invalid += bool(errors)
         return invalid
 
     assert ours() == hand(), "both validators must find the same invalid records"
     pipeline = RecordPipeline(
-        SCHEMA, hooks=None, continue_on_error=True, max_retries=0, retry_delay=0,
+        schema, hooks=None, continue_on_error=True, max_retries=0, retry_delay=0,
         emitter=EventEmitter(),
     )  # fmt: skip
 
@@ -198,9 +231,9 @@ def main() -> None:
 
     def hand_pipeline() -> None:
         for payload in payloads:
-            first, batch_rows, _ = raw_decoder.decode(payload)
+            first, batch_rows = raw_decoder.decode(payload)[:2]
             for offset, row in enumerate(batch_rows):
-                parsed, errors = hand_validate(row)
+                parsed, errors = validate_row(row)
                 if not errors:
                     noop(parsed, context(first + offset))
 
@@ -213,6 +246,7 @@ def main() -> None:
         json.dumps(
             {
                 "records": args.records,
+                "data": args.data,
                 "gc": not args.no_gc,
                 "invalid_share": args.invalid,
                 "invalid_records": ours(),

@@ -7,6 +7,9 @@ The server is --url, else REDIS_URL, else an embedded one started here.
 Figures:
   prepare_s, process_s, records_per_s   redisbatch, schema-validated (the demo's users schema)
   no_schema_records_per_s               redisbatch without a schema: the store and pipeline alone
+  worker_cpu_us_per_record              the workers' CPU time (process time, all threads) inside
+                                        run_worker, per record: what a worker costs, less noisy
+                                        than records_per_s on a shared machine
   evalsha_per_batch                     script calls (round trips) per batch while processing:
                                         claim + commit (+ heartbeats, + empty claims at the end)
   redis_commands_per_batch              every command the server ran per batch, those run
@@ -45,16 +48,18 @@ def _noop(record: Any, ctx: Any) -> None:
 
 
 def _redisbatch_worker(
-    url: str, namespace: str, job_id: str, validate: bool, ready: Any, go: Any
+    url: str, namespace: str, job_id: str, validate: bool, ready: Any, go: Any, cpu: Any
 ) -> None:
     schema = USERS_SCHEMA if validate else None
     di = DistributedImport(redis.Redis.from_url(url), schema, namespace=namespace)
     ready.release()
     go.wait()
+    started = time.process_time()
     di.run_worker(job_id, _noop, wait=False)
+    cpu.put(time.process_time() - started)
 
 
-def _baseline_worker(url: str, stream: str, payloads: str, ready: Any, go: Any) -> None:
+def _baseline_worker(url: str, stream: str, payloads: str, ready: Any, go: Any, cpu: Any) -> None:
     client = redis.Redis.from_url(url)
     decoder = msgspec.msgpack.Decoder()
     ready.release()
@@ -63,6 +68,7 @@ def _baseline_worker(url: str, stream: str, payloads: str, ready: Any, go: Any) 
     while True:
         reply = client.xreadgroup("g", name, {stream: ">"}, count=1)
         if not reply:
+            cpu.put(time.process_time())
             return
         entry_id, fields = reply[0][1][0]
         index = fields[b"b"]
@@ -75,27 +81,31 @@ def _baseline_worker(url: str, stream: str, payloads: str, ready: Any, go: Any) 
         pipe.execute()
 
 
-def _run_processes(target: Any, args: tuple[Any, ...], workers: int) -> float:
-    ready, go = SPAWN.Semaphore(0), SPAWN.Event()
-    processes = [SPAWN.Process(target=target, args=(*args, ready, go)) for _ in range(workers)]
+def _run_processes(target: Any, args: tuple[Any, ...], workers: int) -> tuple[float, float]:
+    """Wall time of the workers' run and the sum of their CPU seconds."""
+    ready, go, cpu = SPAWN.Semaphore(0), SPAWN.Event(), SPAWN.Queue()
+    processes = [SPAWN.Process(target=target, args=(*args, ready, go, cpu)) for _ in range(workers)]
     for p in processes:
         p.start()
     for _ in processes:
         ready.acquire()
     started = time.perf_counter()
     go.set()
+    cpu_s = sum(cpu.get() for _ in processes)
     for p in processes:
         p.join()
         if p.exitcode != 0:
             raise SystemExit(f"a worker exited with {p.exitcode}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_s
 
 
 def _commandstats(client: redis.Redis) -> dict[str, int]:
     return {k: v["calls"] for k, v in client.info("commandstats").items()}
 
 
-def _baseline(client: redis.Redis, url: str, path: Path, batch_size: int, workers: int) -> float:
+def _baseline(
+    client: redis.Redis, url: str, path: Path, batch_size: int, workers: int
+) -> tuple[float, float]:
     import csv
 
     stream, payloads = "baseline:queue", "baseline:payloads"
@@ -142,7 +152,7 @@ def main() -> None:
         )
 
         unvalidated = di.prepare(FileSource(path), CsvParser())
-        no_schema_s = _run_processes(
+        no_schema_s, _ = _run_processes(
             _redisbatch_worker, (url, namespace, unvalidated.job_id, False), args.workers
         )
         di.delete(unvalidated.job_id)
@@ -152,7 +162,7 @@ def main() -> None:
         prepare_s = time.perf_counter() - started
 
         before = _commandstats(client)
-        process_s = _run_processes(
+        process_s, worker_cpu_s = _run_processes(
             _redisbatch_worker, (url, namespace, job.job_id, True), args.workers
         )
         after = _commandstats(client)
@@ -170,13 +180,14 @@ def main() -> None:
             "prepare_s": round(prepare_s, 3),
             "process_s": round(process_s, 3),
             "records_per_s": round(args.records / process_s),
+            "worker_cpu_us_per_record": round(worker_cpu_s * 1e6 / args.records, 3),
             "no_schema_records_per_s": round(args.records / no_schema_s),
             "evalsha_per_batch": round(delta.get("cmdstat_evalsha", 0) / job.total_batches, 2),
             "redis_commands_per_batch": round(sum(delta.values()) / job.total_batches, 1),
         }
         di.delete(job.job_id)
         if not args.no_baseline:
-            baseline_s = _baseline(client, url, path, args.batch_size, args.workers)
+            baseline_s, _ = _baseline(client, url, path, args.batch_size, args.workers)
             result["baseline_records_per_s"] = round(args.records / baseline_s)
             result["ratio"] = round(baseline_s / process_s, 3)
             result["no_schema_ratio"] = round(baseline_s / no_schema_s, 3)

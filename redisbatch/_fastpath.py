@@ -3,16 +3,21 @@ whole batch of rows is converted and checked in C.
 
 The fast path only ever *accepts* a row whose result the field-by-field
 checker (``_validate``) would produce identically; anything unusual — an
-empty value, an unexpected type, a value msgspec rejects — sends that one row
+empty typed value, an unexpected type, a value msgspec rejects — sends that one row
 to the field-by-field checker, which also collects every error of an invalid
 row. Fields whose rules msgspec cannot express (transforms, date bounds,
 arrays, custom types, ...) ride through the Struct untyped and are finished
 by their own field checker.
 
+An empty value (``""`` or ``None``) of an optional array field without a
+default stays on the fast path: ``None`` on both paths. (Typed fields cannot
+take ``T | None``: msgspec's lax mode reads the text "null" as None there.)
+
 Rows arrive as their msgpack bytes and are decoded straight into the
-Struct (no intermediate Python strings), in chunks of 32: a chunk holding an
-invalid row is decoded row by row, so one bad record does not cost its whole
-batch the fast path.
+Struct (no intermediate Python strings), in chunks of 32: when msgspec
+rejects a chunk, its error names the row (``$[i]``); the rows before it are
+decoded as a chunk again, that one row alone goes to the field-by-field
+checker, and decoding goes on after it. One bad record costs only itself.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ _CHUNK: Final = 32
 _MAX_FLOAT: Final = sys.float_info.max
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED: Final = frozenset(dir(msgspec.Struct))
+#: Where msgspec's message names the failing element: "... - at `$[3][0]`".
+_FAILING_ROW: Final = re.compile(r" - at `\$\[(\d+)\][^`]*`\Z")
 
 #: A record's coerced values and its errors. For a row the fast path accepted
 #: the errors are an empty tuple and the values may still be the row's Struct:
@@ -140,6 +147,17 @@ def _is_plain_array(checker: FieldChecker) -> bool:
     )
 
 
+def _empty_is_none(checker: FieldChecker) -> bool:
+    """Whether an empty value (``""``, ``None``) of this field is checked to
+    ``None`` without an error: an optional field with no default (nothing
+    else is looked at for an empty value, validators included)."""
+    errors: list[ValidationError] = []
+    for empty in ("", None):
+        if checker.check(checker.prepare(empty), errors) is not None or errors:
+            return False
+    return True
+
+
 def _absent_values(checkers: Sequence[FieldChecker], resolved: list[str]) -> dict[str, Any]:
     """Schema fields the header lacks: their value is the same for every row."""
     absent: dict[str, Any] = {}
@@ -190,7 +208,7 @@ class FastValidator:
 
         fields: list[tuple[str, Any]] = []
         self._finish: list[tuple[str, FieldChecker]] = []
-        self._arrays: list[tuple[str, str]] = []
+        self._arrays: list[tuple[str, str, bool]] = []
         self._validators: list[tuple[str, FieldChecker]] = []
         self._extras: list[str] = []
         for name in resolved:
@@ -207,7 +225,7 @@ class FastValidator:
                 continue
             fields.append((name, Any))
             if _is_plain_array(checker):
-                self._arrays.append((name, checker.field.separator))
+                self._arrays.append((name, checker.field.separator, _empty_is_none(checker)))
             else:
                 self._finish.append((name, checker))
 
@@ -243,13 +261,15 @@ class FastValidator:
             None if struct is None else as_dict(struct) for struct in structs
         ]
         strip = str.strip
-        for name, separator in self._arrays:  # column by column: tight loops
+        for name, separator, empty_is_none in self._arrays:  # column by column: tight loops
             for position, parsed in enumerate(records):
                 if parsed is None:
                     continue
                 value = parsed[name]
                 if type(value) is str and value:
                     parsed[name] = list(filter(None, map(strip, value.split(separator))))
+                elif empty_is_none and (value is None or value == ""):
+                    parsed[name] = None
                 else:
                     records[position] = None
         if self._needs_rest:
@@ -268,31 +288,50 @@ class FastValidator:
             if struct is None:
                 append(slow(raw))
                 continue
-            for name, separator in arrays:
+            for name, separator, empty_is_none in arrays:
                 value = getattr(struct, name)
-                if type(value) is not str or not value:
+                if type(value) is str and value:
+                    setattr(struct, name, list(filter(None, map(strip, value.split(separator)))))
+                elif empty_is_none and (value is None or value == ""):
+                    setattr(struct, name, None)
+                else:
                     append(slow(raw))
                     break
-                setattr(struct, name, list(filter(None, map(strip, value.split(separator)))))
             else:
                 append((struct, _NO_ERRORS))
         return results
 
     def _decode(self, raw_rows: list[msgspec.Raw]) -> list[Any]:
         """Each row as its Struct, or None where msgspec rejects it."""
-        chunk_decoder, row_decoder = self._chunk_decoder, self._row_decoder
         structs: list[Any] = []
         for start in range(0, len(raw_rows), _CHUNK):
-            chunk = raw_rows[start : start + _CHUNK]
-            try:
-                structs += chunk_decoder.decode(array_header(len(chunk)) + b"".join(chunk))
-            except msgspec.ValidationError:
-                for raw in chunk:
-                    try:
-                        structs.append(row_decoder.decode(raw))
-                    except msgspec.ValidationError:
-                        structs.append(None)
+            self._decode_chunk(raw_rows[start : start + _CHUNK], structs)
         return structs
+
+    def _decode_chunk(self, chunk: list[msgspec.Raw], structs: list[Any]) -> None:
+        """Appends each row's Struct or None, in order. A rejected chunk costs
+        one decode of the rows before the row msgspec names, and goes on after
+        that row; a message naming no row falls back to row by row."""
+        while chunk:
+            try:
+                structs += self._chunk_decoder.decode(array_header(len(chunk)) + b"".join(chunk))
+                return
+            except msgspec.ValidationError as exc:
+                found = _FAILING_ROW.search(str(exc))
+                failing = int(found.group(1)) if found else len(chunk)
+            if failing >= len(chunk):
+                structs.extend(self._decode_row(raw) for raw in chunk)
+                return
+            if failing:  # msgspec decodes in order: the rows before it passed
+                self._decode_chunk(chunk[:failing], structs)
+            structs.append(None)  # to the field-by-field checker, which says why
+            chunk = chunk[failing + 1 :]
+
+    def _decode_row(self, raw: msgspec.Raw) -> Any:
+        try:
+            return self._row_decoder.decode(raw)
+        except msgspec.ValidationError:
+            return None
 
     def _zip_names(self, struct: Any) -> dict[str, Any]:
         assert self._names is not None

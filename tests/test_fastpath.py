@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from redisbatch import ABSENT, Field, Schema
 from redisbatch._codec import encode_row
-from redisbatch._fastpath import as_record
+from redisbatch._fastpath import FastValidator, as_record
 from redisbatch._validate import Validator
 
 TEXT = st.one_of(
@@ -128,7 +128,7 @@ def cases(draw: st.DrawFn) -> tuple[Schema, list[str], list[list[Any]]]:
     columns += draw(st.lists(st.sampled_from(["x", "Other", "F0"]), unique=True, max_size=2))
     rows = draw(
         st.lists(
-            st.lists(VALUE, min_size=len(columns), max_size=len(columns)), min_size=1, max_size=40
+            st.lists(VALUE, min_size=len(columns), max_size=len(columns)), min_size=1, max_size=70
         )
     )
     return schema, columns, rows
@@ -193,3 +193,126 @@ def test_typed_fields_agree_on_near_valid_text(kind: str, values: list[str], bou
     fast = validator.check_rows(["v"], rows)
     for row, got in zip(rows, fast, strict=True):
         assert same(got, reference(validator, ["v"], row)), row
+
+
+# A schema the fast path takes whole (as the standard job's), rows mostly valid:
+# chunks of 32 that hold invalid rows anywhere, optional arrays often empty.
+MOSTLY_VALID_SCHEMA = Schema(
+    [
+        Field("email", "email", required=True),
+        Field("name", required=True),
+        Field("age", "number", min=0),
+        Field("country", choices=["DE", "FR"]),
+        Field("signup_date", "date"),
+        Field("tags", "array", separator=";"),
+        Field("labels", "array", separator=",", required=True),
+        Field("notes", "array", default=["z"]),
+    ]
+)
+MOSTLY_VALID_COLUMNS = ["email", "name", "age", "country", "signup_date", "tags", "labels", "notes"]
+GOOD_ROW = ["a@b.co", "Ada", "42", "DE", "2024-01-02", "red;blue", "x", "y"]
+# Per column: values that are valid (empty arrays among them) and values that are not.
+GOOD = [
+    st.sampled_from(["a@b.co", " x@y.io "]),
+    st.sampled_from(["Ada", "B"]),
+    st.sampled_from(["0", "42", "3.5"]),
+    st.sampled_from(["DE", "FR"]),
+    st.sampled_from(["2024-01-02", "2010-12-31"]),
+    st.sampled_from(["", None, "red", " ; ", "a;b;;c", ABSENT]),
+    st.sampled_from(["x", "a,b", " , "]),
+    st.sampled_from(["", None, "y", "a;b"]),
+]
+BAD = [
+    st.sampled_from(["a.b.co", "", None, 5]),
+    st.sampled_from(["", None]),
+    st.sampled_from(["-1", "old", "", "nan"]),
+    st.sampled_from(["XX", "de", 1]),
+    st.sampled_from(["2024-02-30", "x"]),
+    st.sampled_from([3, ["a", 1], True]),
+    st.sampled_from(["", None, ABSENT]),
+    st.sampled_from([7, False]),
+]
+
+
+@st.composite
+def mostly_valid_rows(draw: st.DrawFn) -> list[list[Any]]:
+    count = draw(st.integers(1, 130))
+    rows = [[draw(strategy) for strategy in GOOD] for _ in range(count)]
+    for position in draw(st.lists(st.integers(0, count - 1), max_size=6)):
+        column = draw(st.integers(0, len(BAD) - 1))
+        rows[position][column] = draw(BAD[column])
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(mostly_valid_rows())
+def test_invalid_rows_inside_chunks_and_empty_arrays_agree(rows: list[list[Any]]) -> None:
+    """Invalid rows at any place of any chunk, and empty optional arrays, give the
+    field-by-field result for every row, in order (values, types, error lists)."""
+    validator = Validator(MOSTLY_VALID_SCHEMA)
+    fast = validator.check_rows(MOSTLY_VALID_COLUMNS, rows)
+    assert validator._fast[tuple(MOSTLY_VALID_COLUMNS)] is not None
+    assert len(fast) == len(rows)
+    for row, got in zip(rows, fast, strict=True):
+        assert same(got, reference(validator, MOSTLY_VALID_COLUMNS, row)), row
+
+
+def spied(validator: Validator, columns: list[str]) -> tuple[FastValidator, list[str]]:
+    """The validator's fast path for ``columns``, counting its row-by-row work."""
+    validator.check_rows(columns, [list(GOOD_ROW[: len(columns)])])
+    fast = validator._fast[tuple(columns)]
+    assert fast is not None
+    calls: list[str] = []
+    slow, row_decoder = fast._slow, fast._row_decoder
+
+    class CountingDecoder:
+        def decode(self, raw: Any) -> Any:
+            calls.append("decode")
+            return row_decoder.decode(raw)
+
+    def counting_slow(raw: Any) -> Any:
+        calls.append("slow")
+        return slow(raw)
+
+    fast._slow, fast._row_decoder = counting_slow, CountingDecoder()  # type: ignore[assignment]
+    return fast, calls
+
+
+def test_an_empty_optional_array_takes_the_fast_path() -> None:
+    """An optional array field that is "" or None is None without the field-by-field checker."""
+    columns = MOSTLY_VALID_COLUMNS[:6]
+    validator = Validator(Schema(MOSTLY_VALID_SCHEMA.fields[:6]))
+    _, calls = spied(validator, columns)
+    rows = [[*GOOD_ROW[:5], tags] for tags in ("", None, "red", "", " ; ")]
+    got = validator.check_rows(columns, rows)
+    assert calls == []
+    assert [as_record(values)["tags"] for values, _ in got] == [None, None, ["red"], None, []]
+    assert all(errors == () for _, errors in got)
+
+
+def test_a_required_or_defaulted_empty_array_still_gets_its_error_or_default() -> None:
+    """Empty values of a required array (REQUIRED) or one with a default go field by field."""
+    validator = Validator(MOSTLY_VALID_SCHEMA)
+    _, calls = spied(validator, MOSTLY_VALID_COLUMNS)
+    rows = [list(GOOD_ROW), [*GOOD_ROW[:6], "", "y"], [*GOOD_ROW[:7], ""]]
+    got = validator.check_rows(MOSTLY_VALID_COLUMNS, rows)
+    assert calls == ["slow", "slow"]
+    assert [e.code for e in got[1][1]] == ["REQUIRED"]
+    assert as_record(got[2][0])["notes"] == ["z"] and got[2][1] == []
+
+
+def test_an_invalid_row_costs_only_itself() -> None:
+    """Invalid rows anywhere in 100 rows (chunk edges included) send only themselves
+    to the field-by-field checker; no chunk is decoded row by row; order is kept."""
+    validator = Validator(MOSTLY_VALID_SCHEMA)
+    _, calls = spied(validator, MOSTLY_VALID_COLUMNS)
+    bad = {0, 1, 31, 32, 45, 46, 63, 99}
+    rows = [["bad.email" if i in bad else f"u{i}@b.co", *GOOD_ROW[1:]] for i in range(100)]
+    got = validator.check_rows(MOSTLY_VALID_COLUMNS, rows)
+    assert calls == ["slow"] * len(bad)
+    assert [i for i, (_, errors) in enumerate(got) if errors] == sorted(bad)
+    for i, (values, errors) in enumerate(got):
+        if i not in bad:
+            assert as_record(values)["email"] == f"u{i}@b.co" and errors == ()
+        else:
+            assert [(e.field, e.code) for e in errors] == [("email", "TYPE_MISMATCH")]
