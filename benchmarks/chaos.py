@@ -7,7 +7,9 @@ store's model test with many more examples, on a server this script starts.
 
 Prints one table row per scenario: rounds, faults injected, records lost,
 double counts, finalizations per job (told to a caller / job:completed heard
-by a handler / on the job's event stream), threads left, time. Exits 1 if any
+by a handler / on the job's event stream), threads left after serverless
+invocations, run_worker restarts by a supervisor loop (cluster failover,
+where run_worker does not ride it out by itself), time. Exits 1 if any
 scenario lost or doubled a record or finalized other than once.
 """
 
@@ -95,6 +97,7 @@ def plan(quick: bool, rounds: int) -> list[tuple[str, Callable[[], Outcome]]]:
             )
             for facade in ("sync", "async")
         ),
+        ("cluster", lambda: scenarios.cluster_failover(rounds=other_rounds, batches=big, seed=6)),
         ("model", lambda: model_run(50 if quick else 1000, 50)),
     ]
 
@@ -102,16 +105,17 @@ def plan(quick: bool, rounds: int) -> list[tuple[str, Callable[[], Outcome]]]:
 def table(outcomes: list[Outcome]) -> str:
     head = (
         "| scenario | rounds | faults injected | records | records lost | double counts "
-        "| finalizations per job (told/heard/stream) | threads left | seconds | result |"
+        "| finalizations per job (told/heard/stream) | threads left | worker restarts "
+        "| seconds | result |"
     )
-    rows = [head, "|" + "---|" * 10]
+    rows = [head, "|" + "---|" * 11]
     for o in outcomes:
         final = "/".join(Outcome.spread(v) for v in (o.told, o.heard, o.streamed))
         is_model = o.scenario.startswith("store model")
         ok = not o.notes if is_model else o.ok
         rows.append(
             f"| {o.scenario} | {o.rounds} | {o.faults} | {o.records} | {o.lost} "
-            f"| {o.double_counts} | {final} | {o.threads_left} | {o.seconds:.0f} "
+            f"| {o.double_counts} | {final} | {o.threads_left} | {o.restarts} | {o.seconds:.0f} "
             f"| {'ok' if ok else 'FAILED: ' + '; '.join(o.notes)} |"
         )
     return "\n".join(rows)

@@ -247,21 +247,42 @@ def _command(client: Any, *args: Any) -> Any:
     return client.execute_command(*args)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class EmbeddedCluster:
-    """A Redis Cluster of ``masters`` primaries on loopback, no replicas.
+    """A Redis Cluster of ``masters`` primaries on loopback, each with
+    ``replicas`` replicas (none by default).
 
     Slots are assigned and nodes introduced with plain CLUSTER commands, so no
-    ``redis-cli`` is needed.
+    ``redis-cli`` is needed. ``node_timeout`` (ms) is how long a master may be
+    unreachable before its replica is promoted.
     """
 
-    def __init__(self, masters: int = 3, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        masters: int = 3,
+        binary: str | None = None,
+        *,
+        replicas: int = 0,
+        node_timeout: int = 15000,
+    ) -> None:
+        self.masters = masters
         self.servers = [
             EmbeddedServer(
                 binary,
                 port=free_port(cluster_bus=True),
-                args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(node_timeout),
+                ),
             )
-            for _ in range(masters)
+            for _ in range(masters * (1 + replicas))
         ]
 
     @property
@@ -275,31 +296,57 @@ class EmbeddedCluster:
             for server in self.servers:
                 server.start()
             clients = [redis.Redis(port=s.port) for s in self.servers]
-            per_node = 16384 // len(clients)
-            for i, client in enumerate(clients):
+            primaries = clients[: self.masters]
+            per_node = 16384 // len(primaries)
+            for i, client in enumerate(primaries):
                 first = i * per_node
-                last = 16383 if i == len(clients) - 1 else first + per_node - 1
+                last = 16383 if i == len(primaries) - 1 else first + per_node - 1
                 _command(client, "CLUSTER ADDSLOTSRANGE", first, last)
             for client in clients[1:]:
                 _command(client, "CLUSTER MEET", "127.0.0.1", self.servers[0].port)
             deadline = time.monotonic() + timeout
-            while True:
-                infos = [_command(c, "CLUSTER INFO") for c in clients]
-                if all(
-                    str(info.get("cluster_state")) == "ok"
-                    and int(info.get("cluster_known_nodes", 0)) == len(clients)
-                    for info in infos
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the cluster did not reach cluster_state:ok")
-                time.sleep(0.1)
+            self._wait(clients, deadline, replicas_up=False)
+            ids = [_text(_command(c, "CLUSTER MYID")) for c in primaries]
+            for n, client in enumerate(clients[self.masters :]):
+                _command(client, "CLUSTER REPLICATE", ids[n % self.masters])
+            self._wait(clients, deadline, replicas_up=True)
             for client in clients:
                 client.close()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait(self, clients: list[Any], deadline: float, *, replicas_up: bool) -> None:
+        while True:
+            infos = [_command(c, "CLUSTER INFO") for c in clients]
+            ready = all(
+                str(info.get("cluster_state")) == "ok"
+                and int(info.get("cluster_known_nodes", 0)) == len(clients)
+                for info in infos
+            )
+            if ready and replicas_up:
+                links = [c.info("replication") for c in clients[self.masters :]]
+                ready = all(link.get("master_link_status") == "up" for link in links)
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+
+    def master_of(self, key: str) -> EmbeddedServer:
+        """The server that is the master of the key's slot now (as a live node sees it)."""
+        import redis
+
+        live = [s for s in self.servers if s.process is not None and s.process.poll() is None]
+        with redis.Redis(port=live[0].port) as probe:
+            slot = int(_command(probe, "CLUSTER KEYSLOT", key))
+            ranges = _command(probe, "CLUSTER SLOTS")
+        for first, last, master, *_ in ranges:
+            if int(first) <= slot <= int(last):
+                port = int(master[1])
+                return next(s for s in self.servers if s.port == port)
+        raise RuntimeError(f"no master serves slot {slot}")
 
     def stop(self) -> None:
         for server in self.servers:

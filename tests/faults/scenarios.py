@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import multiprocessing
 import os
 import random
@@ -37,6 +38,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -63,6 +65,16 @@ def retrying_client(url: str, *, attempts: int = 80) -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), attempts),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_timeout=10,
+        socket_connect_timeout=2,
+    )
+
+
+def retrying_cluster_client(url: str, *, attempts: int = 80) -> redis.RedisCluster:
+    """A cluster client that retries (and finds the new master) through a failover."""
+    return redis.RedisCluster.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), attempts),
+        socket_timeout=5,
         socket_connect_timeout=2,
     )
 
@@ -105,7 +117,7 @@ class Ledger:
         """(indexes seen, processor calls, finalizations told, events heard)."""
         seen: set[int] = set()
         calls = told = heard = 0
-        self.summarized = 0
+        self.summarized = self.restarts = 0
         for path in Path(self.directory).glob("*.log"):
             for line in path.read_text().splitlines():
                 if line.startswith("r "):
@@ -117,6 +129,8 @@ class Ledger:
                     heard += 1
                 elif line.startswith("s "):
                     self.summarized += int(line[2:])
+                elif line == "x":
+                    self.restarts += 1
         return seen, calls, told, heard
 
 
@@ -134,6 +148,10 @@ class WorkerConfig:
     record_sleep: float = 0.0
     clock_skew: float = 0.0  # seconds added to this process's time.time()
     worker_id: str | None = None
+    cluster: bool = False
+    #: Restart run_worker when it raises a connection error (a supervisor's
+    #: job), noting ``x`` in the ledger; without it the error ends the worker.
+    supervise: bool = False
 
 
 def worker_main(cfg: WorkerConfig) -> None:
@@ -145,7 +163,7 @@ def worker_main(cfg: WorkerConfig) -> None:
     if cfg.facade == "async":
         asyncio.run(_async_worker(cfg, note))
         return
-    client = retrying_client(cfg.url)
+    client: Any = retrying_cluster_client(cfg.url) if cfg.cluster else retrying_client(cfg.url)
     di = DistributedImport(
         client, namespace=cfg.namespace, stale_batch_timeout=cfg.stale, retention=RETENTION
     )
@@ -156,7 +174,16 @@ def worker_main(cfg: WorkerConfig) -> None:
         if cfg.record_sleep:
             time.sleep(cfg.record_sleep)
 
-    summary = di.run_worker(cfg.job_id, processor, cfg.worker_id)
+    while True:
+        try:
+            summary = di.run_worker(cfg.job_id, processor, cfg.worker_id)
+        except (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError):
+            if not cfg.supervise:
+                raise
+            note("x")
+            time.sleep(0.5)
+            continue
+        break
     note(f"s {summary.processed + summary.failed}")
     if summary.finalized:
         note("c")
@@ -202,6 +229,7 @@ class Outcome:
     states: list[str] = field(default_factory=list)
     seconds: float = 0.0
     threads_left: int = 0  # threads still running after serverless invocations returned
+    restarts: int = 0  # run_worker calls a supervisor restarted after a connection error
     notes: list[str] = field(default_factory=list)  # problems seen, each makes it fail
 
     @property
@@ -258,6 +286,7 @@ def check_job(
         )
     if callers_exact and ledger.summarized != total:
         outcome.notes.append(f"workers were told {ledger.summarized} records were accepted")
+    outcome.restarts += ledger.restarts
     outcome.told.append(told)
     outcome.heard.append(heard)
     events = client.xrange(di._core.store.keys(job_id).events)
@@ -276,8 +305,10 @@ def untimed_keys(client: redis.Redis, namespace: str) -> list[str]:
     return found
 
 
-def prepare_job(url: str, namespace: str, total: int, batch_size: int) -> str:
-    client = retrying_client(url)
+def prepare_job(
+    url: str, namespace: str, total: int, batch_size: int, *, cluster: bool = False
+) -> str:
+    client: Any = retrying_cluster_client(url) if cluster else retrying_client(url)
     di = DistributedImport(client, namespace=namespace, batch_size=batch_size, retention=RETENTION)
     job_id = di.prepare(IterableSource({"n": i} for i in range(total))).job_id
     client.close()
@@ -686,3 +717,72 @@ def _invoke(
     client.close()
     note(f"s {summary.processed + summary.failed}")
     return summary.finalized
+
+
+def run_worker_rides_out_failover() -> bool:
+    """Whether this redisbatch's run_worker reconnects by itself through a
+    failover (API section 8, "Failover"; it came with ``wait_for_job``)."""
+    return "wait_for_job" in inspect.signature(DistributedImport.run_worker).parameters
+
+
+def cluster_failover(
+    *,
+    rounds: int,
+    batches: int,
+    batch_size: int = 5,
+    workers: int = 4,
+    seed: int = 0,
+    timeout: float = 240.0,
+    supervise: bool | None = None,
+) -> Outcome:
+    """A cluster of 3 masters with a replica each; mid-job the master owning
+    the job's slot is SIGKILLed and its replica promoted (node timeout 1 s).
+    Workers use retrying cluster clients. redis-py's cluster client retries
+    without backoff (its retries are spent before the replica is promoted), so
+    run_worker must ride the failover out itself; where it does not yet
+    (``supervise``, by default when run_worker cannot), a supervisor loop in
+    the worker process restarts it, and ``restarts`` counts those restarts.
+
+    Replication is asynchronous: writes the master acknowledged but had not
+    sent to its replica are lost with it, as with ``appendfsync everysec``:
+    their claims and commits happen again (fencing keeps counts exact), and
+    a finalization acknowledged in that window can be reported again."""
+    from redisbatch._embedded import EmbeddedCluster
+
+    outcome = Outcome("cluster failover (master killed)")
+    rides_out = run_worker_rides_out_failover()
+    rng = random.Random(seed)
+    started = time.monotonic()
+    for _ in range(rounds):
+        cluster = EmbeddedCluster(3, replicas=1, node_timeout=1000).start()
+        try:
+            url = cluster.url
+            namespace = f"x{uuid.uuid4().hex[:8]}"
+            total = batches * batch_size
+            job_id = prepare_job(url, namespace, total, batch_size, cluster=True)
+            control = retrying_cluster_client(url)
+            di = DistributedImport(control, namespace=namespace)
+            with tempfile.TemporaryDirectory() as ledger_dir:
+                ledger = Ledger(ledger_dir)
+                cfg = WorkerConfig(
+                    url, namespace, job_id, ledger_dir, stale=5.0, record_sleep=0.01,
+                    cluster=True,
+                    supervise=supervise if supervise is not None else not rides_out,
+                )  # fmt: skip
+                processes = [SPAWN.Process(target=worker_main, args=(cfg,)) for _ in range(workers)]
+                for p in processes:
+                    p.start()
+                if wait_progress(di, job_id, int(total * rng.uniform(0.15, 0.4)), timeout):
+                    master = cluster.master_of(di._core.store.keys(job_id).job)
+                    master.kill()
+                    outcome.faults += 1
+                state = wait_final(control, namespace, job_id, timeout)
+                if state is None:
+                    outcome.notes.append("the job did not end")
+                join_all(processes, 60, outcome)
+                check_job(outcome, control, namespace, job_id, total, ledger)
+            control.close()
+        finally:
+            cluster.stop()
+    outcome.seconds = time.monotonic() - started
+    return outcome

@@ -53,3 +53,12 @@ def test_async_serverless_invocations_leave_no_thread() -> None:
     """Async invocations leave no thread running in the process once they returned."""
     outcome = scenarios.serverless(invocations=100, batches=30, seed=6, facade="async")
     assert outcome.threads_left == 0
+
+
+def test_cluster_failover_of_the_jobs_master() -> None:
+    """3 masters + replicas, the job's master SIGKILLed mid-job and its replica promoted: exact."""
+    outcome = scenarios.cluster_failover(rounds=1, batches=200, seed=7)
+    assert outcome.faults == 1, "the master was not killed mid-job"
+    assert outcome.ok, outcome.problems()
+    if scenarios.run_worker_rides_out_failover():
+        assert outcome.restarts == 0, "run_worker raised during the failover"
