@@ -19,6 +19,7 @@ import argparse
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def model_run(examples: int, steps: int) -> Outcome:
                 ),
             )
         except AssertionError as exc:
-            outcome.notes.append(f"model broken: {exc}")
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            outcome.notes.append(f"model broken at {frame.name}:{frame.lineno} {frame.line} {exc}")
+            traceback.print_exc()
         client.close()
     outcome.rounds = examples
     outcome.faults = examples * steps  # calls made against the model (an upper bound)

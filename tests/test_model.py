@@ -469,7 +469,10 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             if seen is None:
                 return
             released = self.run(self.store.release(JOB, seen.idx, seen.worker))
-            batch = self._current(seen)
+            # Release goes by worker id, not token: a worker that holds the batch
+            # now (in whatever incarnation of the job id) may release it.
+            job = self.job
+            batch = job.batches[seen.idx] if job and seen.idx < len(job.batches) else None
             ok = batch is not None and batch.status == "HELD" and batch.worker == seen.worker
             assert released == ok
             if ok and batch is not None:
