@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
 import multiprocessing
 import os
 import random
@@ -719,12 +718,6 @@ def _invoke(
     return summary.finalized
 
 
-def run_worker_rides_out_failover() -> bool:
-    """Whether this redisbatch's run_worker reconnects by itself through a
-    failover (API section 8, "Failover"; it came with ``wait_for_job``)."""
-    return "wait_for_job" in inspect.signature(DistributedImport.run_worker).parameters
-
-
 def cluster_failover(
     *,
     rounds: int,
@@ -733,15 +726,15 @@ def cluster_failover(
     workers: int = 4,
     seed: int = 0,
     timeout: float = 240.0,
-    supervise: bool | None = None,
+    supervise: bool = False,
 ) -> Outcome:
     """A cluster of 3 masters with a replica each; mid-job the master owning
     the job's slot is SIGKILLed and its replica promoted (node timeout 1 s).
     Workers use retrying cluster clients. redis-py's cluster client retries
     without backoff (its retries are spent before the replica is promoted), so
-    run_worker must ride the failover out itself; where it does not yet
-    (``supervise``, by default when run_worker cannot), a supervisor loop in
-    the worker process restarts it, and ``restarts`` counts those restarts.
+    run_worker rides the failover out itself. With ``supervise`` a supervisor
+    loop in the worker process restarts a run_worker that raised anyway, and
+    ``restarts`` counts those restarts.
 
     Replication is asynchronous: writes the master acknowledged but had not
     sent to its replica are lost with it, as with ``appendfsync everysec``:
@@ -750,7 +743,6 @@ def cluster_failover(
     from redisbatch._embedded import EmbeddedCluster
 
     outcome = Outcome("cluster failover (master killed)")
-    rides_out = run_worker_rides_out_failover()
     rng = random.Random(seed)
     started = time.monotonic()
     for _ in range(rounds):
@@ -767,7 +759,7 @@ def cluster_failover(
                 cfg = WorkerConfig(
                     url, namespace, job_id, ledger_dir, stale=5.0, record_sleep=0.01,
                     cluster=True,
-                    supervise=supervise if supervise is not None else not rides_out,
+                    supervise=supervise,
                 )  # fmt: skip
                 processes = [SPAWN.Process(target=worker_main, args=(cfg,)) for _ in range(workers)]
                 for p in processes:
