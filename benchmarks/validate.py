@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--dir", default=tempfile.gettempdir())
     args = parser.parse_args()
 
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
     path = Path(args.dir) / f"redisbatch-validate-{args.rows}-{args.invalid}.csv"
     if not path.exists():
         generate(path, args.rows, args.invalid)
