@@ -55,12 +55,16 @@ import importlib.util
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import redis
+
+# The fixtures are defined once, in the plugin module pytest loads by entry
+# point (it imports this module only when a test uses one of them); they are
+# re-exported here for ``pytest_plugins = ["redisbatch.testing"]``.
+from _redisbatch_pytestplugin import redisbatch_import, redisbatch_redis
 
 from ._events import BatchClaimed, Event
 from ._facade import DistributedImport
@@ -119,21 +123,6 @@ def import_factory(client: redis.Redis) -> ImportFactory:
         return DistributedImport(client, schema, **options)
 
     return make
-
-
-@pytest.fixture
-def redisbatch_redis() -> Iterator[redis.Redis]:
-    """A fakeredis client on an empty in-memory server of this test's own."""
-    client = fake_redis()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def redisbatch_import(redisbatch_redis: redis.Redis) -> ImportFactory:
-    """Builds ``DistributedImport(redisbatch_redis, schema, **options)``: call it
-    with a schema and the facade's keyword options (``retry_delay`` defaults to 0)."""
-    return import_factory(redisbatch_redis)
 
 
 # ---------------------------------------------------------------- run_job
