@@ -31,15 +31,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "redisbatch"
 #: Commands the scripts run (redis.call inside EVALSHA is checked against the
 #: caller's ACL too). Kept in step with docs/reliability.md.
 SCRIPT_COMMANDS = (
-    "+exists +del +pexpire +time "
+    "+exists +del +pexpire +persist +pttl +time "
     "+hget +hmget +hset +hdel +hexists +hgetall +hincrby "
     "+xadd +xack +xdel +xclaim +xpending +xreadgroup +xgroup|create +xgroup|delconsumer "
-    "+zadd +zrange +zrangebyscore +zrem"
+    "+zadd +zrange +zrangebyscore +zrem +zcount +zremrangebyscore"
 )
 #: A worker: runs the scripts, loads them after a restart, reads a lease's age.
 WORKER_ACL = f"-@all +evalsha +script|load {SCRIPT_COMMANDS}"
 #: An orchestrator: a worker's rights and the job index, delete, jobs().
-ORCHESTRATOR_ACL = f"{WORKER_ACL} +zrandmember +zrevrange +unlink"
+ORCHESTRATOR_ACL = f"{WORKER_ACL} +zrandmember +zrevrange +unlink +xread +xrevrange"
 
 #: How Redis and Valkey word a refusal by ACL (directly, or inside a script).
 DENIED = r"(?i)noperm|no permissions|can't run this command|permission"
