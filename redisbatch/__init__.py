@@ -29,8 +29,8 @@ from ._exceptions import (
     SourceError,
 )
 from ._facade import DistributedImport
+from ._hooks import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, batch_processor
 from ._parsers import JsonParser, Parser, XmlParser
-from ._pipeline import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, batch_processor
 from ._results import (
     BatchContext,
     BatchResult,

@@ -16,9 +16,10 @@ from ._config import Settings
 from ._effects import Flow, Sleep
 from ._events import EventEmitter
 from ._exceptions import ConfigurationError, JobNotFoundError
+from ._hooks import BatchProcessor, DuplicateChecker, Hooks, Processor
 from ._keys import check_job_id
 from ._parsers import Parser
-from ._pipeline import BatchProcessor, DuplicateChecker, Hooks, Processor, RecordPipeline
+from ._pipeline import RecordPipeline
 from ._prepare import prepare
 from ._results import (
     BatchResult,

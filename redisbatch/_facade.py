@@ -18,8 +18,8 @@ import redis.cluster
 from ._config import Settings, check_client_options
 from ._core import Core, default_worker_id
 from ._events import Handler
+from ._hooks import BatchProcessor, DuplicateChecker, Hooks, Processor
 from ._parsers import Parser
-from ._pipeline import BatchProcessor, DuplicateChecker, Hooks, Processor
 from ._results import (
     BatchResult,
     JobStatus,

@@ -26,7 +26,8 @@ from ._events import (
     EventEmitter,
     JobCompleted,
 )
-from ._pipeline import BatchProcessor, Processor, RecordPipeline, batch_id_of
+from ._hooks import BatchProcessor, Processor
+from ._pipeline import RecordPipeline, batch_id_of
 from ._results import BatchResult, JobSummary, ProcessingContext
 from ._store import Claim, Store, dead_letter_reason
 

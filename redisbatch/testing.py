@@ -68,8 +68,8 @@ from _redisbatch_pytestplugin import redisbatch_import, redisbatch_redis
 
 from ._events import BatchClaimed, Event
 from ._facade import DistributedImport
+from ._hooks import BatchProcessor, Processor, batch_processor
 from ._parsers import Parser
-from ._pipeline import BatchProcessor, Processor, batch_processor
 from ._results import (
     BatchContext,
     BatchResult,

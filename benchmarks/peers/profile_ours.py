@@ -58,7 +58,10 @@ from redisbatch._scripts import scripts  # noqa: E402
 AREAS = (
     ("validation", ("_validate.py", "_fastpath.py", "_schema.py", "_parsers.py")),
     ("msgpack/json codec", ("_codec.py", "msgspec", "Decoder", "Encoder")),
-    ("record pipeline", ("_pipeline.py",)),
+    (
+        "record pipeline",
+        ("_pipeline.py", "_processing.py", "_settle.py", "_inflight.py", "_hooks.py"),
+    ),
     ("events", ("_events.py",)),
     ("worker flow", ("_worker.py", "_core.py", "_results.py")),
     ("store (Python side of scripts)", ("_store.py", "_scripts.py", "_keys.py")),
