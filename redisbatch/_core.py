@@ -39,7 +39,6 @@ from ._worker import TRANSIENT_ERRORS, emit_job_completed, process_batch, riding
 
 __all__ = ["Core", "default_worker_id", "parse_batch_id"]
 
-_FAILED_CHUNK = 200  # batches read per round trip by failed_records
 log = logging.getLogger("redisbatch")
 
 
