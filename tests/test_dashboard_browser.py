@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,7 @@ def chromium(profile: Path) -> Iterator[tuple[DevTools, DevTools]]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its helper processes end with it (killpg below)
     )
     port_file = profile / "DevToolsActivePort"
     try:
@@ -141,11 +143,15 @@ def chromium(profile: Path) -> Iterator[tuple[DevTools, DevTools]]:
         ):
             yield DevTools(page), DevTools(browser)
     finally:
-        process.terminate()
+        # The whole process group: a renderer or crash handler left behind
+        # would keep writing into the profile while it is removed.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
 
@@ -199,7 +205,7 @@ def test_the_page_follows_three_worker_processes_to_the_end(
     downloads.mkdir()
     with (
         dashboard(real_url, namespace) as base,
-        tempfile.TemporaryDirectory() as profile,
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile,
         chromium(Path(profile)) as (page, browser),
     ):
         browser.send("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
