@@ -377,15 +377,7 @@ class Store:
         )
 
     def release(self, job_id: str, idx: int, worker_id: str) -> Flow[bool]:
-        keys = self.keys(job_id)
-        reply = yield self._call(
-            "releaseBatch",
-            (keys.job, keys.queue, keys.batches, keys.leases),
-            CONSUMER_GROUP,
-            idx,
-            check_worker_id(worker_id),
-            _request_id(),
-        )
+        reply = yield self.release_call(job_id, idx, worker_id)
         return bool(int(reply))
 
     def reclaim_stale(self, job_id: str, timeout: float) -> Flow[int]:
@@ -523,7 +515,7 @@ class Store:
             (keys.job, keys.queue, keys.batches, keys.leases),
             CONSUMER_GROUP,
             idx,
-            worker_id,
+            check_worker_id(worker_id),
             _request_id(),
         )
 
