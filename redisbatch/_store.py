@@ -298,8 +298,7 @@ class Store:
     def parse_claim(reply: Sequence[Any]) -> Claim:
         code = Reply(_text(reply[0]))
         if code == Reply.OK:
-            _, idx, token, attempt, payload, columns, total, dead, duplicates = reply[:9]
-            indexes = reply[9] if len(reply) > 9 else b""
+            _, idx, token, attempt, payload, columns, total, dead, duplicates, indexes = reply
             return Claim(
                 reason=code,
                 batch_index=int(idx),
