@@ -298,8 +298,7 @@ class Store:
     def parse_claim(reply: Sequence[Any]) -> Claim:
         code = Reply(_text(reply[0]))
         if code == Reply.OK:
-            _, idx, token, attempt, payload, columns, total, dead, duplicates = reply[:9]
-            indexes = reply[9] if len(reply) > 9 else b""
+            _, idx, token, attempt, payload, columns, total, dead, duplicates, indexes = reply
             return Claim(
                 reason=code,
                 batch_index=int(idx),
@@ -377,15 +376,7 @@ class Store:
         )
 
     def release(self, job_id: str, idx: int, worker_id: str) -> Flow[bool]:
-        keys = self.keys(job_id)
-        reply = yield self._call(
-            "releaseBatch",
-            (keys.job, keys.queue, keys.batches, keys.leases),
-            CONSUMER_GROUP,
-            idx,
-            check_worker_id(worker_id),
-            _request_id(),
-        )
+        reply = yield self.release_call(job_id, idx, worker_id)
         return bool(int(reply))
 
     def reclaim_stale(self, job_id: str, timeout: float) -> Flow[int]:
@@ -523,7 +514,7 @@ class Store:
             (keys.job, keys.queue, keys.batches, keys.leases),
             CONSUMER_GROUP,
             idx,
-            worker_id,
+            check_worker_id(worker_id),
             _request_id(),
         )
 

@@ -18,8 +18,10 @@ from redis.retry import Retry
 from redisbatch import (
     ConfigurationError,
     DistributedImport,
+    Field,
     IterableSource,
     JobExistsError,
+    Schema,
     SourceError,
 )
 from redisbatch._codec import encode_failed
@@ -209,6 +211,38 @@ def test_a_repeated_hand_back_answers_ok_and_queues_once(make_import: Make) -> N
         1,
         0,
     )
+
+
+def test_a_repeated_store_answers_ok_and_stores_once(make_import: Make, client: Any) -> None:
+    """A storeBatch sent twice answers OK twice and counts, queues and owns once:
+    total_records and total_batches as after one call, one queue entry, and the
+    batch's unique values still owned by its own records (not duplicates of
+    themselves)."""
+    from redisbatch._batcher import Batcher
+    from redisbatch._unique import UniqueKeys
+
+    di = make_import(Schema([Field("email"), Field("n")], unique_fields=["email"]), batch_size=2)
+    store = di._core.store
+    raw = Raw(di)
+    validator = di._core.pipeline.validator
+    assert validator is not None
+    batcher = Batcher(2, skip_empty_rows=False, origin="test", unique=UniqueKeys(validator))
+    assert batcher.add({"email": "a@x.io", "n": "1"}) is None
+    batch = batcher.add({"email": "a@x.io", "n": "2"})
+    assert batch is not None and batch.unique_entries
+    raw.run(store.create("s", 2))
+    call = store.store_pipeline("s", [batch]).calls[0]
+    first, second = raw.run_call(call), raw.run_call(call)
+    assert store.store_reply([first]) == store.store_reply([second])
+    keys = store.keys("s")
+    total_records, total_batches = client.hmget(keys.job, "total_records", "total_batches")
+    assert (int(total_records), int(total_batches)) == (2, 1), "counted once"
+    assert client.xlen(keys.queue) == 1, "queued once"
+    assert client.hlen(keys.unique) == 1
+    assert client.hget(keys.batches, "d:0") == b"[[1,0,0]]", "record 1 duplicates record 0"
+    claim = raw.claim("s", "w")
+    assert claim.batch_index == 0 and claim.duplicates == ((1, 0, 0),)
+    assert raw.claim("s", "w2").batch_index is None, "one batch stored"
 
 
 def test_repeated_release_create_seal_and_controls_answer_as_the_first(
