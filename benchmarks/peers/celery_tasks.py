@@ -23,7 +23,8 @@ from celery import Celery
 from celery.signals import worker_ready
 from standard_job import COLUMNS, hand_validate
 
-URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: The server run.py started (never a default: the user's own Redis is not ours to write to).
+URL = os.environ["BENCH_REDIS_URL"]
 app = Celery("peers", broker=URL, backend=URL)
 app.conf.update(
     task_serializer="json",

@@ -20,14 +20,14 @@ from typing import Any
 import redis
 from standard_job import COLUMNS, hand_validate
 
-URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 _client: redis.Redis | None = None
 
 
 def client() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(URL)
+        # The server run.py started (never a default: the user's own Redis is not ours).
+        _client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     return _client
 
 
