@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import redis
-from standard_job import COLUMNS, hand_validate
+from standard_job import hand_batch
 
 _client: redis.Redis | None = None
 
@@ -31,20 +30,8 @@ def client() -> redis.Redis:
     return _client
 
 
-def noop(record: dict[str, Any]) -> None:
-    pass
-
-
 def process_batch(job: str, index: int, total: int, first: int, rows: list[list[str]]) -> int:
-    failures: dict[int, str] = {}
-    processed = 0
-    for offset, row in enumerate(rows):
-        parsed, errors = hand_validate(dict(zip(COLUMNS, row, strict=True)))
-        if errors:
-            failures[first + offset] = json.dumps({"row": row, "errors": errors})
-        else:
-            noop(parsed)
-            processed += 1
+    processed, failures = hand_batch(first, rows)
     pipe = client().pipeline(transaction=True)
     if failures:
         pipe.hset(f"{job}:failed", mapping=failures)
