@@ -236,7 +236,8 @@ class Outcome:
         ones = all(n == 1 for n in (*self.told, *self.heard, *self.streamed))
         done = all(s == "COMPLETED" for s in self.states)
         clean = not self.untimed_keys and not self.notes
-        return not self.lost and not self.double_counts and ones and done and clean
+        checked = self.rounds > 0  # no job checked proves nothing
+        return checked and not self.lost and not self.double_counts and ones and done and clean
 
     def problems(self) -> str:
         return (
