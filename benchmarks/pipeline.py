@@ -61,23 +61,26 @@ SCHEMA = Schema(
 )
 
 
+def make_row(i: int, rng: random.Random, invalid: float) -> list[str]:
+    """Row ``i`` of the users data; with probability ``invalid`` one column spoiled
+    (``rng`` draws once, twice when it spoils)."""
+    row = [
+        f"user{i}@example.com",
+        f"User {i}",
+        str(18 + i % 60),
+        COUNTRIES[i % 5],
+        f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+        "red; green;blue",
+    ]
+    if rng.random() < invalid:
+        column = rng.randrange(5)
+        row[column] = ["not-an-email", "", "old", "XX", "2024-02-31"][column]
+    return row
+
+
 def make_rows(count: int, invalid: float, seed: int = 3) -> list[list[str]]:
     rng = random.Random(seed)
-    rows = []
-    for i in range(count):
-        row = [
-            f"user{i}@example.com",
-            f"User {i}",
-            str(18 + i % 60),
-            COUNTRIES[i % 5],
-            f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
-            "red; green;blue",
-        ]
-        if rng.random() < invalid:
-            column = rng.randrange(5)
-            row[column] = ["not-an-email", "", "old", "XX", "2024-02-31"][column]
-        rows.append(row)
-    return rows
+    return [make_row(i, rng, invalid) for i in range(count)]
 
 
 def standard_rows(count: int) -> list[list[str]]:

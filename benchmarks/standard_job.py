@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import re
 import time
@@ -114,6 +115,25 @@ def hand_validate(record: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[st
     tags = record.get("tags")
     parsed["tags"] = [t.strip() for t in tags.split(";") if t.strip()] if tags else None
     return parsed, errors
+
+
+def noop(record: dict[str, Any]) -> None:
+    """The peers' processor: does nothing."""
+
+
+def hand_batch(first: int, rows: list[list[str]]) -> tuple[int, dict[int, str]]:
+    """One batch as a peer's task runs it: each row validated by hand, the valid ones
+    passed to ``noop``. Returns (processed, the invalid rows as JSON by source index)."""
+    failures: dict[int, str] = {}
+    processed = 0
+    for offset, row in enumerate(rows):
+        parsed, errors = hand_validate(dict(zip(COLUMNS, row, strict=True)))
+        if errors:
+            failures[first + offset] = json.dumps({"row": row, "errors": errors})
+        else:
+            noop(parsed)
+            processed += 1
+    return processed, failures
 
 
 def bare_pass(path: Path) -> tuple[int, int]:

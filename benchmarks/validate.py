@@ -27,20 +27,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from redisbatch import CsvParser, Field, FileSource, Schema
-from redisbatch._dryrun import dry_run
+from pipeline import COLUMNS, COUNTRIES, SCHEMA, make_row
 
-COUNTRIES = ("DE", "FR", "US", "JP", "BR")
-SCHEMA = Schema(
-    [
-        Field("email", "email", required=True),
-        Field("name", required=True),
-        Field("age", "number"),
-        Field("country", choices=list(COUNTRIES)),
-        Field("signup_date", "date"),
-        Field("tags", "array", separator=";"),
-    ]
-)
+from redisbatch import CsvParser, FileSource
+from redisbatch._dryrun import dry_run
 
 
 def peak_rss_mb() -> float:
@@ -51,22 +41,11 @@ def generate(path: Path, rows: int, invalid: float, seed: int = 3) -> None:
     rng = random.Random(seed)
     partial = path.with_name(path.name + ".partial")
     with partial.open("w", encoding="utf-8", newline="") as out:
-        out.write("email,name,age,country,signup_date,tags\n")
+        out.write(",".join(COLUMNS) + "\n")
         for start in range(0, rows, 10_000):
             lines = []
             for i in range(start, min(rows, start + 10_000)):
-                row = [
-                    f"user{i}@example.com",
-                    f"User {i}",
-                    str(18 + i % 60),
-                    COUNTRIES[i % 5],
-                    f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
-                    "red; green;blue",
-                ]
-                if rng.random() < invalid:
-                    column = rng.randrange(5)
-                    row[column] = ["not-an-email", "", "old", "XX", "2024-02-31"][column]
-                lines.append(",".join(row) + "\n")
+                lines.append(",".join(make_row(i, rng, invalid)) + "\n")
             out.write("".join(lines))
     partial.replace(path)
 

@@ -39,6 +39,8 @@ def _load(name: str, monkeypatch: pytest.MonkeyPatch, url: str) -> tuple[ModuleT
     namespace; (module, namespace)."""
     namespace = f"r{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("REDIS_URL", url)
+    # celery_tasks.py prefers CELERY_BROKER_URL: a user's broker is not the test's.
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
     monkeypatch.setenv("REDISBATCH_NAMESPACE", namespace)
     unique = f"{name}_{namespace}"
     spec = importlib.util.spec_from_file_location(unique, EXAMPLES / f"{name}.py")

