@@ -434,7 +434,9 @@ def _source_options(command: argparse.ArgumentParser) -> None:
 
 def _prepare_options(prepare: argparse.ArgumentParser) -> None:
     _source_options(prepare)
-    prepare.add_argument("--batch-size", type=_positive, default=500)
+    prepare.add_argument(
+        "--batch-size", type=_positive, default=500, help="records per batch (default %(default)s)"
+    )
     prepare.add_argument("--job-id", help="the job id (default: a new uuid4 hex)")
     prepare.add_argument(
         "--resume", action="store_true", help="continue an interrupted prepare of --job-id"
@@ -454,7 +456,7 @@ def _prepare_options(prepare: argparse.ArgumentParser) -> None:
 
 
 def _worker_options(worker: argparse.ArgumentParser) -> None:
-    worker.add_argument("job_id")
+    worker.add_argument("job_id", help="the job to work on (as prepare printed it)")
     worker.add_argument("--processor", required=True, help="MODULE:FUNC")
     worker.add_argument("--schema", help="a .json/.toml schema file, or MODULE:ATTR")
     worker.add_argument("--processes", type=_positive, default=1, help="worker processes")
@@ -536,16 +538,23 @@ def build_parser() -> argparse.ArgumentParser:
         ("delete", "remove every key of a job"),
     ):
         command = add(name, help)
-        command.add_argument("job_id")
+        command.add_argument("job_id", help="the job's id")
         if name == "status":
             command.add_argument("--json", action="store_true", help="one JSON document")
         elif name == "watch":
-            command.add_argument("--interval", type=_seconds, default=1.0)
+            command.add_argument(
+                "--interval", type=_seconds, default=1.0, help="seconds between refreshes (1.0)"
+            )
         elif name == "failed":
-            command.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+            command.add_argument(
+                "--format",
+                choices=("csv", "jsonl"),
+                default="csv",
+                help="csv or jsonl, ready to fix and import again (default %(default)s)",
+            )
             command.add_argument("-o", "--output", help="file to write (default: stdout)")
     retry = add("retry-failed", "run a finished job's failed records again (a new attempt)")
-    retry.add_argument("job_id")
+    retry.add_argument("job_id", help="the job's id")
     retry.add_argument(
         "--include-invalid",
         action="store_true",

@@ -23,6 +23,7 @@ import msgspec
 from ._batcher import Batcher
 from ._codec import decode_batch
 from ._events import EventEmitter
+from ._parsers import RowBlock
 from ._pipeline import RecordPipeline
 from ._results import ValidationError
 from ._schema import Schema
@@ -107,13 +108,15 @@ class _Unique:
 
 
 def _batches(items: Iterator[Any], batcher: Batcher) -> Iterator[Any]:
+    """The batches ``prepare`` would store, fed as it feeds them (a block
+    with its line table, so failures name the same lines)."""
     for item in items:
-        if type(item) is list or not hasattr(item, "rows"):
+        if type(item) is RowBlock:
+            yield from batcher.add_block(item.rows, item.lines)
+        else:
             batch = batcher.add(item)
             if batch is not None:
                 yield batch
-        else:
-            yield from batcher.add_block(item.rows)
     last = batcher.finish()
     if last is not None:
         yield last

@@ -83,30 +83,35 @@ class Validator:
 
     def check_row(self, columns: Sequence[str], row: list[Any]) -> Checked:
         """One stored row (values in ``columns`` order) through steps 2, 4 and 5."""
-        return self.validate(self.resolve_record(raw_record(list(columns), row)))
+        return self.validate(raw_record(self.resolve_columns(columns), row))
 
     def check_raw_row(self, columns: Sequence[str], raw: msgspec.Raw) -> Checked:
-        return self.check_row(columns, decode_row(raw))
+        """``check_row`` for a row still in msgpack bytes."""
+        return self.validate(raw_record(self.resolve_columns(columns), decode_row(raw)))
+
+    def _check_resolved(self, fields: list[str], raw: msgspec.Raw) -> Checked:
+        """``check_raw_row`` with the header already resolved to field names
+        (step 2 done once per batch, not per row)."""
+        return self.validate(raw_record(fields, decode_row(raw)))
 
     def check_raw_rows(self, columns: Sequence[str], raw_rows: list[msgspec.Raw]) -> list[Checked]:
         """Every row of a batch (msgpack bytes) through steps 2, 4 and 5, in C
         where the schema allows."""
         key = tuple(columns)
+        fields = self.resolve_columns(key)
         if key not in self._fast:
             if len(self._fast) > 16:
                 self._fast.clear()
             try:
                 self._fast[key] = FastValidator(
-                    self.checkers,
-                    self.resolve_columns(key),
-                    self._strict,
-                    partial(self.check_raw_row, key),
+                    self.checkers, fields, self._strict, partial(self._check_resolved, fields)
                 )
             except ValueError:
                 self._fast[key] = None
         fast = self._fast[key]
         if fast is None:
-            return [self.check_raw_row(key, raw) for raw in raw_rows]
+            check = self._check_resolved
+            return [check(fields, raw) for raw in raw_rows]
         return fast.check(raw_rows)
 
     def check_rows(self, columns: Sequence[str], rows: list[list[Any]]) -> list[Checked]:

@@ -55,9 +55,9 @@ import importlib.util
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -92,8 +92,17 @@ __all__ = [
     "run_job",
 ]
 
-#: The type of the ``redisbatch_import`` fixture: ``(schema=None, **options) -> DistributedImport``.
-ImportFactory = Callable[..., DistributedImport]
+
+class ImportFactory(Protocol):
+    """The type of the ``redisbatch_import`` fixture, for annotating the
+    fixture argument: called as ``make(schema=None, **options)``, it builds a
+    ``DistributedImport`` on the test's Redis client, ``options`` being
+    ``DistributedImport``'s keyword arguments (``retry_delay`` defaults to 0)."""
+
+    def __call__(self, schema: Schema | None = None, **options: Any) -> DistributedImport:
+        """A ``DistributedImport`` for ``schema`` with ``options``."""
+        ...
+
 
 _INSTALL_HINT = "redisbatch.testing needs fakeredis with Lua: pip install 'redisbatch[testing]'"
 
