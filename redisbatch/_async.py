@@ -28,6 +28,8 @@ from ._effects import (
     CallEach,
     Command,
     Flow,
+    FlowSteps,
+    GateMode,
     Interrupted,
     Lease,
     Pipeline,
@@ -36,6 +38,7 @@ from ._effects import (
     StartHeartbeat,
     StopHeartbeat,
     Wait,
+    gate_mode,
 )
 from ._scripts import PipelineReplies, ScriptCall
 
@@ -235,40 +238,19 @@ class AsyncDriver:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
         held = _Held(self)
-        interrupt: BaseException | None = None
-        send: Any = None
-        throw: BaseException | None = None
+        steps = FlowSteps(flow, held.leases)
         try:
             while True:
-                try:
-                    effect = flow.throw(throw) if throw is not None else flow.send(send)
-                except StopIteration as stop:
-                    if interrupt is not None:
-                        raise interrupt from None
-                    return stop.value  # type: ignore[no-any-return]
-                except Interrupted:
-                    if interrupt is None:  # pragma: no cover - only drivers throw it
-                        raise
-                    raise interrupt from None
-                send, throw = None, None
+                done, effect = steps.next()
+                if done:
+                    return effect  # type: ignore[no-any-return]
                 try:
                     if gate is None:
-                        send = await self._perform(effect, held)
+                        steps.send = await self._perform(effect, held)
                     else:
-                        send = await self._perform_gated(effect, held, gate)
-                except Exception as exc:
-                    throw = exc
-                except Interrupted as stop:  # a CallEach interrupted after some calls
-                    assert stop.cause is not None
-                    if interrupt is not None or not held.beats:
-                        raise stop.cause from None
-                    interrupt = held.interrupted(stop.cause)
-                    send = stop.outcomes
-                except BaseException as exc:  # cancellation, KeyboardInterrupt, SystemExit
-                    if interrupt is not None or not held.beats:
-                        raise
-                    interrupt = held.interrupted(exc)
-                    throw = Interrupted(exc)
+                        steps.send = await self._perform_gated(effect, held, gate)
+                except BaseException as exc:
+                    steps.failed(exc)
         finally:
             flow.close()
             await held.close()
@@ -276,8 +258,9 @@ class AsyncDriver:
     async def _perform_gated(self, effect: Any, held: _Held, gate: CancelGate) -> Any:
         """A pending SIGTERM stops the worker before user code, a wait or a new
         claim: never between a claim and its heartbeat, nor before a commit."""
-        if not isinstance(effect, Call | CallEach | Sleep):
-            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+        mode = gate_mode(effect)
+        if mode is not GateMode.OPEN:
+            if mode is GateMode.CHECK:
                 gate.check()
             return await self._perform(effect, held)
         gate.open = True
@@ -333,11 +316,9 @@ class _Held:
         if held is not None:
             await _ended(held[1])
 
-    def interrupted(self, exc: BaseException) -> BaseException:
-        """Marks the held leases interrupted; returns the interruption to raise later."""
-        for lease, _ in self.beats.values():
-            lease.interrupted = True
-        return exc
+    def leases(self) -> list[Lease]:
+        """The leases held now."""
+        return [lease for lease, _ in self.beats.values()]
 
     async def close(self) -> None:
         """Ends the heartbeat tasks; gives back a batch still held (its flow died)."""

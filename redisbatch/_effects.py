@@ -10,9 +10,10 @@ hand: no Redis, no event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Generic, TypeVar
 
 from ._parsers import RowBlock
 from ._scripts import Reply, ScriptCall
@@ -24,6 +25,8 @@ __all__ = [
     "Command",
     "Effect",
     "Flow",
+    "FlowSteps",
+    "GateMode",
     "Interrupted",
     "ItemReader",
     "Lease",
@@ -33,6 +36,7 @@ __all__ = [
     "StartHeartbeat",
     "StopHeartbeat",
     "Wait",
+    "gate_mode",
 ]
 
 T = TypeVar("T")
@@ -229,3 +233,88 @@ Effect = (
     | StopHeartbeat
 )
 Flow = Generator[Effect, Any, T]
+
+
+class GateMode(Enum):
+    """Where a pending SIGTERM (``handle_signals``) may stop a worker, by effect."""
+
+    PASS = 0  # not here: a Redis call, mid-batch
+    CHECK = 1  # before it: a new claim
+    OPEN = 2  # before it and at once during it: user code, a wait
+
+
+def gate_mode(effect: Any) -> GateMode:
+    """Where a SIGTERM may stop a worker around ``effect``: before user code,
+    a wait or a new claim, at once inside user code and waits; never between
+    a claim and its heartbeat, nor before a commit. Both drivers' gates ask this."""
+    if isinstance(effect, Call | CallEach | Sleep):
+        return GateMode.OPEN
+    if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+        return GateMode.CHECK
+    return GateMode.PASS
+
+
+class FlowSteps(Generic[T]):
+    """The driver-independent half of running a flow: stepping it, and what an
+    effect's failure means. An ``Exception`` is thrown into the flow; an
+    interruption (``KeyboardInterrupt``, ``SystemExit``, cancellation) while
+    it holds a batch marks the held leases ``interrupted``, is thrown in as
+    ``Interrupted`` (or, from a ``CallEach``, its finished outcomes are sent)
+    and raised again once the flow ends; with no batch held, or a second
+    time, it ends the run at once. Each driver only performs the effects::
+
+        while True:
+            done, effect = steps.next()
+            if done:
+                return effect
+            try:
+                steps.send = perform(effect)      # or: await perform(effect)
+            except BaseException as exc:
+                steps.failed(exc)
+    """
+
+    __slots__ = ("flow", "held", "interrupt", "send", "throw")
+
+    def __init__(self, flow: Flow[T], held: Callable[[], Iterable[Lease]]) -> None:
+        self.flow = flow
+        self.held = held  # the leases the run holds now
+        self.interrupt: BaseException | None = None
+        self.send: Any = None
+        self.throw: BaseException | None = None
+
+    def next(self) -> tuple[bool, Any]:
+        """``(True, the flow's value)`` once it returned, else ``(False, its next effect)``."""
+        try:
+            effect = (
+                self.flow.throw(self.throw) if self.throw is not None else self.flow.send(self.send)
+            )
+        except StopIteration as stop:
+            if self.interrupt is not None:
+                raise self.interrupt from None
+            return True, stop.value
+        except Interrupted:
+            if self.interrupt is None:  # pragma: no cover - only drivers throw it
+                raise
+            raise self.interrupt from None
+        self.send, self.throw = None, None
+        return False, effect
+
+    def failed(self, exc: BaseException) -> None:
+        """An effect raised ``exc``: what the flow is sent next, or (raised) the run's end."""
+        if isinstance(exc, Exception):
+            self.throw = exc
+            return
+        cause = exc.cause if isinstance(exc, Interrupted) else exc
+        assert cause is not None
+        leases = list(self.held())
+        if self.interrupt is not None or not leases:
+            if cause is exc:
+                raise exc
+            raise cause from None
+        for lease in leases:
+            lease.interrupted = True
+        self.interrupt = cause
+        if isinstance(exc, Interrupted):  # a CallEach interrupted after some calls
+            self.send = exc.outcomes
+        else:
+            self.throw = Interrupted(exc)

@@ -29,6 +29,8 @@ from ._effects import (
     CallEach,
     Command,
     Flow,
+    FlowSteps,
+    GateMode,
     Interrupted,
     Lease,
     Pipeline,
@@ -37,6 +39,7 @@ from ._effects import (
     StartHeartbeat,
     StopHeartbeat,
     Wait,
+    gate_mode,
 )
 from ._exceptions import ConfigurationError
 from ._scripts import PipelineReplies, ScriptCall
@@ -283,40 +286,19 @@ class SyncDriver:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         is taken at once inside user code and waits, else before the next one."""
         held = _Held(self)
-        interrupt: BaseException | None = None
-        send: Any = None
-        throw: BaseException | None = None
+        steps = FlowSteps(flow, lambda: held.leases)
         try:
             while True:
-                try:
-                    effect = flow.throw(throw) if throw is not None else flow.send(send)
-                except StopIteration as stop:
-                    if interrupt is not None:
-                        raise interrupt from None
-                    return stop.value  # type: ignore[no-any-return]
-                except Interrupted:
-                    if interrupt is None:  # pragma: no cover - only drivers throw it
-                        raise
-                    raise interrupt from None
-                send, throw = None, None
+                done, effect = steps.next()
+                if done:
+                    return effect  # type: ignore[no-any-return]
                 try:
                     if gate is None:
-                        send = self._perform(effect, held)
+                        steps.send = self._perform(effect, held)
                     else:
-                        send = self._perform_gated(effect, held, gate)
-                except Exception as exc:
-                    throw = exc
-                except Interrupted as stop:  # a CallEach interrupted after some calls
-                    assert stop.cause is not None
-                    if interrupt is not None or not held.leases:
-                        raise stop.cause from None
-                    interrupt = held.interrupted(stop.cause)
-                    send = stop.outcomes
-                except BaseException as exc:  # KeyboardInterrupt, SystemExit
-                    if interrupt is not None or not held.leases:
-                        raise
-                    interrupt = held.interrupted(exc)
-                    throw = Interrupted(exc)
+                        steps.send = self._perform_gated(effect, held, gate)
+                except BaseException as exc:
+                    steps.failed(exc)
         finally:
             flow.close()
             held.close()
@@ -324,8 +306,9 @@ class SyncDriver:
     def _perform_gated(self, effect: Any, held: _Held, gate: SignalGate) -> Any:
         """A pending SIGTERM stops the worker before user code, a wait or a new
         claim: never between a claim and its heartbeat, nor before a commit."""
-        if not isinstance(effect, Call | CallEach | Sleep):
-            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+        mode = gate_mode(effect)
+        if mode is not GateMode.OPEN:
+            if mode is GateMode.CHECK:
                 gate.check()
             return self._perform(effect, held)
         gate.open = True
@@ -383,12 +366,6 @@ class _Held:
         if self.beats is not None:
             self.beats.remove(lease)
         self.leases.remove(lease)
-
-    def interrupted(self, exc: BaseException) -> BaseException:
-        """Marks the held leases interrupted; returns the interruption to raise later."""
-        for lease in self.leases:
-            lease.interrupted = True
-        return exc
 
     def close(self) -> None:
         """Ends the heartbeat thread; gives back a batch still held (its flow died)."""
