@@ -47,7 +47,6 @@ __all__ = ["AsyncDriver", "CancelGate", "sigterm_cancels"]
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
-_SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
 _END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
 
 
@@ -220,20 +219,6 @@ class AsyncDriver:
             return
         lease.heard(reply)
 
-    @staticmethod
-    async def _sleep(effect: Sleep) -> None:
-        lease = effect.lease
-        if lease is None:
-            await asyncio.sleep(effect.seconds)
-            return
-        loop = asyncio.get_running_loop()
-        end = loop.time() + effect.seconds
-        while not lease.stopped:
-            left = end - loop.time()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, _SLEEP_SLICE))
-
     async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
@@ -289,7 +274,8 @@ class AsyncDriver:
         if isinstance(effect, ReadItems):
             return await asyncio.to_thread(effect.read)
         if isinstance(effect, Sleep):
-            await self._sleep(effect)
+            for pause in effect.pauses(asyncio.get_running_loop().time):
+                await asyncio.sleep(pause)
         elif isinstance(effect, StartHeartbeat):
             held.start(effect.lease, self._heartbeat(effect.lease))
         elif isinstance(effect, StopHeartbeat):

@@ -41,6 +41,8 @@ __all__ = [
 
 T = TypeVar("T")
 
+SLEEP_SLICE = 0.05  # a backoff wait with a lease looks at it this often
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -127,6 +129,21 @@ class Sleep:
 
     seconds: float
     lease: Lease | None = None
+
+    def pauses(self, clock: Callable[[], float]) -> Iterator[float]:
+        """The driver's waits, one after the other: the whole wait, or, with a
+        ``lease``, slices of at most ``SLEEP_SLICE`` until the time is up or the
+        lease is stopped. ``clock`` is the driver's monotonic clock."""
+        lease = self.lease
+        if lease is None:
+            yield self.seconds
+            return
+        end = clock() + self.seconds
+        while not lease.stopped:
+            left = end - clock()
+            if left <= 0:
+                return
+            yield min(left, SLEEP_SLICE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,6 @@ __all__ = ["SignalGate", "SyncDriver", "sigterm_as_exit"]
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
-_SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
-
 
 def _call_each(effect: CallEach) -> list[Exception | None]:
     """CallEach, one call after the other. An interruption (``KeyboardInterrupt``,
@@ -78,19 +76,6 @@ def _call_each(effect: CallEach) -> list[Exception | None]:
             raise
         raise Interrupted(exc, outcomes) from None
     return outcomes
-
-
-def _sleep(effect: Sleep) -> None:
-    lease = effect.lease
-    if lease is None:
-        time.sleep(effect.seconds)
-        return
-    end = time.monotonic() + effect.seconds
-    while not lease.stopped:
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, _SLEEP_SLICE))
 
 
 class SignalGate:
@@ -338,7 +323,8 @@ class SyncDriver:
         if isinstance(effect, ReadItems):
             return effect.read()
         if isinstance(effect, Sleep):
-            _sleep(effect)
+            for pause in effect.pauses(time.monotonic):
+                time.sleep(pause)
         elif isinstance(effect, StartHeartbeat):
             held.start(effect.lease)
         elif isinstance(effect, StopHeartbeat):
