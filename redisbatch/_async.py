@@ -36,6 +36,7 @@ from ._effects import (
     ReadItems,
     Sleep,
     StartHeartbeat,
+    StopGate,
     StopHeartbeat,
     Wait,
     gate_mode,
@@ -50,32 +51,27 @@ log = logging.getLogger("redisbatch")
 _END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
 
 
-class CancelGate:
-    """Where a SIGTERM may stop an async worker: at once (the task cancelled)
-    while user code runs or the flow waits (``open``); otherwise — in a Redis
-    call — before the next user call, wait or claim, so that a batch is never
-    cut off between its claim and its heartbeat, nor before its commit."""
+class CancelGate(StopGate):
+    """The async driver's ``StopGate``: a SIGTERM cancels the worker's task
+    (at once while open, else raised as a cancellation at the next check);
+    ``fired`` keeps the signal, once it came."""
 
-    __slots__ = ("fired", "open", "pending", "task")
+    __slots__ = ("fired", "task")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
+        super().__init__()
         self.task = task
-        self.open = False
-        self.pending = False
-        self.fired: list[int] = []  # the signal, once it came
+        self.fired: list[int] = []
+
+    def stopped(self, signum: int) -> asyncio.CancelledError:
+        return asyncio.CancelledError()
+
+    def stop_now(self, signum: int) -> None:
+        self.task.cancel()
 
     def on_signal(self, signum: int) -> None:
         self.fired.append(signum)
-        if self.open:
-            self.task.cancel()
-        else:
-            self.pending = True
-
-    def check(self) -> None:
-        """Raises the pending stop, if any, as a cancellation."""
-        if self.pending:
-            self.pending = False
-            raise asyncio.CancelledError
+        super().on_signal(signum)
 
 
 @contextlib.contextmanager

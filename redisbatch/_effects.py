@@ -34,6 +34,7 @@ __all__ = [
     "ReadItems",
     "Sleep",
     "StartHeartbeat",
+    "StopGate",
     "StopHeartbeat",
     "Wait",
     "gate_mode",
@@ -258,6 +259,40 @@ class GateMode(Enum):
     PASS = 0  # not here: a Redis call, mid-batch
     CHECK = 1  # before it: a new claim
     OPEN = 2  # before it and at once during it: user code, a wait
+
+
+class StopGate:
+    """Where a SIGTERM may stop a worker: at once while user code runs or the
+    flow waits (``open``); otherwise — in a Redis call, in the flow's own
+    code — before the next user call, wait or claim (``check``), so that a
+    batch is never cut off between its claim and its heartbeat, nor before
+    its commit. A driver says what stopping is (``stopped``, ``stop_now``)."""
+
+    __slots__ = ("open", "pending")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.pending: int | None = None  # a signal that came while closed
+
+    def stopped(self, signum: int) -> BaseException:  # pragma: no cover - drivers override
+        """The exception that stops the worker."""
+        raise NotImplementedError
+
+    def stop_now(self, signum: int) -> None:
+        """Stops the worker at once (the gate is open)."""
+        raise self.stopped(signum)
+
+    def on_signal(self, signum: int) -> None:
+        if self.open:
+            self.stop_now(signum)
+        else:
+            self.pending = signum
+
+    def check(self) -> None:
+        """Raises the pending stop, if any."""
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise self.stopped(signum)
 
 
 def gate_mode(effect: Any) -> GateMode:

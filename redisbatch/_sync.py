@@ -37,6 +37,7 @@ from ._effects import (
     ReadItems,
     Sleep,
     StartHeartbeat,
+    StopGate,
     StopHeartbeat,
     Wait,
     gate_mode,
@@ -78,26 +79,14 @@ def _call_each(effect: CallEach) -> list[Exception | None]:
     return outcomes
 
 
-class SignalGate:
-    """Where a SIGTERM may stop a worker: at once while user code runs or a
-    flow waits (``open``); otherwise — in a Redis call, in the flow's own
-    code — before the next user call, wait or claim, so that a batch is
-    never cut off between its claim and its heartbeat, nor before its commit."""
+class SignalGate(StopGate):
+    """The sync driver's ``StopGate``: a SIGTERM raises ``SystemExit(128 + signum)``
+    in the main thread."""
 
-    __slots__ = ("open", "pending")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.open = False
-        self.pending: int | None = None  # a signal that came while closed
-
-    def exit(self, signum: int) -> SystemExit:
+    def stopped(self, signum: int) -> SystemExit:
         return SystemExit(128 + signum)
-
-    def check(self) -> None:
-        """Raises the pending stop, if any."""
-        if self.pending is not None:
-            signum, self.pending = self.pending, None
-            raise self.exit(signum)
 
 
 @contextlib.contextmanager
@@ -110,9 +99,7 @@ def sigterm_as_exit() -> Iterator[SignalGate]:
     gate = SignalGate()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        if gate.open:
-            raise gate.exit(signum)
-        gate.pending = signum
+        gate.on_signal(signum)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
