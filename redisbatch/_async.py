@@ -40,6 +40,7 @@ from ._effects import (
     StopHeartbeat,
     Wait,
     gate_mode,
+    release_held,
 )
 from ._scripts import PipelineReplies, ScriptCall
 
@@ -307,12 +308,8 @@ class _Held:
         for lease, beat in self.beats.values():
             self.driver.forget(lease)
             await _ended(beat)
-            if lease.release is None or lease.lost:
-                continue
-            try:
-                await self.driver.script(lease.release)
-            except redis.exceptions.RedisError as exc:
-                log.warning("could not release a batch after an error (it goes stale): %s", exc)
+        if self.beats:
+            await self.driver.run(release_held(self.leases()))
 
 
 async def _ended(task: asyncio.Task[None]) -> None:

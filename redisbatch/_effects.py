@@ -9,11 +9,14 @@ hand: no Redis, no event loop.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
+
+import redis.exceptions
 
 from ._parsers import RowBlock
 from ._scripts import Reply, ScriptCall
@@ -38,9 +41,11 @@ __all__ = [
     "StopHeartbeat",
     "Wait",
     "gate_mode",
+    "release_held",
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("redisbatch")
 
 SLEEP_SLICE = 0.05  # a backoff wait with a lease looks at it this often
 
@@ -370,3 +375,16 @@ class FlowSteps(Generic[T]):
             self.send = exc.outcomes
         else:
             self.throw = Interrupted(exc)
+
+
+def release_held(leases: Iterable[Lease]) -> Flow[None]:
+    """Gives back the batches a run still held when its flow died (not those
+    lost meanwhile); a failure leaves the batch to go stale. Both drivers run
+    it when a run ends."""
+    for lease in leases:
+        if lease.release is None or lease.lost:
+            continue
+        try:
+            yield lease.release
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not release a batch after an error (it goes stale): %s", exc)

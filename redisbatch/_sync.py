@@ -41,6 +41,7 @@ from ._effects import (
     StopHeartbeat,
     Wait,
     gate_mode,
+    release_held,
 )
 from ._exceptions import ConfigurationError
 from ._scripts import PipelineReplies, ScriptCall
@@ -344,10 +345,5 @@ class _Held:
         """Ends the heartbeat thread; gives back a batch still held (its flow died)."""
         if self.beats is not None:
             self.beats.close()
-        for lease in self.leases:
-            if lease.release is None or lease.lost:
-                continue
-            try:
-                self.driver.script(lease.release)
-            except redis.exceptions.RedisError as exc:
-                log.warning("could not release a batch after an error (it goes stale): %s", exc)
+        if self.leases:
+            self.driver.run(release_held(self.leases))
