@@ -28,14 +28,19 @@ from ._effects import (
     CallEach,
     Command,
     Flow,
+    FlowSteps,
+    GateMode,
     Interrupted,
     Lease,
     Pipeline,
     ReadItems,
     Sleep,
     StartHeartbeat,
+    StopGate,
     StopHeartbeat,
     Wait,
+    gate_mode,
+    release_held,
 )
 from ._scripts import PipelineReplies, ScriptCall
 
@@ -44,36 +49,30 @@ __all__ = ["AsyncDriver", "CancelGate", "sigterm_cancels"]
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
-_SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
 _END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
 
 
-class CancelGate:
-    """Where a SIGTERM may stop an async worker: at once (the task cancelled)
-    while user code runs or the flow waits (``open``); otherwise — in a Redis
-    call — before the next user call, wait or claim, so that a batch is never
-    cut off between its claim and its heartbeat, nor before its commit."""
+class CancelGate(StopGate):
+    """The async driver's ``StopGate``: a SIGTERM cancels the worker's task
+    (at once while open, else raised as a cancellation at the next check);
+    ``fired`` keeps the signal, once it came."""
 
-    __slots__ = ("fired", "open", "pending", "task")
+    __slots__ = ("fired", "task")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
+        super().__init__()
         self.task = task
-        self.open = False
-        self.pending = False
-        self.fired: list[int] = []  # the signal, once it came
+        self.fired: list[int] = []
+
+    def stopped(self, signum: int) -> asyncio.CancelledError:
+        return asyncio.CancelledError()
+
+    def stop_now(self, signum: int) -> None:
+        self.task.cancel()
 
     def on_signal(self, signum: int) -> None:
         self.fired.append(signum)
-        if self.open:
-            self.task.cancel()
-        else:
-            self.pending = True
-
-    def check(self) -> None:
-        """Raises the pending stop, if any, as a cancellation."""
-        if self.pending:
-            self.pending = False
-            raise asyncio.CancelledError
+        super().on_signal(signum)
 
 
 @contextlib.contextmanager
@@ -217,58 +216,23 @@ class AsyncDriver:
             return
         lease.heard(reply)
 
-    @staticmethod
-    async def _sleep(effect: Sleep) -> None:
-        lease = effect.lease
-        if lease is None:
-            await asyncio.sleep(effect.seconds)
-            return
-        loop = asyncio.get_running_loop()
-        end = loop.time() + effect.seconds
-        while not lease.stopped:
-            left = end - loop.time()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, _SLEEP_SLICE))
-
     async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
         held = _Held(self)
-        interrupt: BaseException | None = None
-        send: Any = None
-        throw: BaseException | None = None
+        steps = FlowSteps(flow, held.leases)
         try:
             while True:
-                try:
-                    effect = flow.throw(throw) if throw is not None else flow.send(send)
-                except StopIteration as stop:
-                    if interrupt is not None:
-                        raise interrupt from None
-                    return stop.value  # type: ignore[no-any-return]
-                except Interrupted:
-                    if interrupt is None:  # pragma: no cover - only drivers throw it
-                        raise
-                    raise interrupt from None
-                send, throw = None, None
+                done, effect = steps.next()
+                if done:
+                    return effect  # type: ignore[no-any-return]
                 try:
                     if gate is None:
-                        send = await self._perform(effect, held)
+                        steps.send = await self._perform(effect, held)
                     else:
-                        send = await self._perform_gated(effect, held, gate)
-                except Exception as exc:
-                    throw = exc
-                except Interrupted as stop:  # a CallEach interrupted after some calls
-                    assert stop.cause is not None
-                    if interrupt is not None or not held.beats:
-                        raise stop.cause from None
-                    interrupt = held.interrupted(stop.cause)
-                    send = stop.outcomes
-                except BaseException as exc:  # cancellation, KeyboardInterrupt, SystemExit
-                    if interrupt is not None or not held.beats:
-                        raise
-                    interrupt = held.interrupted(exc)
-                    throw = Interrupted(exc)
+                        steps.send = await self._perform_gated(effect, held, gate)
+                except BaseException as exc:
+                    steps.failed(exc)
         finally:
             flow.close()
             await held.close()
@@ -276,8 +240,9 @@ class AsyncDriver:
     async def _perform_gated(self, effect: Any, held: _Held, gate: CancelGate) -> Any:
         """A pending SIGTERM stops the worker before user code, a wait or a new
         claim: never between a claim and its heartbeat, nor before a commit."""
-        if not isinstance(effect, Call | CallEach | Sleep):
-            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+        mode = gate_mode(effect)
+        if mode is not GateMode.OPEN:
+            if mode is GateMode.CHECK:
                 gate.check()
             return await self._perform(effect, held)
         gate.open = True
@@ -306,7 +271,8 @@ class AsyncDriver:
         if isinstance(effect, ReadItems):
             return await asyncio.to_thread(effect.read)
         if isinstance(effect, Sleep):
-            await self._sleep(effect)
+            for pause in effect.pauses(asyncio.get_running_loop().time):
+                await asyncio.sleep(pause)
         elif isinstance(effect, StartHeartbeat):
             held.start(effect.lease, self._heartbeat(effect.lease))
         elif isinstance(effect, StopHeartbeat):
@@ -333,23 +299,17 @@ class _Held:
         if held is not None:
             await _ended(held[1])
 
-    def interrupted(self, exc: BaseException) -> BaseException:
-        """Marks the held leases interrupted; returns the interruption to raise later."""
-        for lease, _ in self.beats.values():
-            lease.interrupted = True
-        return exc
+    def leases(self) -> list[Lease]:
+        """The leases held now."""
+        return [lease for lease, _ in self.beats.values()]
 
     async def close(self) -> None:
         """Ends the heartbeat tasks; gives back a batch still held (its flow died)."""
         for lease, beat in self.beats.values():
             self.driver.forget(lease)
             await _ended(beat)
-            if lease.release is None or lease.lost:
-                continue
-            try:
-                await self.driver.script(lease.release)
-            except redis.exceptions.RedisError as exc:
-                log.warning("could not release a batch after an error (it goes stale): %s", exc)
+        if self.beats:
+            await self.driver.run(release_held(self.leases()))
 
 
 async def _ended(task: asyncio.Task[None]) -> None:

@@ -247,14 +247,9 @@ class AsyncDistributedImport(_Facade):
         """Writes every failed/invalid record to ``file`` (a path or a text file
         object) as ``csv`` or ``jsonl``; returns how many were written. The
         file is written in this thread, a record at a time."""
-        from ._export import FailedExport, columns_flow, job_not_found
-        from ._keys import check_job_id
+        from ._export import FailedExport, export_columns_flow
 
-        exists, columns = await self._driver.run(
-            columns_flow(self._core.store, check_job_id(job_id))
-        )
-        if not exists:
-            raise job_not_found(job_id)
+        columns = await self._driver.run(export_columns_flow(self._core.store, job_id))
         with FailedExport(file, format, columns) as out:
             async for record in self.failed_records(job_id):
                 out.write(record)

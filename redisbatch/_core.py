@@ -309,12 +309,16 @@ class Core:
         worker holds without knowing it (a claim whose reply was lost), so that
         it waits for no stale timeout."""
         if outage:
-            for idx in (yield from self.store.held_by(job_id, worker_id)):
-                log.info("job %s: worker %s gives back batch %d after a lost reply",
-                         job_id, worker_id, idx)  # fmt: skip
-                yield from self.store.release(job_id, idx, worker_id)
+            yield from self._give_back_unknown(job_id, worker_id, " after a lost reply")
         stale = self.settings.stale_batch_timeout
         return (yield from self._one_batch(job_id, processor, worker_id, deadline, stale))
+
+    def _give_back_unknown(self, job_id: str, worker_id: str, why: str) -> Flow[None]:
+        """Releases the batches ``worker_id`` holds without knowing it (a claim
+        whose reply was lost), so that they wait for no stale timeout."""
+        for idx in (yield from self.store.held_by(job_id, worker_id)):
+            log.info("job %s: worker %s gives back batch %d%s", job_id, worker_id, idx, why)
+            yield from self.store.release(job_id, idx, worker_id)
 
     @staticmethod
     def _summary(
@@ -337,12 +341,9 @@ class Core:
         try:
             held = yield from self.store.held_batches(job_id)
             if any(holder == worker_id for holder, _ in held):
-                for idx in (yield from self.store.held_by(job_id, worker_id)):
-                    log.info(
-                        "job %s: worker %s gives back batch %d, claimed by a request whose "
-                        "reply was lost", job_id, worker_id, idx,
-                    )  # fmt: skip
-                    yield from self.store.release(job_id, idx, worker_id)
+                yield from self._give_back_unknown(
+                    job_id, worker_id, ", claimed by a request whose reply was lost"
+                )
                 return True
         except TRANSIENT_ERRORS:
             return False

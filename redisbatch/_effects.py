@@ -9,10 +9,14 @@ hand: no Redis, no event loop.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import redis.exceptions
 
 from ._parsers import RowBlock
 from ._scripts import Reply, ScriptCall
@@ -24,6 +28,8 @@ __all__ = [
     "Command",
     "Effect",
     "Flow",
+    "FlowSteps",
+    "GateMode",
     "Interrupted",
     "ItemReader",
     "Lease",
@@ -31,11 +37,17 @@ __all__ = [
     "ReadItems",
     "Sleep",
     "StartHeartbeat",
+    "StopGate",
     "StopHeartbeat",
     "Wait",
+    "gate_mode",
+    "release_held",
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("redisbatch")
+
+SLEEP_SLICE = 0.05  # a backoff wait with a lease looks at it this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +135,21 @@ class Sleep:
 
     seconds: float
     lease: Lease | None = None
+
+    def pauses(self, clock: Callable[[], float]) -> Iterator[float]:
+        """The driver's waits, one after the other: the whole wait, or, with a
+        ``lease``, slices of at most ``SLEEP_SLICE`` until the time is up or the
+        lease is stopped. ``clock`` is the driver's monotonic clock."""
+        lease = self.lease
+        if lease is None:
+            yield self.seconds
+            return
+        end = clock() + self.seconds
+        while not lease.stopped:
+            left = end - clock()
+            if left <= 0:
+                return
+            yield min(left, SLEEP_SLICE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +256,135 @@ Effect = (
     | StopHeartbeat
 )
 Flow = Generator[Effect, Any, T]
+
+
+class GateMode(Enum):
+    """Where a pending SIGTERM (``handle_signals``) may stop a worker, by effect."""
+
+    PASS = 0  # not here: a Redis call, mid-batch
+    CHECK = 1  # before it: a new claim
+    OPEN = 2  # before it and at once during it: user code, a wait
+
+
+class StopGate:
+    """Where a SIGTERM may stop a worker: at once while user code runs or the
+    flow waits (``open``); otherwise — in a Redis call, in the flow's own
+    code — before the next user call, wait or claim (``check``), so that a
+    batch is never cut off between its claim and its heartbeat, nor before
+    its commit. A driver says what stopping is (``stopped``, ``stop_now``)."""
+
+    __slots__ = ("open", "pending")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.pending: int | None = None  # a signal that came while closed
+
+    def stopped(self, signum: int) -> BaseException:  # pragma: no cover - drivers override
+        """The exception that stops the worker."""
+        raise NotImplementedError
+
+    def stop_now(self, signum: int) -> None:
+        """Stops the worker at once (the gate is open)."""
+        raise self.stopped(signum)
+
+    def on_signal(self, signum: int) -> None:
+        if self.open:
+            self.stop_now(signum)
+        else:
+            self.pending = signum
+
+    def check(self) -> None:
+        """Raises the pending stop, if any."""
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise self.stopped(signum)
+
+
+def gate_mode(effect: Any) -> GateMode:
+    """Where a SIGTERM may stop a worker around ``effect``: before user code,
+    a wait or a new claim, at once inside user code and waits; never between
+    a claim and its heartbeat, nor before a commit. Both drivers' gates ask this."""
+    if isinstance(effect, Call | CallEach | Sleep):
+        return GateMode.OPEN
+    if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+        return GateMode.CHECK
+    return GateMode.PASS
+
+
+class FlowSteps(Generic[T]):
+    """The driver-independent half of running a flow: stepping it, and what an
+    effect's failure means. An ``Exception`` is thrown into the flow; an
+    interruption (``KeyboardInterrupt``, ``SystemExit``, cancellation) while
+    it holds a batch marks the held leases ``interrupted``, is thrown in as
+    ``Interrupted`` (or, from a ``CallEach``, its finished outcomes are sent)
+    and raised again once the flow ends; with no batch held, or a second
+    time, it ends the run at once. Each driver only performs the effects::
+
+        while True:
+            done, effect = steps.next()
+            if done:
+                return effect
+            try:
+                steps.send = perform(effect)      # or: await perform(effect)
+            except BaseException as exc:
+                steps.failed(exc)
+    """
+
+    __slots__ = ("flow", "held", "interrupt", "send", "throw")
+
+    def __init__(self, flow: Flow[T], held: Callable[[], Iterable[Lease]]) -> None:
+        self.flow = flow
+        self.held = held  # the leases the run holds now
+        self.interrupt: BaseException | None = None
+        self.send: Any = None
+        self.throw: BaseException | None = None
+
+    def next(self) -> tuple[bool, Any]:
+        """``(True, the flow's value)`` once it returned, else ``(False, its next effect)``."""
+        try:
+            effect = (
+                self.flow.throw(self.throw) if self.throw is not None else self.flow.send(self.send)
+            )
+        except StopIteration as stop:
+            if self.interrupt is not None:
+                raise self.interrupt from None
+            return True, stop.value
+        except Interrupted:
+            if self.interrupt is None:  # pragma: no cover - only drivers throw it
+                raise
+            raise self.interrupt from None
+        self.send, self.throw = None, None
+        return False, effect
+
+    def failed(self, exc: BaseException) -> None:
+        """An effect raised ``exc``: what the flow is sent next, or (raised) the run's end."""
+        if isinstance(exc, Exception):
+            self.throw = exc
+            return
+        cause = exc.cause if isinstance(exc, Interrupted) else exc
+        assert cause is not None
+        leases = list(self.held())
+        if self.interrupt is not None or not leases:
+            if cause is exc:
+                raise exc
+            raise cause from None
+        for lease in leases:
+            lease.interrupted = True
+        self.interrupt = cause
+        if isinstance(exc, Interrupted):  # a CallEach interrupted after some calls
+            self.send = exc.outcomes
+        else:
+            self.throw = Interrupted(exc)
+
+
+def release_held(leases: Iterable[Lease]) -> Flow[None]:
+    """Gives back the batches a run still held when its flow died (not those
+    lost meanwhile); a failure leaves the batch to go stale. Both drivers run
+    it when a run ends."""
+    for lease in leases:
+        if lease.release is None or lease.lost:
+            continue
+        try:
+            yield lease.release
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not release a batch after an error (it goes stale): %s", exc)

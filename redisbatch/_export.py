@@ -24,9 +24,10 @@ from typing import IO, Any, Final
 
 import msgspec
 
-from . import _exceptions
 from ._codec import decode_columns
 from ._effects import Command, Flow
+from ._exceptions import JobNotFoundError
+from ._keys import check_job_id
 from ._results import ProcessedRecord
 from ._store import Store
 
@@ -47,17 +48,18 @@ def columns_flow(store: Store, job_id: str) -> Flow[tuple[bool, list[str]]]:
     return state is not None, decode_columns(columns or b"")
 
 
-class _JobNotFound(_exceptions.RedisBatchError, LookupError):
-    """Stands in for ``JobNotFoundError`` where the package does not define it
-    yet."""
-
-
 def job_not_found(job_id: str) -> Exception:
-    """``JobNotFoundError(job_id)`` where the package has it."""
-    kind = getattr(_exceptions, "JobNotFoundError", None)
-    if kind is not None:
-        return kind(job_id)  # type: ignore[no-any-return]
-    return _JobNotFound(f"job {job_id!r} not found")
+    """``JobNotFoundError(job_id)``."""
+    return JobNotFoundError(job_id)
+
+
+def export_columns_flow(store: Store, job_id: str) -> Flow[list[str]]:
+    """The job's column header, for ``export_failed``; an unknown job raises
+    ``JobNotFoundError``."""
+    exists, columns = yield from columns_flow(store, check_job_id(job_id))
+    if not exists:
+        raise JobNotFoundError(job_id)
+    return columns
 
 
 def neutralise(cell: str) -> str:

@@ -29,14 +29,19 @@ from ._effects import (
     CallEach,
     Command,
     Flow,
+    FlowSteps,
+    GateMode,
     Interrupted,
     Lease,
     Pipeline,
     ReadItems,
     Sleep,
     StartHeartbeat,
+    StopGate,
     StopHeartbeat,
     Wait,
+    gate_mode,
+    release_held,
 )
 from ._exceptions import ConfigurationError
 from ._scripts import PipelineReplies, ScriptCall
@@ -45,8 +50,6 @@ __all__ = ["SignalGate", "SyncDriver", "sigterm_as_exit"]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
-
-_SLEEP_SLICE = 0.05  # a backoff wait looks at its lease this often
 
 
 def _call_each(effect: CallEach) -> list[Exception | None]:
@@ -77,39 +80,14 @@ def _call_each(effect: CallEach) -> list[Exception | None]:
     return outcomes
 
 
-def _sleep(effect: Sleep) -> None:
-    lease = effect.lease
-    if lease is None:
-        time.sleep(effect.seconds)
-        return
-    end = time.monotonic() + effect.seconds
-    while not lease.stopped:
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, _SLEEP_SLICE))
+class SignalGate(StopGate):
+    """The sync driver's ``StopGate``: a SIGTERM raises ``SystemExit(128 + signum)``
+    in the main thread."""
 
+    __slots__ = ()
 
-class SignalGate:
-    """Where a SIGTERM may stop a worker: at once while user code runs or a
-    flow waits (``open``); otherwise — in a Redis call, in the flow's own
-    code — before the next user call, wait or claim, so that a batch is
-    never cut off between its claim and its heartbeat, nor before its commit."""
-
-    __slots__ = ("open", "pending")
-
-    def __init__(self) -> None:
-        self.open = False
-        self.pending: int | None = None  # a signal that came while closed
-
-    def exit(self, signum: int) -> SystemExit:
+    def stopped(self, signum: int) -> SystemExit:
         return SystemExit(128 + signum)
-
-    def check(self) -> None:
-        """Raises the pending stop, if any."""
-        if self.pending is not None:
-            signum, self.pending = self.pending, None
-            raise self.exit(signum)
 
 
 @contextlib.contextmanager
@@ -122,9 +100,7 @@ def sigterm_as_exit() -> Iterator[SignalGate]:
     gate = SignalGate()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        if gate.open:
-            raise gate.exit(signum)
-        gate.pending = signum
+        gate.on_signal(signum)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -283,40 +259,19 @@ class SyncDriver:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         is taken at once inside user code and waits, else before the next one."""
         held = _Held(self)
-        interrupt: BaseException | None = None
-        send: Any = None
-        throw: BaseException | None = None
+        steps = FlowSteps(flow, lambda: held.leases)
         try:
             while True:
-                try:
-                    effect = flow.throw(throw) if throw is not None else flow.send(send)
-                except StopIteration as stop:
-                    if interrupt is not None:
-                        raise interrupt from None
-                    return stop.value  # type: ignore[no-any-return]
-                except Interrupted:
-                    if interrupt is None:  # pragma: no cover - only drivers throw it
-                        raise
-                    raise interrupt from None
-                send, throw = None, None
+                done, effect = steps.next()
+                if done:
+                    return effect  # type: ignore[no-any-return]
                 try:
                     if gate is None:
-                        send = self._perform(effect, held)
+                        steps.send = self._perform(effect, held)
                     else:
-                        send = self._perform_gated(effect, held, gate)
-                except Exception as exc:
-                    throw = exc
-                except Interrupted as stop:  # a CallEach interrupted after some calls
-                    assert stop.cause is not None
-                    if interrupt is not None or not held.leases:
-                        raise stop.cause from None
-                    interrupt = held.interrupted(stop.cause)
-                    send = stop.outcomes
-                except BaseException as exc:  # KeyboardInterrupt, SystemExit
-                    if interrupt is not None or not held.leases:
-                        raise
-                    interrupt = held.interrupted(exc)
-                    throw = Interrupted(exc)
+                        steps.send = self._perform_gated(effect, held, gate)
+                except BaseException as exc:
+                    steps.failed(exc)
         finally:
             flow.close()
             held.close()
@@ -324,8 +279,9 @@ class SyncDriver:
     def _perform_gated(self, effect: Any, held: _Held, gate: SignalGate) -> Any:
         """A pending SIGTERM stops the worker before user code, a wait or a new
         claim: never between a claim and its heartbeat, nor before a commit."""
-        if not isinstance(effect, Call | CallEach | Sleep):
-            if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+        mode = gate_mode(effect)
+        if mode is not GateMode.OPEN:
+            if mode is GateMode.CHECK:
                 gate.check()
             return self._perform(effect, held)
         gate.open = True
@@ -355,7 +311,8 @@ class SyncDriver:
         if isinstance(effect, ReadItems):
             return effect.read()
         if isinstance(effect, Sleep):
-            _sleep(effect)
+            for pause in effect.pauses(time.monotonic):
+                time.sleep(pause)
         elif isinstance(effect, StartHeartbeat):
             held.start(effect.lease)
         elif isinstance(effect, StopHeartbeat):
@@ -384,20 +341,9 @@ class _Held:
             self.beats.remove(lease)
         self.leases.remove(lease)
 
-    def interrupted(self, exc: BaseException) -> BaseException:
-        """Marks the held leases interrupted; returns the interruption to raise later."""
-        for lease in self.leases:
-            lease.interrupted = True
-        return exc
-
     def close(self) -> None:
         """Ends the heartbeat thread; gives back a batch still held (its flow died)."""
         if self.beats is not None:
             self.beats.close()
-        for lease in self.leases:
-            if lease.release is None or lease.lost:
-                continue
-            try:
-                self.driver.script(lease.release)
-            except redis.exceptions.RedisError as exc:
-                log.warning("could not release a batch after an error (it goes stale): %s", exc)
+        if self.leases:
+            self.driver.run(release_held(self.leases))
