@@ -467,7 +467,16 @@ class DistributedImport(_Facade):
     def export_failed(self, job_id: str, file: Any, format: str = "csv") -> int:
         """Writes every failed/invalid record to ``file`` (a path or a text file
         object) as ``csv`` or ``jsonl``, ready to fix and import again; returns
-        how many were written (see ``_export``)."""
+        how many were written.
+
+        Each row holds the record's original columns, then ``_row`` (its 0-based
+        index in the source), ``_line`` (its line, for CSV and NDJSON sources),
+        ``_error_codes`` and ``_errors`` (``; ``-separated). In CSV, a cell a
+        spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``,
+        ``@``, tab or CR; plain numbers excepted) gets a ``'`` in front; JSONL
+        keeps every value as it was. A non-strict schema ignores the extra
+        columns when the fixed file is imported again. Raises
+        ``JobNotFoundError`` for an unknown job."""
         from ._export import FailedExport, export_columns_flow
 
         columns = self._driver.run(export_columns_flow(self._core.store, job_id))
