@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._exceptions import ConfigurationError
+from ._keys import check_namespace
 
 __all__ = ["Settings", "check_client_options", "check_positive_int"]
 
@@ -71,10 +72,7 @@ class Settings:
             _integer("max_pending_batches", self.max_pending_batches, 1)
         if not isinstance(self.continue_on_error, bool):
             raise TypeError("continue_on_error must be a bool")
-        if not isinstance(self.namespace, str) or not self.namespace:
-            raise ConfigurationError("namespace must be a non-empty string")
-        if "{" in self.namespace or "}" in self.namespace:
-            raise ConfigurationError(f"namespace must not contain braces: {self.namespace!r}")
+        check_namespace(self.namespace)
 
     @property
     def heartbeat_interval(self) -> float:
