@@ -43,7 +43,10 @@ def gather(flows: Sequence[Flow[T]]) -> Flow[list[T]]:
         else:
             replies = []
             for effect in effects:
-                replies.append((yield effect))
+                try:
+                    replies.append((yield effect))
+                except Exception as exc:  # goes into its own flow, as a pipeline's would
+                    replies.append(exc)
         for position, reply in zip(positions, replies, strict=True):
             flow = flows[position]
             try:

@@ -70,6 +70,25 @@ def test_gather_throws_a_pipeline_error_into_its_flow() -> None:
     assert stop.value.value == ["caught boom", "no error"]
 
 
+def test_gather_throws_a_failed_effect_into_its_flow_when_run_one_by_one() -> None:
+    """An effect that fails outside a pipeline is raised inside the flow that
+    yielded it; the other flows go on."""
+
+    def careful() -> Any:
+        try:
+            yield Command(("GET", "k"))
+        except ValueError as exc:
+            return f"caught {exc}"
+        return "no error"
+
+    runner = gather([careful(), _flow("a", 1)])
+    assert isinstance(next(runner), Command)
+    assert isinstance(runner.throw(ValueError("boom")), ScriptCall)
+    with pytest.raises(StopIteration) as stop:
+        runner.send("a0!")
+    assert stop.value.value == ["caught boom", ["a0!"]]
+
+
 def test_rate_over_a_window() -> None:
     """The rate is the count's change over the samples in the window."""
     rate = Rate(window=10)
