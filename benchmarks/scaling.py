@@ -197,9 +197,10 @@ def run_one(path: Path, rows: int, max_pending: int | None, args: argparse.Names
 def claim_cost(path: Path, rows: int, max_pending: int | None, args: argparse.Namespace) -> dict:
     """Server µs per script call by tenth of the job (slow log, threshold 0)."""
     names = {s.sha: name for name, s in scripts().items()}
-    with EmbeddedServer(
-        args=("--slowlog-log-slower-than", "0", "--slowlog-max-len", "1000000")
-    ) as server:
+    # The log holds the commands scripts run too (about 60 per batch): room for all.
+    room = str(max(100_000, rows // args.batch_size * 100))
+    slowlog = ("--slowlog-log-slower-than", "0", "--slowlog-max-len", room)
+    with EmbeddedServer(args=slowlog) as server:
         client = redis.Redis.from_url(server.url)
         for script in scripts().values():  # no NOSCRIPT replies in the log
             client.script_load(script.source)
