@@ -221,7 +221,9 @@ def claim_cost(path: Path, rows: int, max_pending: int | None, args: argparse.Na
         ident, duration, argv = int(entry[0]), int(entry[2]), entry[3]
         if len(argv) > 1 and argv[0].upper() == b"EVALSHA":
             name = names.get(argv[1].decode(), "?")
-            calls.setdefault(name, []).append((ident, duration))
+        else:  # a command a script ran (the log has those too), or a plain one
+            name = argv[0].decode().upper()
+        calls.setdefault(name, []).append((ident, duration))
     out: dict[str, Any] = {
         "rows": rows,
         "max_pending_batches": max_pending,
@@ -231,17 +233,16 @@ def claim_cost(path: Path, rows: int, max_pending: int | None, args: argparse.Na
         and result["completions"] == 1,
         "slowlog_entries": len(entries),
         "scripts": {},
+        "commands": {},
     }
-    for name in ("storeBatch", "claimBatch", "commitBatch"):
-        series = [d for _, d in sorted(calls.get(name, []))]
-        if not series:
-            continue
+    for name, timed in sorted(calls.items()):
+        series = [d for _, d in sorted(timed)]
         tenth = max(1, len(series) // 10)
         tenths = [
             statistics.median(series[i * tenth : (i + 1) * tenth] or series[-tenth:])
             for i in range(10)
         ]
-        out["scripts"][name] = {
+        figures = {
             "calls": len(series),
             "us_median_by_tenth": [round(t, 1) for t in tenths],
             "us_first_tenth": round(tenths[0], 1),
@@ -249,6 +250,10 @@ def claim_cost(path: Path, rows: int, max_pending: int | None, args: argparse.Na
             "last_over_first": round(tenths[-1] / tenths[0], 2) if tenths[0] else None,
             "us_mean": round(statistics.fmean(series), 1),
         }
+        if name in ("storeBatch", "claimBatch", "commitBatch"):
+            out["scripts"][name] = figures
+        elif len(series) >= 100:  # the commands inside the scripts: which one grows
+            out["commands"][name] = figures
     return out
 
 
