@@ -199,7 +199,7 @@ def claim_cost(path: Path, rows: int, max_pending: int | None, args: argparse.Na
     names = {s.sha: name for name, s in scripts().items()}
     # The log holds the commands scripts run too (about 60 per batch): room for all.
     room = str(max(100_000, rows // args.batch_size * 100))
-    slowlog = ("--slowlog-log-slower-than", "0", "--slowlog-max-len", room)
+    slowlog = ("--slowlog-log-slower-than", str(args.slowlog_us), "--slowlog-max-len", room)
     with EmbeddedServer(args=slowlog) as server:
         client = redis.Redis.from_url(server.url)
         for script in scripts().values():  # no NOSCRIPT replies in the log
@@ -231,6 +231,7 @@ def claim_cost(path: Path, rows: int, max_pending: int | None, args: argparse.Na
         "records_per_s": result["records_per_s"],
         "exactly_once": result["processed"] + result["failed"] == rows
         and result["completions"] == 1,
+        "slowlog_us": args.slowlog_us,
         "slowlog_entries": len(entries),
         "scripts": {},
         "commands": {},
@@ -365,6 +366,11 @@ def main() -> None:
     parser.add_argument("--repeat-large", type=int, default=1, help="attempts per N from 1M")
     parser.add_argument("--only", choices=("both", "none", "pending"), default="both")
     parser.add_argument("--claim-rows", type=int, default=1_000_000, help="0: no claim cost")
+    parser.add_argument(
+        "--slowlog-us", type=int, default=0,
+        help="claim cost: the slow log's threshold (0 logs every command, those the "
+        "scripts run too, which slows the scripts; 20 logs the scripts alone)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--sample-ms", type=float, default=10.0)
