@@ -27,11 +27,12 @@ Per run:
   (type, length, ``MEMORY USAGE``): what retention keeps.
 
 Then, separately (``--claim-rows``, default 1M; 0 skips), one job per mode
-on a server logging every command in its slow log (threshold 0): the
-server µs of each claimBatch / commitBatch / storeBatch call, by tenth of
-the job, to show that a claim or commit near the end of the job costs what
-one near the start does. Its slow log costs memory and time, which is why
-it is not one of the runs above.
+on a server logging commands in its slow log (``--slowlog-us``, default 0:
+every command, those the scripts run included; 20 logs the scripts alone):
+the server µs of each claimBatch / commitBatch / storeBatch call, and of
+each command the scripts run, by tenth of the job, to show whether a claim
+or commit near the end of the job costs what one near the start does. Its
+slow log costs memory and time, which is why it is not one of the runs above.
 
 Prints a table and the runs as JSON lines (``# {...}``), then one summary
 JSON line; ``--json FILE`` writes everything. ``--smoke`` checks exactly-once
