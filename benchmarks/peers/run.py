@@ -44,7 +44,6 @@ import json
 import math
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -61,57 +60,23 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import redis  # noqa: E402
 import standard_job  # noqa: E402
-from common import child_env, server_cpu, settle, tree_cpu, wait_done  # noqa: E402
+from common import (  # noqa: E402
+    Measure,
+    Workers,
+    child_env,
+    load,
+    run_ours,
+    settle,
+    wait_done,
+    wait_until,
+)
 
-from redisbatch import CsvParser, DistributedImport, FileSource  # noqa: E402
 from redisbatch._embedded import EmbeddedServer  # noqa: E402
 
 SYSTEMS = ("redisbatch", "celery", "rq")
 
 
 # ---------------------------------------------------------------- processes
-
-
-class Workers:
-    """Worker processes in their own session, stopped (then killed) on exit."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(self, cmd: list[str], env: dict[str, str], **kw: Any) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=str(HERE), text=True, start_new_session=True, **kw
-        )
-        self.procs.append(proc)
-        return proc
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-            if proc.poll() is None:  # the main process first: it stops its children itself
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the session, if any
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
-        self.procs.clear()
-
-    def __enter__(self) -> Workers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def csv_batches(path: Path, batch_size: int) -> Iterator[tuple[int, list[list[str]]]]:
@@ -135,55 +100,15 @@ def csv_batches(path: Path, batch_size: int) -> Iterator[tuple[int, list[list[st
 
 
 def run_redisbatch(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    env = child_env(url)
-    if args.parser:
-        env["BENCH_PARSER"] = args.parser
-    job, namespace = uuid.uuid4().hex, "peers"
-    client = redis.Redis.from_url(url)
-    di = DistributedImport(
-        client, standard_job.SCHEMA, batch_size=args.batch_size, namespace=namespace
+    return run_ours(
+        url,
+        path,
+        rows=args.rows,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        timeout=args.timeout,
+        parser=args.parser,
     )
-    with Workers() as workers:
-        cmd = [sys.executable, str(HERE / "ours_worker.py"), job, namespace, str(args.batch_size)]
-        for _ in range(args.workers):
-            workers.start(cmd, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        for proc in workers.procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError("a redisbatch worker did not start")
-        stats0 = client.info("commandstats")
-        m = Measure(client, workers.pids)
-        for proc in workers.procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        prepared = di.prepare(FileSource(path), CsvParser(), job_id=job)
-        done = wait_done(client, f"{namespace}:{job}:done", args.timeout)
-        result = m.stop(args.rows, prepared.total_batches)
-        stats1 = client.info("commandstats")
-        summaries = []
-        for proc in workers.procs:
-            assert proc.stdout is not None
-            summaries.append(json.loads(proc.stdout.readline()))
-    status = di.status(job)
-    assert status is not None
-    summary = json.loads(done)
-    time.sleep(0.1)
-    (calls0, usec0), (calls1, usec1) = _evalsha(stats0), _evalsha(stats1)
-    result.update(
-        processed=summary["processed"],
-        failed=status.failed_records,
-        completions=1 + client.llen(f"{namespace}:{job}:done"),
-        finalized_by=sum(s["finalized"] for s in summaries),
-        evalsha_per_batch=round((calls1 - calls0) / prepared.total_batches, 2),
-        evalsha_us_per_batch=round((usec1 - usec0) / prepared.total_batches, 1),
-    )
-    return result
-
-
-def _evalsha(stats: dict[str, Any]) -> tuple[int, int]:
-    entry = stats.get("cmdstat_evalsha") or {}
-    return int(entry.get("calls", 0)), int(entry.get("usec", 0))
 
 
 def run_celery(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -208,7 +133,7 @@ def run_celery(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]
             ],
             env, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        _wait(ready.exists, 60, "the celery worker did not become ready")
+        wait_until(ready.exists, 60, "the celery worker did not become ready")
         time.sleep(0.5)  # the pool's children finish importing
         m = Measure(client, workers.pids)
         header = [
@@ -254,7 +179,7 @@ def run_rq(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
                 ],
                 env, stdout=subprocess.DEVNULL,
             )  # fmt: skip
-        _wait(
+        wait_until(
             lambda: len(Worker.all(queue=queue)) >= args.workers,
             60,
             "the rq workers did not register",
@@ -288,48 +213,6 @@ RUNNERS = {"redisbatch": run_redisbatch, "celery": run_celery, "rq": run_rq}
 
 
 # ---------------------------------------------------------------- measuring
-
-
-class Measure:
-    """Wall clock and CPU (orchestrator, workers, server) from now to ``stop``."""
-
-    def __init__(self, client: redis.Redis, worker_roots: list[int]) -> None:
-        self.client, self.roots = client, worker_roots
-        self.server0 = server_cpu(client)
-        self.workers0 = tree_cpu(worker_roots)
-        self.orchestrator0 = time.process_time()
-        self.wall0 = time.perf_counter()
-
-    def stop(self, rows: int, batches: int) -> dict[str, Any]:
-        wall = time.perf_counter() - self.wall0
-        orchestrator = time.process_time() - self.orchestrator0
-        workers = tree_cpu(self.roots) - self.workers0
-        server = server_cpu(self.client) - self.server0
-        total = orchestrator + workers + server
-        return {
-            "wall_s": round(wall, 3),
-            "records_per_s": round(rows / wall),
-            "batches": batches,
-            "cpu_orchestrator_s": round(orchestrator, 3),
-            "cpu_workers_s": round(workers, 3),
-            "cpu_server_s": round(server, 3),
-            "cpu_total_s": round(total, 3),
-            "cpu_us_per_record": round(total * 1e6 / rows, 3),
-            "server_ms_per_batch": round(server * 1e3 / batches, 4),
-        }
-
-
-def _wait(condition: Any, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        time.sleep(0.05)
-
-
-def load() -> str:
-    """The 1-minute load average and the number of CPUs, as text."""
-    return f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
 
 
 # ---------------------------------------------------------------- report
