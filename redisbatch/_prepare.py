@@ -28,6 +28,10 @@ _FLUSH_BYTES: Final = 1 << 20
 #: Records read from the source per step. Small, so that rows (Python lists)
 #: die young and the cyclic garbage collector stays idle.
 _READ_RECORDS: Final = 256
+#: The first wait for room under ``max_pending_batches`` (seconds; then doubling
+#: up to the poll interval's longest): a window of a few batches drains in
+#: milliseconds.
+_FIRST_ROOM_POLL: Final = 0.002
 
 
 def prepare(
@@ -186,14 +190,18 @@ class _Outbox:
         ``max_pending``), or the job's state when it was stopped meanwhile."""
         if self.max_pending is None:
             return len(self.pending)
-        delay = self.poll[0]
-        while self.unclaimed >= self.max_pending:
-            yield Sleep(delay)
-            delay = min(delay * 2, self.poll[1])
-            status = yield from self.store.status(self.job_id)
-            if status is None or status.state in ("ABORTED", "FAILED"):
-                return "DELETED" if status is None else status.state
-            self.unclaimed = status.pending_batches
+        if self.unclaimed >= self.max_pending:
+            # A full window is refilled once half of it is claimed, in one
+            # store: workers keep the other half to work on meanwhile.
+            low_water = self.max_pending - max(1, self.max_pending // 2)
+            delay = min(self.poll[0], _FIRST_ROOM_POLL)
+            while self.unclaimed > low_water:
+                yield Sleep(delay)
+                delay = min(delay * 2, self.poll[1])
+                status = yield from self.store.status(self.job_id)
+                if status is None or status.state in ("ABORTED", "FAILED"):
+                    return "DELETED" if status is None else status.state
+                self.unclaimed = status.pending_batches
         return self.max_pending - self.unclaimed
 
 

@@ -71,6 +71,46 @@ def test_backpressure_holds_prepare_at_max_pending_batches(make_import: Make) ->
     assert most_unclaimed <= 5
 
 
+def test_a_full_window_is_refilled_once_half_of_it_is_claimed(make_import: Make) -> None:
+    """Under max_pending_batches=4, one claimed batch lets no new batch in; the
+    second lets two in at once (the window is refilled from half, in one store)."""
+    di = make_import(batch_size=10, max_pending_batches=4, stale_batch_timeout=1.0)
+    thread = threading.Thread(
+        target=lambda: di.prepare(IterableSource({"n": i} for i in range(200)), job_id="half"),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        _refill_in_halves(di, thread)
+    finally:
+        if thread.is_alive():
+            di.abort("half")  # a waiting prepare ends on an aborted job
+
+
+def _refill_in_halves(di: DistributedImport, thread: threading.Thread) -> None:
+
+    def stored_batches(expected: int) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = di.status("half")
+            if status is not None and status.total_batches >= expected:
+                break
+            time.sleep(0.01)
+        time.sleep(0.3)  # room for a prepare that would store more than expected
+        status = di.status("half")
+        assert status is not None
+        return status.total_batches
+
+    assert stored_batches(4) == 4
+    assert di.process_worker_batch("half", lambda r, c: None, "w").claimed
+    assert stored_batches(4) == 4
+    assert di.process_worker_batch("half", lambda r, c: None, "w").claimed
+    assert stored_batches(6) == 6
+    di.run_worker("half", lambda r, c: None, "w")
+    thread.join(10)
+    assert not thread.is_alive()
+
+
 def test_prepare_with_resume_on_a_new_or_finished_job(make_import: Make) -> None:
     """resume=True starts a missing job, and still refuses a job that finished preparing."""
     di = make_import(batch_size=10)
