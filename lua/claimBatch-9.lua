@@ -91,8 +91,6 @@ local request = ARGV[6]
 local finalizer = "claim:" .. request
 
 --- @include "includes/serverTime"
---- @include "includes/nowMs"
---- @include "includes/newToken"
 --- @include "includes/firstStreamEntry"
 --- @include "includes/entryField"
 --- @include "includes/appendEvent"
@@ -102,7 +100,6 @@ local finalizer = "claim:" .. request
 --- @include "includes/dropIdleConsumer"
 --- @include "includes/failOverThreshold"
 --- @include "includes/countSettled"
---- @include "includes/seenWorker"
 
 local function splitList(text)
   local list = {}
@@ -112,16 +109,19 @@ local function splitList(text)
   return list
 end
 
-local function claimed(idx, token, attempt, payload, dead)
-  local job = rcall("HMGET", jobKey, "columns", "total_records")
-  local extra = rcall("HMGET", batchesKey, "d:" .. idx, "x:" .. idx)
-  return {"OK", tonumber(idx), token, attempt, payload, job[1] or "", tonumber(job[2]),
-    dead, extra[1] or "", extra[2] or ""}
-end
-
-local state = rcall("HGET", jobKey, "state")
+-- What a claim reads of the job, in one call (the script is atomic: a field
+-- this call does not write keeps its value until the end).
+local job = rcall("HMGET", jobKey, "state", "columns", "total_records", "incarnation",
+  "token_seq", "stale_ms", "started_at")
+local state = job[1]
 if not state then
   return {"JOB_NOT_FOUND"}
+end
+
+local function claimed(idx, token, attempt, payload, dead, extra)
+  extra = extra or rcall("HMGET", batchesKey, "d:" .. idx, "x:" .. idx)
+  return {"OK", tonumber(idx), token, attempt, payload, job[2] or "", tonumber(job[3]),
+    dead, extra[1] or "", extra[2] or ""}
 end
 
 local last = rcall("HGET", batchesKey, "w:" .. worker)
@@ -145,9 +145,20 @@ if state ~= "PREPARING" and state ~= "PROCESSING" then
   return {"JOB_NOT_PROCESSING", state}
 end
 
-local now = nowMs()
+local clock = rcall("TIME")
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 rcall("ZREMRANGEBYSCORE", workersKey, "-inf", "(" .. (now - staleMs))
-rcall("HSET", jobKey, "stale_ms", staleMs)
+if job[6] ~= ARGV[3] then
+  rcall("HSET", jobKey, "stale_ms", ARGV[3])
+end
+
+-- Fencing tokens (newToken's form: the job's incarnation and its token
+-- sequence), counted here and written back once.
+local tokenSeq = tonumber(job[5] or "0")
+local function nextToken()
+  tokenSeq = tokenSeq + 1
+  return (job[4] or "") .. ":" .. tokenSeq
+end
 
 -- The next batch to hand out: the stalest lease if it ran out, else a new entry.
 -- Returns {entry id, batch index}, or nil when nothing is claimable.
@@ -189,14 +200,16 @@ for _ = 1, 50 do
     break
   end
   local entryId, idx = next[1], next[2]
-  local attempt = rcall("HINCRBY", batchesKey, "a:" .. idx, 1)
-  local token = newToken(jobKey)
+  local batch = rcall("HMGET", batchesKey, "a:" .. idx, "n:" .. idx, "d:" .. idx, "x:" .. idx)
+  local attempt = tonumber(batch[1] or "0") + 1
+  local token = nextToken()
   local payload = rcall("HGET", recordsKey, idx)
   if attempt > maxAttempts or not payload then
-    local count = tonumber(rcall("HGET", batchesKey, "n:" .. idx) or "0")
+    local count = tonumber(batch[2] or "0")
     rcall("XACK", queueKey, group, entryId)
     rcall("XDEL", queueKey, entryId)
-    rcall("HSET", batchesKey, "s:" .. idx, "DEAD", "t:" .. idx, token)
+    rcall("HSET", batchesKey, "s:" .. idx, "DEAD", "t:" .. idx, token, "a:" .. idx, attempt)
+    rcall("HSET", jobKey, "token_seq", tokenSeq)
     rcall("HINCRBY", batchesKey, "f:" .. idx, count)
     rcall("HDEL", batchesKey, "o:" .. idx)
     rcall("HINCRBY", jobKey, "failed_records", count)
@@ -212,14 +225,17 @@ for _ = 1, 50 do
     end
   else
     rcall("HSET", batchesKey, "s:" .. idx, "PROCESSING", "t:" .. idx, token,
-      "o:" .. idx, worker, "e:" .. idx, entryId,
+      "o:" .. idx, worker, "e:" .. idx, entryId, "a:" .. idx, attempt,
       "w:" .. worker, request .. "|" .. idx .. "|" .. token .. "|" .. table.concat(deadLettered, ","))
     rcall("ZADD", leasesKey, now, idx)
-    seenWorker(workersKey, worker)
-    if rcall("HEXISTS", jobKey, "started_at") == 0 then
-      rcall("HSET", jobKey, "started_at", serverTime())
+    rcall("ZADD", workersKey, now, worker)  -- seenWorker
+    if job[7] then
+      rcall("HSET", jobKey, "token_seq", tokenSeq)
+    else
+      rcall("HSET", jobKey, "token_seq", tokenSeq, "started_at",
+        string.format("%d.%06d", clock[1], clock[2]))  -- serverTime
     end
-    return claimed(idx, token, attempt, payload, deadLettered)
+    return claimed(idx, token, attempt, payload, deadLettered, {batch[3], batch[4]})
   end
 end
 

@@ -66,7 +66,8 @@
 
   Output:
     {"OK", finalized (0|1), state, summary}  summary: the jobSummary include's figures
-                                             (a partial commit finalizes only by
+                                             when finalized is 1, else empty (a
+                                             partial commit finalizes only by
                                              crossing a failure threshold)
     {"STALE"}          the caller no longer holds the batch: nothing was written
     {"JOB_NOT_FOUND"}  the job was deleted
@@ -91,40 +92,78 @@ local token = ARGV[3]
 --- @include "includes/jobSummary"
 --- @include "includes/requeueBatch"
 --- @include "includes/dropIdleConsumer"
---- @include "includes/forgetClaim"
 --- @include "includes/failOverThreshold"
---- @include "includes/countSettled"
---- @include "includes/seenWorker"
 
-if rcall("EXISTS", jobKey) == 0 then
+local clock = rcall("TIME")
+local second = tonumber(clock[1])
+local slot = "r:" .. (second % 60)
+local full = ARGV[9] == ""
+local outcome = full and (ARGV[6] == "FAILED" and "failed_batches" or "completed_batches") or nil
+-- What this commit reads of the job, in one call; the counters it adds to are
+-- written back in one HSET (the script is atomic: nothing changes in between).
+local fields = {"state", "processed_records", "failed_records", "settle_seq", slot, "sealed",
+  "tolerated_count", "tolerated_percentage", "total_batches", "completed_batches",
+  "failed_batches"}
+if outcome then
+  fields[#fields + 1] = outcome
+end
+local job = rcall("HMGET", jobKey, unpack(fields))
+if not job[1] then
   return {"JOB_NOT_FOUND"}
 end
 local batch = rcall("HMGET", batchesKey, "s:" .. idx, "t:" .. idx, "e:" .. idx, "o:" .. idx,
-  "h:" .. idx)
+  "h:" .. idx, "p:" .. idx, "f:" .. idx)
 local settled = batch[1] == "COMPLETED" or batch[1] == "FAILED" or batch[1] == "ENDED"
 if (settled and batch[2] == token) or batch[5] == token then
   -- A repeat of a commit that was applied: answer as it did.
-  return {"OK", finalizedBy(jobKey, token), rcall("HGET", jobKey, "state"), jobSummary(jobKey)}
+  local finalized = finalizedBy(jobKey, token)
+  return {"OK", finalized, job[1], finalized == 1 and jobSummary(jobKey) or {}}
 end
 if batch[1] ~= "PROCESSING" or batch[2] ~= token then
   return {"STALE"}
 end
 
-local state = rcall("HGET", jobKey, "state")
+local state = job[1]
 local ended = state == "ABORTED" or state == "FAILED" or state == "COMPLETED"
+local processed, failed = tonumber(ARGV[4]), tonumber(ARGV[5])
+local holder = batch[4]
 
 if ARGV[7] ~= "" then
   local earlier = rcall("HGET", failedKey, idx) or ""
   rcall("HSET", failedKey, idx, earlier .. ARGV[7])
 end
-rcall("HINCRBY", jobKey, "processed_records", ARGV[4])
-rcall("HINCRBY", jobKey, "failed_records", ARGV[5])
-rcall("HINCRBY", batchesKey, "p:" .. idx, ARGV[4])
-rcall("HINCRBY", batchesKey, "f:" .. idx, ARGV[5])
-rcall("HINCRBY", jobKey, "settle_seq", 1)
-countSettled(jobKey, tonumber(ARGV[4]) + tonumber(ARGV[5]))
-seenWorker(workersKey, batch[4])
-local crossed = failOverThreshold(jobKey, KEYS, ARGV[8], token, ARGV[12], ARGV[13])
+-- The job's counters, the per-second count of settled records (countSettled's
+-- r:<second mod 60> = "<second>:<count>") and, for a full commit, the batch outcome.
+local counters = {"processed_records", tonumber(job[2] or "0") + processed,
+  "failed_records", tonumber(job[3] or "0") + failed,
+  "settle_seq", tonumber(job[4] or "0") + 1}
+if processed + failed > 0 then
+  local count = processed + failed
+  if job[5] then
+    local at, n = string.match(job[5], "^(%d+):(%d+)$")
+    if tonumber(at) == second then
+      count = count + tonumber(n)
+    end
+  end
+  counters[#counters + 1] = slot
+  counters[#counters + 1] = string.format("%d:%d", second, count)
+end
+local settledBatches = 0
+if outcome then
+  counters[#counters + 1] = outcome
+  counters[#counters + 1] = tonumber(job[12] or "0") + 1
+  settledBatches = 1
+end
+rcall("HSET", jobKey, unpack(counters))
+local done = {"p:" .. idx, tonumber(batch[6] or "0") + processed,
+  "f:" .. idx, tonumber(batch[7] or "0") + failed}
+if holder and holder ~= "" then
+  rcall("ZADD", workersKey, second * 1000 + math.floor(tonumber(clock[2]) / 1000), holder)
+end
+local crossed = 0
+if ARGV[12] ~= "" or ARGV[13] ~= "" or job[7] or job[8] then
+  crossed = failOverThreshold(jobKey, KEYS, ARGV[8], token, ARGV[12], ARGV[13])
+end
 if crossed == 1 then
   state = "FAILED"
   ended = true
@@ -132,7 +171,7 @@ end
 
 if ARGV[9] ~= "" and not ended then
   rcall("HSET", recordsKey, idx, ARGV[9])
-  rcall("HSET", batchesKey, "n:" .. idx, ARGV[10], "h:" .. idx, token)
+  rcall("HSET", batchesKey, "n:" .. idx, ARGV[10], "h:" .. idx, token, unpack(done))
   if ARGV[11] ~= "" then
     rcall("HSET", batchesKey, "d:" .. idx, ARGV[11])
   else
@@ -148,7 +187,15 @@ end
 rcall("XACK", queueKey, group, batch[3])
 rcall("XDEL", queueKey, batch[3])
 rcall("ZREM", leasesKey, idx)
-rcall("HDEL", batchesKey, "o:" .. idx, "d:" .. idx)
+local drop = {"o:" .. idx, "d:" .. idx}
+if holder then
+  -- forgetClaim: the holder's claim record, when it names this batch.
+  local record = rcall("HGET", batchesKey, "w:" .. holder)
+  if record and string.match(record, "^[^|]*|([^|]*)|") == idx then
+    drop[#drop + 1] = "w:" .. holder
+  end
+end
+rcall("HDEL", batchesKey, unpack(drop))
 if ARGV[9] ~= "" and state == "FAILED" then
   -- Kept for a redrive (an ABORTED job has none).
   rcall("HSET", recordsKey, idx, ARGV[9])
@@ -159,34 +206,32 @@ if ARGV[9] ~= "" and state == "FAILED" then
 else
   rcall("HDEL", recordsKey, idx)
 end
-forgetClaim(batchesKey, batch[4], idx)
-dropIdleConsumer(queueKey, group, batch[4])
+dropIdleConsumer(queueKey, group, holder)
 
 if ARGV[9] ~= "" then
   -- A hand-back into an ended job: settle what was done, queue nothing again.
-  rcall("HSET", batchesKey, "s:" .. idx, "ENDED", "h:" .. idx, token)
+  rcall("HSET", batchesKey, "s:" .. idx, "ENDED", "h:" .. idx, token, unpack(done))
   appendEvent(eventsKey, {"type", "batch:ended", "batch", idx,
     "processed", ARGV[4], "failed", ARGV[5], "skipped", ARGV[10]})
   applyRetention(KEYS, ARGV[8])
-  return {"OK", crossed, state, jobSummary(jobKey)}
+  return {"OK", crossed, state, crossed == 1 and jobSummary(jobKey) or {}}
 end
 
-rcall("HSET", batchesKey, "s:" .. idx, ARGV[6])
-if ARGV[6] == "FAILED" then
-  rcall("HINCRBY", jobKey, "failed_batches", 1)
-else
-  rcall("HINCRBY", jobKey, "completed_batches", 1)
-end
+rcall("HSET", batchesKey, "s:" .. idx, ARGV[6], unpack(done))
 appendEvent(eventsKey, {"type", "batch:" .. string.lower(ARGV[6]), "batch", idx,
   "processed", ARGV[4], "failed", ARGV[5]})
 
 local finalized = crossed
-if finalized == 0 then
+if finalized == 0 and state == "PROCESSING" and job[6] == "1"
+  and tonumber(job[10] or "0") + tonumber(job[11] or "0") + settledBatches
+    >= tonumber(job[9] or "0") then
+  -- Every batch may be settled now: finalizeIfDone decides (and reads again).
   finalized = finalizeIfDone(jobKey, KEYS, ARGV[8], token)
 end
-state = rcall("HGET", jobKey, "state")
-if finalized == 0 and (state == "ABORTED" or state == "FAILED" or state == "COMPLETED") then
+if finalized == 1 then
+  state = rcall("HGET", jobKey, "state")
+elseif state == "ABORTED" or state == "FAILED" or state == "COMPLETED" then
   -- A late commit into a job that already ended: keep its keys on the clock.
   applyRetention(KEYS, ARGV[8])
 end
-return {"OK", finalized, state, jobSummary(jobKey)}
+return {"OK", finalized, state, finalized == 1 and jobSummary(jobKey) or {}}

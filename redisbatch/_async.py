@@ -122,6 +122,8 @@ class AsyncDriver:
         return result
 
     async def script(self, call: ScriptCall) -> Any:
+        if call.before:
+            return (await self.pipeline((call,)))[0]
         script = call.script
         try:
             return await self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)

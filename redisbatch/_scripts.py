@@ -51,11 +51,23 @@ class Script:
 
 @dataclass(frozen=True, slots=True)
 class ScriptCall:
-    """A request to run a script, yielded by the store flows to a driver."""
+    """A request to run a script, yielded by the store flows to a driver.
+
+    ``before`` is a plain command sent just ahead of the script, in the same
+    pipeline on the same connection (so it runs first): a large value the
+    script only checks for is written this way instead of passing through Lua,
+    whose strings cost server time for every byte. It must be safe to repeat,
+    as the script is; its reply is dropped, an error reply raised."""
 
     script: Script
     keys: tuple[str, ...]
     args: tuple[Any, ...]
+    before: tuple[Any, ...] = ()
+
+    def commands(self) -> list[tuple[Any, ...]]:
+        """The commands that send this call: ``before`` (if any), then EVALSHA."""
+        evalsha = ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+        return [self.before, evalsha] if self.before else [evalsha]
 
 
 def lua_dir() -> Path:
@@ -115,16 +127,20 @@ class PipelineReplies:
         self._rounds = 0
 
     def pending_calls(self) -> list[tuple[Any, ...]]:
-        """EVALSHA argument tuples of the calls still to send."""
-        return [
-            ("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
-            for c in (self.calls[i] for i in self.todo)
-        ]
+        """Command argument tuples of the calls still to send (each call's
+        ``before`` command, then its EVALSHA)."""
+        return [command for i in self.todo for command in self.calls[i].commands()]
 
     def take(self, results: list[Any]) -> set[Script]:
         """Records the results of ``pending_calls``; returns the scripts to load."""
         missing: list[int] = []
-        for i, result in zip(self.todo, results, strict=True):
+        replies = iter(results)
+        for i in self.todo:
+            if self.calls[i].before:
+                before = next(replies)
+                if isinstance(before, Exception):
+                    raise before
+            result = next(replies)
             if isinstance(result, NoScriptError):
                 missing.append(i)
             elif isinstance(result, Exception):

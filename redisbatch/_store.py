@@ -162,9 +162,11 @@ class Store:
     def keys(self, job_id: str) -> JobKeys:
         return JobKeys.of(self.namespace, job_id)
 
-    def _call(self, name: str, keys: Sequence[str], *args: Any) -> ScriptCall:
+    def _call(
+        self, name: str, keys: Sequence[str], *args: Any, before: tuple[Any, ...] = ()
+    ) -> ScriptCall:
         script = self._scripts[name]
-        return ScriptCall(script, tuple(keys[: script.numkeys]), args)
+        return ScriptCall(script, tuple(keys[: script.numkeys]), args, before)
 
     # ------------------------------------------------------------ prepare
 
@@ -222,7 +224,8 @@ class Store:
         return self.store_reply(replies)
 
     def store_pipeline(self, job_id: str, batches: Iterable[EncodedBatch]) -> Pipeline:
-        """The storeBatch calls for these batches, in one pipeline."""
+        """The storeBatch calls for these batches, in one pipeline; each batch's
+        payload goes ahead of its call as a plain HSETNX (see storeBatch.lua)."""
         keys = self.keys(job_id)
         return Pipeline(
             tuple(
@@ -232,10 +235,10 @@ class Store:
                     CONSUMER_GROUP,
                     b.index,
                     b.count,
-                    b.payload,
                     b.columns,
                     b.unique_entries,
                     b.first_index,
+                    before=("HSETNX", keys.records, b.index, b.payload),
                 )
                 for b in batches
             )

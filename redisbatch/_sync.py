@@ -118,9 +118,10 @@ class _Sent:
         self.replies = PipelineReplies(calls)
         self.pool = driver.client.connection_pool
         self.connection = self.pool.get_connection()
+        self.sent = self.replies.pending_calls()
         try:
             self.connection.send_packed_command(
-                self.connection.pack_commands(self.replies.pending_calls())  # type: ignore[no-untyped-call]
+                self.connection.pack_commands(self.sent)  # type: ignore[no-untyped-call]
             )
         except BaseException:
             self._drop()
@@ -133,7 +134,7 @@ class _Sent:
     def result(self) -> list[Any]:
         results: list[Any] = []
         try:
-            for _ in self.replies.todo:
+            for _ in self.sent:
                 try:
                     results.append(self.connection.read_response())
                 except redis.exceptions.ResponseError as exc:  # NOSCRIPT among them
@@ -228,6 +229,8 @@ class SyncDriver:
         self.client = client
 
     def script(self, call: ScriptCall) -> Any:
+        if call.before:
+            return self.pipeline((call,))[0]
         script = call.script
         try:
             return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)

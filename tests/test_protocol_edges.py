@@ -245,6 +245,63 @@ def test_a_repeated_store_answers_ok_and_stores_once(make_import: Make, client: 
     assert raw.claim("s", "w2").batch_index is None, "one batch stored"
 
 
+def test_a_store_repeated_late_leaves_no_payload_and_keeps_a_remainder(
+    make_import: Make, client: Any
+) -> None:
+    """The payload goes ahead of storeBatch as a plain HSETNX: a repeat sent
+    after the batch was committed (its records deleted) does not bring the
+    payload back; a repeat after a partial commit keeps the remainder (HSETNX
+    does not overwrite it); a store refused (sealed job, deleted job) leaves no
+    payload behind. Memory stays bounded by the unfinished batches."""
+    from redisbatch._batcher import Batcher
+
+    di = make_import(batch_size=2)
+    store = di._core.store
+    raw = Raw(di)
+    batcher = Batcher(2, skip_empty_rows=False, origin="test")
+    batcher.add({"n": "1"})
+    first = batcher.add({"n": "2"})
+    batcher.add({"n": "3"})
+    second = batcher.add({"n": "4"})
+    batcher.add({"n": "5"})
+    third = batcher.add({"n": "6"})
+    assert first is not None and second is not None and third is not None
+    raw.run(store.create("s", 2))
+    keys = store.keys("s")
+    store_first = store.store_pipeline("s", [first]).calls[0]
+    store_second = store.store_pipeline("s", [second]).calls[0]
+    raw.run_call(store_first)
+    raw.run_call(store_second)
+
+    committed = raw.claim("s", "w")
+    assert committed.batch_index == 0
+    assert raw.commit("s", committed).accepted
+    assert client.hexists(keys.records, "0") == 0
+    assert store.store_reply([raw.run_call(store_first)]).stopped_state is None
+    assert client.hexists(keys.records, "0") == 0, "a committed batch's payload stays deleted"
+
+    handed = raw.claim("s", "w")
+    assert handed.batch_index == 1
+    reply = raw.run(
+        store.commit(
+            "s", 1, handed.token, processed=1, failed=0, batch_state="COMPLETED",
+            failed_payload=b"", remainder=b"rest", remainder_count=1,
+        )
+    )  # fmt: skip
+    assert reply.accepted
+    raw.run_call(store_second)
+    assert client.hget(keys.records, "1") == b"rest", "the remainder is kept"
+
+    raw.run(store.seal("s"))
+    refused = raw.run_call(store.store_pipeline("s", [third]).calls[0])
+    assert store.store_reply([refused]).stopped_state is not None
+    assert client.hexists(keys.records, str(third.index)) == 0, "refused: no payload left"
+    client.delete(*keys.all)
+    gone = raw.run_call(store.store_pipeline("s", [third]).calls[0])
+    assert store.store_reply([gone]).stopped_state == "DELETED"
+    assert client.exists(keys.records) == 0, "deleted job: no records hash left"
+
+
 def test_repeated_release_create_seal_and_controls_answer_as_the_first(
     make_import: Make,
 ) -> None:

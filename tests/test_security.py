@@ -41,7 +41,7 @@ SCRIPT_COMMANDS = (
 #: A worker: runs the scripts, loads them after a restart, reads a lease's age.
 WORKER_ACL = f"-@all +evalsha +script|load {SCRIPT_COMMANDS}"
 #: An orchestrator: a worker's rights and the job index, delete, jobs().
-ORCHESTRATOR_ACL = f"{WORKER_ACL} +zrandmember +zrevrange +unlink +xread +xrevrange"
+ORCHESTRATOR_ACL = f"{WORKER_ACL} +hsetnx +zrandmember +zrevrange +unlink +xread +xrevrange"
 
 #: How Redis and Valkey word a refusal by ACL (directly, or inside a script).
 DENIED = r"(?i)noperm|no permissions|can't run this command|permission"
