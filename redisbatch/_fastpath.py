@@ -39,7 +39,7 @@ from ._field import MISSING
 if TYPE_CHECKING:
     from ._results import ValidationError
 
-__all__ = ["FastValidator", "PassThrough", "as_record"]
+__all__ = ["NO_ERRORS", "FastValidator", "PassThrough", "as_record"]
 
 _CHUNK: Final = 32
 _MAX_FLOAT: Final = sys.float_info.max
@@ -52,7 +52,7 @@ _FAILING_ROW: Final = re.compile(r" - at `\$\[(\d+)\][^`]*`\Z")
 #: the errors are an empty tuple and the values may still be the row's Struct:
 #: ``as_record`` makes the dict, when it is needed (see ``FastValidator.check``).
 Checked = tuple[Any, "Sequence[ValidationError]"]
-_NO_ERRORS: Final[tuple[ValidationError, ...]] = ()
+NO_ERRORS: Final[tuple[ValidationError, ...]] = ()
 
 
 def as_record(values: Any) -> dict[str, Any]:
@@ -276,7 +276,7 @@ class FastValidator:
             records = [None if p is None else self._finish_rest(p) for p in records]
         slow = self._slow
         return [
-            slow(raw) if parsed is None else (parsed, _NO_ERRORS)
+            slow(raw) if parsed is None else (parsed, NO_ERRORS)
             for raw, parsed in zip(raw_rows, records)  # noqa: B905 - same length
         ]
 
@@ -298,7 +298,7 @@ class FastValidator:
                     append(slow(raw))
                     break
             else:
-                append((struct, _NO_ERRORS))
+                append((struct, NO_ERRORS))
         return results
 
     def _decode(self, raw_rows: list[msgspec.Raw]) -> list[Any]:
@@ -392,7 +392,7 @@ class PassThrough:
             try:
                 structs = decoder.decode(array_header(len(chunk)) + b"".join(chunk))
             except msgspec.ValidationError:  # short rows (free-form records): one by one
-                results.extend((self._plain(key, raw), _NO_ERRORS) for raw in chunk)
+                results.extend((self._plain(key, raw), NO_ERRORS) for raw in chunk)
                 continue
             for struct in structs:
                 values = msgspec.structs.astuple(struct)
@@ -403,7 +403,7 @@ class PassThrough:
                 )
                 if ABSENT in values:
                     record = {k: v for k, v in record.items() if v is not ABSENT}
-                results.append((record, _NO_ERRORS))
+                results.append((record, NO_ERRORS))
         return results
 
     @staticmethod

@@ -10,8 +10,10 @@ interruption in ``after_process`` hands that record and the rest back.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import filterfalse
 from typing import Any
 
 import msgspec
@@ -65,13 +67,17 @@ class Settler:
         settled: list[tuple[ProcessingContext, Any]],
         troubled: dict[int, Ready],
         size: int,
+        ready: list[int] | None = None,
     ) -> Flow[BatchOutcome]:
         """Phase C for one batch, over its settled entries (``troubled``: the
-        records whose processor call failed at least once)."""
-        processed = 0
-        failed: list[ProcessedRecord] = []
+        records whose processor call failed at least once; ``ready``, when
+        given: the positions, in order, whose entries are not failed records)."""
         after = self.after_process
         want_processed = self.emitter.wants(RecordProcessed.type)
+        if ready is not None and not troubled and after is None and not want_processed:
+            return self._settle_quietly(batch, settled, ready, size)
+        processed = 0
+        failed: list[ProcessedRecord] = []
         for position, (ctx, item) in enumerate(settled):
             result: ProcessedRecord | None
             if isinstance(item, ProcessedRecord):
@@ -108,13 +114,48 @@ class Settler:
                     if want_processed:
                         self._emit_processed(ctx)
                     continue
-            if batch.lines:  # the source line, so that the user can find the row
-                result = msgspec.structs.replace(result, line=batch.line_of(position))
-            failed.append(result)
-            message = self._emit_failed(result, ctx)
+            message = self._fail(batch, position, result, ctx, failed)
             if not self.continue_on_error:
                 return BatchOutcome(processed, failed, "FAILED", message, position + 1, size)
         return BatchOutcome(processed, failed, "COMPLETED", None, len(settled), size)
+
+    def _settle_quietly(
+        self,
+        batch: ReceivedBatch,
+        settled: list[tuple[ProcessingContext, Any]],
+        ready: list[int],
+        size: int,
+    ) -> BatchOutcome:
+        """Phase C when no record needs a step of its own: no ``after_process``,
+        no record:processed listener, no processor call that failed. The ready
+        records are processed; only the failed ones are looked at, in order."""
+        done = len(settled)
+        processed = bisect_left(ready, done)  # the ready entries still settled
+        failed: list[ProcessedRecord] = []
+        if processed == done:
+            return BatchOutcome(processed, failed, "COMPLETED", None, done, size)
+        for position in filterfalse(set(ready[:processed]).__contains__, range(done)):
+            ctx, result = settled[position]
+            message = self._fail(batch, position, result, ctx, failed)
+            if not self.continue_on_error:
+                before = bisect_left(ready, position)
+                return BatchOutcome(before, failed, "FAILED", message, position + 1, size)
+        return BatchOutcome(processed, failed, "COMPLETED", None, done, size)
+
+    def _fail(
+        self,
+        batch: ReceivedBatch,
+        position: int,
+        result: ProcessedRecord,
+        ctx: ProcessingContext,
+        failed: list[ProcessedRecord],
+    ) -> str:
+        """Adds a failed record (with its source line) and emits record:failed;
+        returns its failure message."""
+        if batch.lines:  # the source line, so that the user can find the row
+            result = msgspec.structs.replace(result, line=batch.line_of(position))
+        failed.append(result)
+        return self._emit_failed(result, ctx)
 
     def _after_process(
         self, hook: Callable[..., Any], item: Ready, row: Row

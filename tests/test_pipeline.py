@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redisbatch import (
     DistributedImport,
@@ -256,3 +258,84 @@ def test_without_a_schema_records_pass_through_as_given(make_import: Make) -> No
     seen: list[dict[str, Any]] = []
     assert di.run_worker(job, lambda r, c: seen.append(r)).processed == 4
     assert seen == rows
+
+
+PLAIN_SCHEMA = Schema(
+    [
+        Field("email", "email", required=True),
+        Field("n", "integer"),
+        Field("tags", "array", separator=";"),
+    ]
+)
+
+
+@st.composite
+def plain_batches(draw: st.DrawFn) -> tuple[StoredBatch, set[int], bool, int]:
+    """A batch of mostly valid rows with invalid values, parse failures and
+    empty arrays anywhere; which records the processor fails on; the policy."""
+    count = draw(st.integers(1, 80))
+    rows: list[list[Any]] = []
+    failures: dict[int, tuple[str, dict[str, Any]]] = {}
+    for i in range(count):
+        kind = draw(st.sampled_from(["ok", "ok", "ok", "bad", "parse", "warn"]))
+        tags = draw(st.sampled_from(["", "a;b", " c ", ";"]))
+        if kind == "parse":
+            failures[i] = ("2 columns, expected 3", {"email": f"u{i}@b.co"})
+            rows.append([])
+        elif kind == "bad":
+            rows.append([f"u{i}.b.co", str(i), tags])
+        elif kind == "warn":  # goes field by field, valid: " 7 " is not an integer for msgspec
+            rows.append([f"u{i}@b.co", f" {i} ", tags])
+        else:
+            rows.append([f"u{i}@b.co", str(i), tags])
+    fails = set(draw(st.lists(st.integers(0, count - 1), max_size=4)))
+    return (
+        StoredBatch(draw(st.integers(0, 10**6)), rows, failures, [3]),
+        fails,
+        draw(st.booleans()),
+        draw(st.integers(0, 1)),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain_batches())
+def test_a_plain_batch_runs_as_the_record_by_record_pipeline(
+    case: tuple[StoredBatch, set[int], bool, int],
+) -> None:
+    """Without hooks or listeners (the plain path), a batch gives the processor the
+    same records and contexts, and the same outcome and failed events, as the
+    record-by-record path (forced by an identity before_process hook and a
+    record:processed listener)."""
+    stored, fails, continue_on_error, max_retries = case
+    batch = decode_batch(encode_batch(stored))
+
+    def run(hooks: Hooks | None, listen: bool) -> tuple[Any, list[Any], list[Any]]:
+        emitter = EventEmitter()
+        failed: list[Any] = []
+        emitter.on("record:failed", lambda e: failed.append((e.record_index, e.error, e.record)))
+        if listen:
+            emitter.on("record:processed", lambda e: None)
+        pipeline = RecordPipeline(
+            PLAIN_SCHEMA,
+            hooks=hooks,
+            continue_on_error=continue_on_error,
+            max_retries=max_retries,
+            retry_delay=0,
+            emitter=emitter,
+        )
+        calls: list[Any] = []
+
+        def processor(record: dict[str, Any], ctx: ProcessingContext) -> None:
+            calls.append((dict(record), ctx))
+            if ctx.record_index - batch.first_index in fails:
+                raise ValueError(f"no {ctx.record_index}")
+
+        def contexts(index: int) -> ProcessingContext:
+            return ProcessingContext("j", "batch-3", 3, index, 10**7, "w", f"j:{index}")
+
+        outcome, _ = drive(pipeline.run(batch, ["email", "n", "tags"], contexts, processor, None))
+        return outcome, calls, failed
+
+    plain = run(None, listen=False)
+    each = run(Hooks(before_process=lambda record, ctx: record), listen=True)
+    assert plain == each
