@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from itertools import filterfalse, repeat
+from itertools import repeat
 from operator import is_not, itemgetter
 from typing import Any
 
@@ -100,11 +100,15 @@ def _errors_of(pre: Checked | None) -> Any:
     return None if pre is None else pre[1]
 
 
-def _without(positions: range, rejected: list[int]) -> list[int]:
-    """``positions`` less the (few) ``rejected`` ones, in order."""
-    if not rejected:
-        return list(positions)
-    return list(filterfalse(set(rejected).__contains__, positions))
+def _without(count: int, rejected: list[int]) -> list[int]:
+    """The positions up to ``count`` less the (few, ascending) ``rejected`` ones."""
+    positions: list[int] = []
+    start = 0
+    for position in rejected:
+        positions += range(start, position)
+        start = position + 1
+    positions += range(start, count)
+    return positions
 
 
 def batch_id_of(batch_index: int) -> str:
@@ -214,15 +218,16 @@ class RecordPipeline:
         # Phase A: steps 1 to 9, in source order.
         checked = self._check_batch(batch, columns)
         if self._plain and not duplicates and checked is not None:
-            settled, ready = yield from self._prepare_plain(
+            settled, rejected = yield from self._prepare_plain(
                 batch, columns, checked, contexts, stopped
             )
         else:
-            settled, ready = yield from self._prepare_each(
+            settled, rejected = yield from self._prepare_each(
                 batch, columns, checked, contexts, stopped, duplicates
             )
 
         # Phase B: the processor over every ready record.
+        ready = _without(len(settled), rejected)
         troubled: dict[int, Ready] = {}  # positions whose processor call failed at least once
         if isinstance(processor, BatchProcessor):
             records = [ready_of(position, settled[position]) for position in ready]
@@ -236,7 +241,7 @@ class RecordPipeline:
             del settled[ready[attempted] :]
 
         # Phase C: after_process, events and the outcome, in source order.
-        return (yield from self._settler.settle(batch, columns, settled, troubled, size, ready))
+        return (yield from self._settler.settle(batch, columns, settled, troubled, size, rejected))
 
     def _prepare_plain(
         self,
@@ -251,7 +256,7 @@ class RecordPipeline:
         are, with no work per record in Python; the others (parse failures,
         invalid or warned rows) go through ``_prepare`` one by one, the stop
         conditions looked at before each. Returns the settled entries and the
-        positions of the ready ones."""
+        positions of the failed ones."""
         first = batch.first_index
         contexts_of = list(map(contexts, range(first, first + len(checked))))
         odd = _odd_positions(checked, bool(batch.failures))
@@ -275,7 +280,7 @@ class RecordPipeline:
                 if not self.continue_on_error:
                     del settled[position + 1 :]
                     break
-        return settled, _without(range(len(settled)), rejected)
+        return settled, rejected
 
     def _prepare_each(
         self,
@@ -287,9 +292,9 @@ class RecordPipeline:
         duplicates: Duplicates | None,
     ) -> Flow[tuple[list[Settled], list[int]]]:
         """Phase A record by record (hooks, a checker or duplicates to run);
-        returns the settled entries and the positions of the ready ones."""
+        returns the settled entries and the positions of the failed ones."""
         settled: list[Settled] = []
-        ready: list[int] = []
+        rejected: list[int] = []
         first = batch.first_index
         for position in range(len(batch)):
             if stopped():
@@ -303,11 +308,10 @@ class RecordPipeline:
                 break  # the lease is marked: phase B starts nothing
             settled.append((ctx, item))
             if isinstance(item, ProcessedRecord):
+                rejected.append(position)
                 if not self.continue_on_error:
                     break
-            else:
-                ready.append(position)
-        return settled, ready
+        return settled, rejected
 
     def _check_batch(self, batch: ReceivedBatch, columns: list[str]) -> list[Checked | None] | None:
         """Step 5 for the whole batch at once (without a schema: the records

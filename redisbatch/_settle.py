@@ -13,7 +13,6 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import filterfalse
 from typing import Any
 
 import msgspec
@@ -67,15 +66,15 @@ class Settler:
         settled: list[tuple[ProcessingContext, Any]],
         troubled: dict[int, Ready],
         size: int,
-        ready: list[int] | None = None,
+        rejected: list[int] | None = None,
     ) -> Flow[BatchOutcome]:
         """Phase C for one batch, over its settled entries (``troubled``: the
-        records whose processor call failed at least once; ``ready``, when
-        given: the positions, in order, whose entries are not failed records)."""
+        records whose processor call failed at least once; ``rejected``, when
+        given: the positions, ascending, whose entries are failed records)."""
         after = self.after_process
         want_processed = self.emitter.wants(RecordProcessed.type)
-        if ready is not None and not troubled and after is None and not want_processed:
-            return self._settle_quietly(batch, settled, ready, size)
+        if rejected is not None and not troubled and after is None and not want_processed:
+            return self._settle_quietly(batch, settled, rejected, size)
         processed = 0
         failed: list[ProcessedRecord] = []
         for position, (ctx, item) in enumerate(settled):
@@ -123,24 +122,24 @@ class Settler:
         self,
         batch: ReceivedBatch,
         settled: list[tuple[ProcessingContext, Any]],
-        ready: list[int],
+        rejected: list[int],
         size: int,
     ) -> BatchOutcome:
         """Phase C when no record needs a step of its own: no ``after_process``,
-        no record:processed listener, no processor call that failed. The ready
-        records are processed; only the failed ones are looked at, in order."""
+        no record:processed listener, no processor call that failed. The
+        records not rejected are processed; only the rejected ones are looked
+        at, in order."""
         done = len(settled)
-        processed = bisect_left(ready, done)  # the ready entries still settled
+        rejected = rejected[: bisect_left(rejected, done)]  # those still settled
         failed: list[ProcessedRecord] = []
-        if processed == done:
-            return BatchOutcome(processed, failed, "COMPLETED", None, done, size)
-        for position in filterfalse(set(ready[:processed]).__contains__, range(done)):
+        for earlier, position in enumerate(rejected):
             ctx, result = settled[position]
             message = self._fail(batch, position, result, ctx, failed)
             if not self.continue_on_error:
-                before = bisect_left(ready, position)
-                return BatchOutcome(before, failed, "FAILED", message, position + 1, size)
-        return BatchOutcome(processed, failed, "COMPLETED", None, done, size)
+                return BatchOutcome(
+                    position - earlier, failed, "FAILED", message, position + 1, size
+                )
+        return BatchOutcome(done - len(rejected), failed, "COMPLETED", None, done, size)
 
     def _fail(
         self,
