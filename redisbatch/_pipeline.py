@@ -260,7 +260,8 @@ class RecordPipeline:
         first = batch.first_index
         contexts_of = list(map(contexts, range(first, first + len(checked))))
         odd = _odd_positions(checked, bool(batch.failures))
-        settled: list[Settled] = list(zip(contexts_of, map(_value_of, checked)))  # noqa: B905
+        value_of: Callable[[Any], Any] = _value_of if batch.failures else itemgetter(0)
+        settled: list[Settled] = list(zip(contexts_of, map(value_of, checked)))  # noqa: B905
         rejected: list[int] = []
         for position in odd:
             if stopped():
