@@ -56,6 +56,7 @@ from ._events import EventEmitter
 from ._fastpath import NO_ERRORS, Checked, PassThrough, as_record
 from ._hooks import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, Processor
 from ._inflight import Ready, Row, hook_failed, is_invalid, ready_of
+from ._inflight import contexts_of as batch_contexts
 from ._processing import Processing
 from ._results import ProcessedRecord, ProcessingContext, ValidationError
 from ._schema import Schema
@@ -258,7 +259,7 @@ class RecordPipeline:
         conditions looked at before each. Returns the settled entries and the
         positions of the failed ones."""
         first = batch.first_index
-        contexts_of = list(map(contexts, range(first, first + len(checked))))
+        contexts_of = batch_contexts(contexts, first, len(checked))
         odd = _odd_positions(checked, bool(batch.failures))
         value_of: Callable[[Any], Any] = _value_of if batch.failures else itemgetter(0)
         settled: list[Settled] = list(zip(contexts_of, map(value_of, checked)))  # noqa: B905

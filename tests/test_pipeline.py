@@ -21,6 +21,7 @@ from redisbatch import (
 from redisbatch._codec import StoredBatch, decode_batch, encode_batch
 from redisbatch._effects import Call, CallEach, Sleep
 from redisbatch._events import EventEmitter
+from redisbatch._inflight import Contexts, contexts_of
 from redisbatch._pipeline import RecordPipeline
 from redisbatch._sync import _call_each
 
@@ -339,3 +340,19 @@ def test_a_plain_batch_runs_as_the_record_by_record_pipeline(
     plain = run(None, listen=False)
     each = run(Hooks(before_process=lambda record, ctx: record), listen=True)
     assert plain == each
+
+
+@pytest.mark.parametrize("indexes", [(), (7, 3, 90, 4)])
+def test_a_batch_contexts_made_one_by_one_or_at_once_agree(indexes: tuple[int, ...]) -> None:
+    """A batch's contexts, one call per record or a span at once, carry the
+    record's source index (a redriven batch's through its indexes) and its key."""
+    contexts = Contexts("j", "batch-2", 2, 100, "w", indexes)
+    first = 0 if indexes else 40
+    expected = [
+        ProcessingContext("j", "batch-2", 2, index, 100, "w", f"j:{index}")
+        for index in (indexes or range(40, 44))
+    ]
+    assert [contexts(first + p) for p in range(4)] == expected
+    assert contexts.span(first, 4) == expected
+    assert contexts_of(contexts, first, 4) == expected
+    assert contexts_of(contexts.__call__, first, 4) == expected
