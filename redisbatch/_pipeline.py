@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import is_not, itemgetter
 from typing import Any
 
 import msgspec
@@ -51,9 +53,10 @@ import msgspec
 from ._codec import ReceivedBatch
 from ._effects import Call, Flow, Interrupted, Lease
 from ._events import EventEmitter
-from ._fastpath import Checked, PassThrough, as_record
+from ._fastpath import NO_ERRORS, Checked, PassThrough, as_record
 from ._hooks import BatchProcessor, DuplicateChecker, DuplicateResult, Hooks, Processor
 from ._inflight import Ready, Row, hook_failed, is_invalid, ready_of
+from ._inflight import contexts_of as batch_contexts
 from ._processing import Processing
 from ._results import ProcessedRecord, ProcessingContext, ValidationError
 from ._schema import Schema
@@ -65,6 +68,48 @@ __all__ = ["Duplicates", "RecordPipeline", "batch_id_of"]
 
 #: Duplicates found at prepare time: batch position -> [(field, first index), ...].
 Duplicates = dict[int, list[tuple[str, int]]]
+
+#: A record after phase A, by position: its context and its values (a dict or
+#: the fast path's row Struct: valid, nothing to run before the processor), a
+#: ``Ready``, or the ``ProcessedRecord`` of a record that already failed.
+Settled = tuple[ProcessingContext, Any]
+
+
+def _value_of(pre: Checked | None) -> Any:
+    return None if pre is None else pre[0]
+
+
+def _odd_positions(checked: list[Checked | None], failures: bool) -> list[int]:
+    """Positions of the records the fast path did not accept as they are: parse
+    failures (None; ``failures`` says whether there are any) and rows checked
+    field by field (errors other than the fast path's ``NO_ERRORS``). Found
+    without a Python step per record: a batch has few of them."""
+    errors_of: Callable[[Any], Any] = _errors_of if failures else itemgetter(1)
+    errors = map(errors_of, checked)
+    flags = list(map(is_not, errors, repeat(NO_ERRORS)))
+    odd: list[int] = []
+    position = -1
+    try:
+        while True:
+            position = flags.index(True, position + 1)
+            odd.append(position)
+    except ValueError:
+        return odd
+
+
+def _errors_of(pre: Checked | None) -> Any:
+    return None if pre is None else pre[1]
+
+
+def _without(count: int, rejected: list[int]) -> list[int]:
+    """The positions up to ``count`` less the (few, ascending) ``rejected`` ones."""
+    positions: list[int] = []
+    start = 0
+    for position in rejected:
+        positions += range(start, position)
+        start = position + 1
+    positions += range(start, count)
+    return positions
 
 
 def batch_id_of(batch_index: int) -> str:
@@ -173,33 +218,17 @@ class RecordPipeline:
 
         # Phase A: steps 1 to 9, in source order.
         checked = self._check_batch(batch, columns)
-        # Per position: its context and a dict (valid, nothing more to run before
-        # the processor: the hot path allocates nothing else), a Ready, or the
-        # ProcessedRecord of a record that already failed.
-        settled: list[tuple[ProcessingContext, dict[str, Any] | ProcessedRecord | Ready]] = []
-        plain = self._plain and not duplicates
-        first = batch.first_index
-        for position in range(size):
-            pre = None if checked is None else checked[position]
-            if plain and pre is not None and not pre[1]:
-                # Valid and nothing to run before the processor: no checks here,
-                # the stop conditions are looked at between non-trivial records.
-                settled.append((contexts(first + position), pre[0]))
-                continue
-            if stopped():
-                break
-            ctx = contexts(first + position)
-            dups = None if duplicates is None else duplicates.get(position)
-            try:
-                item = yield from self._prepare(Row(batch, columns, position), pre, dups, ctx)
-            except Interrupted:
-                break  # the lease is marked: phase B starts nothing
-            settled.append((ctx, item))
-            if not self.continue_on_error and isinstance(item, ProcessedRecord):
-                break
+        if self._plain and not duplicates and checked is not None:
+            settled, rejected = yield from self._prepare_plain(
+                batch, columns, checked, contexts, stopped
+            )
+        else:
+            settled, rejected = yield from self._prepare_each(
+                batch, columns, checked, contexts, stopped, duplicates
+            )
 
         # Phase B: the processor over every ready record.
-        ready = [p for p, (_, item) in enumerate(settled) if not isinstance(item, ProcessedRecord)]
+        ready = _without(len(settled), rejected)
         troubled: dict[int, Ready] = {}  # positions whose processor call failed at least once
         if isinstance(processor, BatchProcessor):
             records = [ready_of(position, settled[position]) for position in ready]
@@ -213,7 +242,78 @@ class RecordPipeline:
             del settled[ready[attempted] :]
 
         # Phase C: after_process, events and the outcome, in source order.
-        return (yield from self._settler.settle(batch, columns, settled, troubled, size))
+        return (yield from self._settler.settle(batch, columns, settled, troubled, size, rejected))
+
+    def _prepare_plain(
+        self,
+        batch: ReceivedBatch,
+        columns: list[str],
+        checked: list[Checked | None],
+        contexts: Callable[[int], ProcessingContext],
+        stopped: Callable[[], bool],
+    ) -> Flow[tuple[list[Settled], list[int]]]:
+        """Phase A where nothing runs before the processor (no hooks, checker
+        or duplicates): the records the fast path accepted are ready as they
+        are, with no work per record in Python; the others (parse failures,
+        invalid or warned rows) go through ``_prepare`` one by one, the stop
+        conditions looked at before each. Returns the settled entries and the
+        positions of the failed ones."""
+        first = batch.first_index
+        contexts_of = batch_contexts(contexts, first, len(checked))
+        odd = _odd_positions(checked, bool(batch.failures))
+        value_of: Callable[[Any], Any] = _value_of if batch.failures else itemgetter(0)
+        settled: list[Settled] = list(zip(contexts_of, map(value_of, checked)))  # noqa: B905
+        rejected: list[int] = []
+        for position in odd:
+            if stopped():
+                del settled[position:]
+                break
+            ctx = contexts_of[position]
+            try:
+                item = yield from self._prepare(
+                    Row(batch, columns, position), checked[position], None, ctx
+                )
+            except Interrupted:
+                del settled[position:]
+                break  # the lease is marked: phase B starts nothing
+            settled[position] = (ctx, item)
+            if isinstance(item, ProcessedRecord):
+                rejected.append(position)
+                if not self.continue_on_error:
+                    del settled[position + 1 :]
+                    break
+        return settled, rejected
+
+    def _prepare_each(
+        self,
+        batch: ReceivedBatch,
+        columns: list[str],
+        checked: list[Checked | None] | None,
+        contexts: Callable[[int], ProcessingContext],
+        stopped: Callable[[], bool],
+        duplicates: Duplicates | None,
+    ) -> Flow[tuple[list[Settled], list[int]]]:
+        """Phase A record by record (hooks, a checker or duplicates to run);
+        returns the settled entries and the positions of the failed ones."""
+        settled: list[Settled] = []
+        rejected: list[int] = []
+        first = batch.first_index
+        for position in range(len(batch)):
+            if stopped():
+                break
+            pre = None if checked is None else checked[position]
+            ctx = contexts(first + position)
+            dups = None if duplicates is None else duplicates.get(position)
+            try:
+                item = yield from self._prepare(Row(batch, columns, position), pre, dups, ctx)
+            except Interrupted:
+                break  # the lease is marked: phase B starts nothing
+            settled.append((ctx, item))
+            if isinstance(item, ProcessedRecord):
+                rejected.append(position)
+                if not self.continue_on_error:
+                    break
+        return settled, rejected
 
     def _check_batch(self, batch: ReceivedBatch, columns: list[str]) -> list[Checked | None] | None:
         """Step 5 for the whole batch at once (without a schema: the records
@@ -221,13 +321,15 @@ class RecordPipeline:
         if self.hooks.before_validate is not None:
             return None
         failures = batch.failures
-        positions = [p for p in range(len(batch)) if p not in failures]
-        checked: list[Checked | None] = [None] * len(batch)
-        raw_rows = [batch.raw_rows[p] for p in positions]
+        positions = [p for p in range(len(batch)) if p not in failures] if failures else None
+        raw_rows = batch.raw_rows if positions is None else [batch.raw_rows[p] for p in positions]
         if self.validator is None:
             results = self._pass_through.check(columns, raw_rows)
         else:
             results = self.validator.check_raw_rows(columns, raw_rows)
+        if positions is None:
+            return list(results)
+        checked: list[Checked | None] = [None] * len(batch)
         for position, result in zip(positions, results, strict=True):
             checked[position] = result
         return checked

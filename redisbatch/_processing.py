@@ -86,7 +86,7 @@ class Processing:
             try:
                 outcomes = yield CallEach(
                     processor,
-                    _Calls([settled[position] for position in pending]),
+                    _Calls(list(map(settled.__getitem__, pending))),
                     lease,
                     stop_on_error=stop_on_error,
                     deadline=deadline,

@@ -10,6 +10,7 @@ interruption in ``after_process`` hands that record and the rest back.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,13 +66,17 @@ class Settler:
         settled: list[tuple[ProcessingContext, Any]],
         troubled: dict[int, Ready],
         size: int,
+        rejected: list[int] | None = None,
     ) -> Flow[BatchOutcome]:
         """Phase C for one batch, over its settled entries (``troubled``: the
-        records whose processor call failed at least once)."""
-        processed = 0
-        failed: list[ProcessedRecord] = []
+        records whose processor call failed at least once; ``rejected``, when
+        given: the positions, ascending, whose entries are failed records)."""
         after = self.after_process
         want_processed = self.emitter.wants(RecordProcessed.type)
+        if rejected is not None and not troubled and after is None and not want_processed:
+            return self._settle_quietly(batch, settled, rejected, size)
+        processed = 0
+        failed: list[ProcessedRecord] = []
         for position, (ctx, item) in enumerate(settled):
             result: ProcessedRecord | None
             if isinstance(item, ProcessedRecord):
@@ -108,13 +113,48 @@ class Settler:
                     if want_processed:
                         self._emit_processed(ctx)
                     continue
-            if batch.lines:  # the source line, so that the user can find the row
-                result = msgspec.structs.replace(result, line=batch.line_of(position))
-            failed.append(result)
-            message = self._emit_failed(result, ctx)
+            message = self._fail(batch, position, result, ctx, failed)
             if not self.continue_on_error:
                 return BatchOutcome(processed, failed, "FAILED", message, position + 1, size)
         return BatchOutcome(processed, failed, "COMPLETED", None, len(settled), size)
+
+    def _settle_quietly(
+        self,
+        batch: ReceivedBatch,
+        settled: list[tuple[ProcessingContext, Any]],
+        rejected: list[int],
+        size: int,
+    ) -> BatchOutcome:
+        """Phase C when no record needs a step of its own: no ``after_process``,
+        no record:processed listener, no processor call that failed. The
+        records not rejected are processed; only the rejected ones are looked
+        at, in order."""
+        done = len(settled)
+        rejected = rejected[: bisect_left(rejected, done)]  # those still settled
+        failed: list[ProcessedRecord] = []
+        for earlier, position in enumerate(rejected):
+            ctx, result = settled[position]
+            message = self._fail(batch, position, result, ctx, failed)
+            if not self.continue_on_error:
+                return BatchOutcome(
+                    position - earlier, failed, "FAILED", message, position + 1, size
+                )
+        return BatchOutcome(done - len(rejected), failed, "COMPLETED", None, done, size)
+
+    def _fail(
+        self,
+        batch: ReceivedBatch,
+        position: int,
+        result: ProcessedRecord,
+        ctx: ProcessingContext,
+        failed: list[ProcessedRecord],
+    ) -> str:
+        """Adds a failed record (with its source line) and emits record:failed;
+        returns its failure message."""
+        if batch.lines:  # the source line, so that the user can find the row
+            result = msgspec.structs.replace(result, line=batch.line_of(position))
+        failed.append(result)
+        return self._emit_failed(result, ctx)
 
     def _after_process(
         self, hook: Callable[..., Any], item: Ready, row: Row

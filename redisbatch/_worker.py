@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -27,8 +26,9 @@ from ._events import (
     JobCompleted,
 )
 from ._hooks import BatchProcessor, Processor
+from ._inflight import Contexts
 from ._pipeline import RecordPipeline, batch_id_of
-from ._results import BatchResult, JobSummary, ProcessingContext
+from ._results import BatchResult, JobSummary
 from ._store import Claim, Store, dead_letter_reason
 
 __all__ = ["TRANSIENT_ERRORS", "emit_job_completed", "process_batch", "riding_out"]
@@ -68,21 +68,6 @@ def riding_out(make: Callable[[], Flow[T]], limit: float, what: str) -> Flow[T]:
                     what, type(exc).__name__, exc, left)  # fmt: skip
             yield Sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
-
-
-def _context(
-    job_id: str, batch_id: str, batch_index: int, total: int, worker_id: str, index: int
-) -> ProcessingContext:
-    # Positional: this runs once per record.
-    return ProcessingContext(
-        job_id, batch_id, batch_index, index, total, worker_id, f"{job_id}:{index}"
-    )
-
-
-def _redriven_context(
-    contexts: Callable[[int], ProcessingContext], indexes: tuple[int, ...], position: int
-) -> ProcessingContext:
-    return contexts(indexes[position])
 
 
 def emit_job_completed(emitter: EventEmitter, job_id: str, summary: JobSummary) -> None:
@@ -173,9 +158,8 @@ def process_batch(
         release=store.release_call(job_id, idx, worker_id),
     )
     yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
-    contexts = partial(_context, job_id, batch_id, idx, claim.total_records, worker_id)
-    if claim.indexes:  # a redriven batch: positions map to records anywhere in the source
-        contexts = partial(_redriven_context, contexts, claim.indexes)
+    # A redriven batch (claim.indexes): positions map to records anywhere in the source.
+    contexts = Contexts(job_id, batch_id, idx, claim.total_records, worker_id, claim.indexes)
     duplicates: dict[int, list[tuple[str, int]]] = {}
     unique_fields = () if pipeline.schema is None else pipeline.schema.unique_fields
     for position, field_number, first in claim.duplicates:

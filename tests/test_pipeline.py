@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redisbatch import (
     DistributedImport,
@@ -19,6 +21,7 @@ from redisbatch import (
 from redisbatch._codec import StoredBatch, decode_batch, encode_batch
 from redisbatch._effects import Call, CallEach, Sleep
 from redisbatch._events import EventEmitter
+from redisbatch._inflight import Contexts, contexts_of
 from redisbatch._pipeline import RecordPipeline
 from redisbatch._sync import _call_each
 
@@ -256,3 +259,100 @@ def test_without_a_schema_records_pass_through_as_given(make_import: Make) -> No
     seen: list[dict[str, Any]] = []
     assert di.run_worker(job, lambda r, c: seen.append(r)).processed == 4
     assert seen == rows
+
+
+PLAIN_SCHEMA = Schema(
+    [
+        Field("email", "email", required=True),
+        Field("n", "integer"),
+        Field("tags", "array", separator=";"),
+    ]
+)
+
+
+@st.composite
+def plain_batches(draw: st.DrawFn) -> tuple[StoredBatch, set[int], bool, int]:
+    """A batch of mostly valid rows with invalid values, parse failures and
+    empty arrays anywhere; which records the processor fails on; the policy."""
+    count = draw(st.integers(1, 80))
+    rows: list[list[Any]] = []
+    failures: dict[int, tuple[str, dict[str, Any]]] = {}
+    for i in range(count):
+        kind = draw(st.sampled_from(["ok", "ok", "ok", "bad", "parse", "warn"]))
+        tags = draw(st.sampled_from(["", "a;b", " c ", ";"]))
+        if kind == "parse":
+            failures[i] = ("2 columns, expected 3", {"email": f"u{i}@b.co"})
+            rows.append([])
+        elif kind == "bad":
+            rows.append([f"u{i}.b.co", str(i), tags])
+        elif kind == "warn":  # goes field by field, valid: " 7 " is not an integer for msgspec
+            rows.append([f"u{i}@b.co", f" {i} ", tags])
+        else:
+            rows.append([f"u{i}@b.co", str(i), tags])
+    fails = set(draw(st.lists(st.integers(0, count - 1), max_size=4)))
+    return (
+        StoredBatch(draw(st.integers(0, 10**6)), rows, failures, [3]),
+        fails,
+        draw(st.booleans()),
+        draw(st.integers(0, 1)),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain_batches())
+def test_a_plain_batch_runs_as_the_record_by_record_pipeline(
+    case: tuple[StoredBatch, set[int], bool, int],
+) -> None:
+    """Without hooks or listeners (the plain path), a batch gives the processor the
+    same records and contexts, and the same outcome and failed events, as the
+    record-by-record path (forced by an identity before_process hook and a
+    record:processed listener)."""
+    stored, fails, continue_on_error, max_retries = case
+    batch = decode_batch(encode_batch(stored))
+
+    def run(hooks: Hooks | None, listen: bool) -> tuple[Any, list[Any], list[Any]]:
+        emitter = EventEmitter()
+        failed: list[Any] = []
+        emitter.on("record:failed", lambda e: failed.append((e.record_index, e.error, e.record)))
+        if listen:
+            emitter.on("record:processed", lambda e: None)
+        pipeline = RecordPipeline(
+            PLAIN_SCHEMA,
+            hooks=hooks,
+            continue_on_error=continue_on_error,
+            max_retries=max_retries,
+            retry_delay=0,
+            emitter=emitter,
+        )
+        calls: list[Any] = []
+
+        def processor(record: dict[str, Any], ctx: ProcessingContext) -> None:
+            calls.append((dict(record), ctx))
+            if ctx.record_index - batch.first_index in fails:
+                raise ValueError(f"no {ctx.record_index}")
+
+        def contexts(index: int) -> ProcessingContext:
+            return ProcessingContext("j", "batch-3", 3, index, 10**7, "w", f"j:{index}")
+
+        outcome, _ = drive(pipeline.run(batch, ["email", "n", "tags"], contexts, processor, None))
+        return outcome, calls, failed
+
+    plain = run(None, listen=False)
+    each = run(Hooks(before_process=lambda record, ctx: record), listen=True)
+    assert plain == each
+
+
+@pytest.mark.parametrize("indexes", [(), (7, 3, 90, 4)])
+def test_a_batch_contexts_made_one_by_one_or_at_once_agree(indexes: tuple[int, ...]) -> None:
+    """A batch's contexts, one call per record or a span at once, carry the
+    record's source index (a redriven batch's through its indexes) and its key."""
+    contexts = Contexts("j", "batch-2", 2, 100, "w", indexes)
+    first = 0 if indexes else 40
+    expected = [
+        ProcessingContext("j", "batch-2", 2, index, 100, "w", f"j:{index}")
+        for index in (indexes or range(40, 44))
+    ]
+    assert [contexts(first + p) for p in range(4)] == expected
+    assert contexts.span(first, 4) == expected
+    assert contexts_of(contexts, first, 4) == expected
+    assert contexts_of(contexts.__call__, first, 4) == expected

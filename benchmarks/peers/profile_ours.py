@@ -12,7 +12,9 @@ parse+validate cost. Measures, one part at a time, on a throwaway server:
   time summed by area (validation, msgpack, pipeline, events, redis-py, the
   store's Python side, the driver) and the top functions.
 - ``plain``: the same worker without cProfile (to sample with py-spy:
-  ``py-spy record -f raw -o out.txt -- python profile_ours.py --only plain``).
+  ``py-spy record -f raw -o out.txt -- python profile_ours.py --only plain``);
+  ``plainprepare``: the orchestrator alone, likewise (``pyspy_areas.py
+  --under prepare``).
 - ``server``: server CPU per batch (``INFO cpu``) and per script call: with
   ``slowlog-log-slower-than 0`` every EVALSHA's server time is logged; summed
   per script (claimBatch, commitBatch, storeBatch, ...).
@@ -66,7 +68,7 @@ AREAS = (
     ("worker flow", ("_worker.py", "_core.py", "_results.py")),
     ("store (Python side of scripts)", ("_store.py", "_scripts.py", "_keys.py")),
     ("sync driver", ("_sync.py", "_effects.py")),
-    ("redis-py", ("/redis/", "hiredis", "socket", "select", "_io.", "recv", "sendall")),
+    ("redis-py", ("redis/", "hiredis", "socket", "select", "_io.", "recv", "sendall")),
     ("csv / batching (prepare)", ("_csv.py", "_batcher.py", "_prepare.py", "_sources.py")),
 )
 
@@ -306,6 +308,11 @@ def main() -> None:  # noqa: PLR0915 - one section per measured part, in order
                 "areas_us_per_record": areas,
                 "top": top,
             }
+        if "plainprepare" in parts:  # prepare alone, without cProfile: for py-spy
+            di = facade("profile-plainprepare")
+            cpu, prepared = cpu_of(lambda: di.prepare(FileSource(path), CsvParser()))
+            di.delete(prepared.job_id)
+            out["plain_prepare_cpu_us_per_record"] = round(cpu * 1e6 / rows, 3)
         if "plain" in parts:  # one worker, nothing else: the part to run under py-spy
             di = facade("profile-plain")
             job = di.prepare(FileSource(path), CsvParser())
