@@ -162,7 +162,9 @@ class AsyncDistributedImport(_Facade):
         lets the cancellation go on. With ``handle_signals=True`` (in the
         main thread's event loop) SIGTERM cancels this call the same way,
         which then raises ``SystemExit(143)``."""
-        flow = self._core.worker_flow(job_id, processor, worker_id, wait, time_budget, wait_for_job)
+        flow = self._core.worker_flow(
+            job_id, processor, worker_id, wait, time_budget, wait_for_job, self.concurrency > 1
+        )
         if not handle_signals:
             return await self._driver.run(flow)
         task = asyncio.current_task()
