@@ -21,6 +21,7 @@ import logging
 import signal
 from collections import deque
 from collections.abc import Callable, Iterator
+from types import CoroutineType
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -141,6 +142,14 @@ class _Lanes:
                 raise
         self.free -= 1
 
+    async def wait(self, wanted: Callable[[], bool]) -> bool:
+        """Waits for a lane; takes it if it is still ``wanted()`` then."""
+        await self.take()
+        if wanted():
+            return True
+        self.give()
+        return False
+
     def give(self) -> None:
         self.free += 1
         if self.waiters:
@@ -169,14 +178,18 @@ class AsyncDriver:
         """User code, plain or ``async def``. Plain code held the loop, and the
         heartbeat task with it: a heartbeat that fell due meanwhile is sent here."""
         result = fn(*args)
-        if inspect.isawaitable(result):
+        if type(result) is CoroutineType or inspect.isawaitable(result):
             return await result
         if self._due:
-            now = asyncio.get_running_loop().time()
-            for entry in list(self._due.values()):
-                if entry[1] <= now:
-                    await self._beat_once(entry)
+            await self._beat_due()
         return result
+
+    async def _beat_due(self) -> None:
+        """Sends the heartbeats that fell due while plain user code held the loop."""
+        now = asyncio.get_running_loop().time()
+        for entry in list(self._due.values()):
+            if entry[1] <= now:
+                await self._beat_once(entry)
 
     async def script(self, call: ScriptCall) -> Any:
         script = call.script
@@ -215,24 +228,27 @@ class AsyncDriver:
         stop = False
         shared = self._lanes
 
+        def more() -> bool:
+            return not stop and started < size
+
         async def lane() -> None:
             nonlocal started, stop
             while not stop and started < size:
                 if shared.free > 0:
                     shared.free -= 1
-                else:  # a flow alongside has every lane: wait for one
-                    await shared.take()
-                    if stop or started >= size:
-                        shared.give()
-                        break
+                elif not await shared.wait(more):
+                    break  # a flow alongside had every lane meanwhile
                 if not effect.may_start():
                     shared.give()
                     stop = True
                     return
-                index = started
-                started += 1
-                try:
-                    await self._call(fn, args[index])
+                index, started = started, started + 1
+                try:  # the body of _call, spared a coroutine per record
+                    result = fn(*args[index])
+                    if type(result) is CoroutineType or inspect.isawaitable(result):
+                        await result
+                    elif self._due:
+                        await self._beat_due()
                 except Exception as exc:
                     outcomes[index] = exc
                     if effect.stop_on_error:
