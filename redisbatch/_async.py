@@ -217,7 +217,8 @@ class AsyncDriver:
         ``concurrency`` lanes take the next record as soon as they are free, so
         a call costs the same whatever the number in flight; the lanes are
         shared with the calls of a flow running alongside. ``room`` is set
-        once lanes are left idle with nothing more to start here. An
+        once the last wave is under way (fewer calls left to start than
+        lanes): lanes are about to fall idle, time to start the next batch. An
         interruption is raised as ``Interrupted`` with the outcomes of the
         longest prefix of calls that finished."""
         args, fn = effect.args, effect.fn
@@ -227,41 +228,44 @@ class AsyncDriver:
         started = 0
         stop = False
         shared = self._lanes
+        last_wave = size - self.concurrency  # once more than this started
+        if room is None:
+            room = asyncio.get_running_loop().create_future()
 
         def more() -> bool:
             return not stop and started < size
 
+        # A lane takes one of the shared lanes (a flow alongside may hold them
+        # all for its last records) and keeps it while there are records to start.
         async def lane() -> None:
             nonlocal started, stop
-            while not stop and started < size:
-                if shared.free > 0:
-                    shared.free -= 1
-                elif not await shared.wait(more):
-                    break  # a flow alongside had every lane meanwhile
-                if not effect.may_start():
-                    shared.give()
-                    stop = True
-                    return
-                index, started = started, started + 1
-                try:  # the body of _call, spared a coroutine per record
-                    result = fn(*args[index])
-                    if type(result) is CoroutineType or inspect.isawaitable(result):
-                        await result
-                    elif self._due:
-                        await self._beat_due()
-                except Exception as exc:
-                    outcomes[index] = exc
-                    if effect.stop_on_error:
+            if shared.free > 0:
+                shared.free -= 1
+            elif not await shared.wait(more):
+                return
+            try:
+                while not stop and started < size:
+                    if not effect.may_start():
                         stop = True
-                finally:
-                    shared.give()
-                finished[index] = True
-            if room is not None and not stop and not room.done():
-                room.set_result(None)
+                        return
+                    index, started = started, started + 1
+                    if started > last_wave and not room.done():
+                        room.set_result(None)
+                    try:  # the body of _call, spared a coroutine per record
+                        result = fn(*args[index])
+                        if type(result) is CoroutineType or inspect.isawaitable(result):
+                            await result
+                        elif self._due:
+                            await self._beat_due()
+                    except Exception as exc:
+                        outcomes[index] = exc
+                        if effect.stop_on_error:
+                            stop = True
+                    finished[index] = True
+            finally:
+                shared.give()
 
         lanes = min(self.concurrency, size)
-        if room is not None and lanes < self.concurrency and not room.done():
-            room.set_result(None)
         try:
             if lanes <= 1:
                 await lane()
@@ -384,7 +388,7 @@ class AsyncDriver:
 class _Held:
     """The batches one ``run`` holds, the tasks heartbeating them, and the
     flows it spawned (each a ``_Held`` of its own, run by a task). ``room`` is
-    set once this run's calls leave lanes idle with nothing more to start."""
+    set once this run's calls are in their last wave (``call_each``)."""
 
     def __init__(self, driver: AsyncDriver, gate: CancelGate | None) -> None:
         self.driver = driver
@@ -406,7 +410,7 @@ class _Held:
 
     async def join(self, child: _Held, early: bool) -> tuple[bool, Any]:
         """``(True, value)`` once the spawned flow ended (its exception raised);
-        with ``early``, ``(False, None)`` once its calls leave lanes idle."""
+        with ``early``, ``(False, None)`` once its calls are in their last wave."""
         task = child.task
         assert task is not None
         if early and not task.done():

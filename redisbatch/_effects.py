@@ -258,8 +258,9 @@ class Spawn:
 class Join:
     """The value of a spawned flow, once it ends (its exception is raised
     here): ``(True, value)``. With ``early``, ``(False, None)`` as soon as the
-    flow's calls leave lanes idle with nothing more to start (its batch's last
-    records are running): the moment to spawn the next batch."""
+    flow's calls are in their last wave (fewer left to start than lanes: some
+    lanes are about to fall idle): the moment to spawn the next batch, whose
+    claim and checks then overlap the last records."""
 
     handle: Any
     early: bool = False
