@@ -231,3 +231,69 @@ def test_a_lost_reply_gives_back_only_batches_held_unknowingly(client: redis.Red
     assert driver.run(core.store.held_by(job, "w")) == [0]
     status = di.status(job)
     assert status is not None and (status.processing_batches, status.pending_batches) == (1, 2)
+
+
+def _claimed(index: int, processed: int) -> tuple[Any, Any]:
+    from redisbatch._results import BatchResult
+    from redisbatch._scripts import Reply
+    from redisbatch._store import Claim
+
+    result = BatchResult(
+        claimed=True,
+        job_id="j",
+        batch_id=f"batch-{index}",
+        batch_index=index,
+        processed_count=processed,
+        failed_count=0,
+        job_complete=False,
+        accepted=True,
+        reason=None,
+    )
+    return result, Claim(Reply.OK, state="PROCESSING", batch_index=index)
+
+
+def test_the_worker_flow_spawns_ahead_only_on_room_and_counts_in_claim_order() -> None:
+    """The flow alone, fed by hand: it spawns the next batch only once the current one
+    reports room, joins the current one first, then the one ahead; with wait=False it
+    ends when a claim finds nothing, every batch counted once."""
+    from redisbatch._config import Settings
+    from redisbatch._core import Core
+    from redisbatch._effects import Command, Join, Spawn
+    from redisbatch._results import BatchResult
+    from redisbatch._scripts import Reply
+    from redisbatch._store import Claim
+
+    core = Core(None, None, Settings())
+    flow = core.worker_flow("j", lambda r, c: None, "w", wait=False, overlap=True)
+    first = next(flow)
+    assert isinstance(first, Spawn)
+    first.flow.close()
+    join = flow.send("h0")
+    assert join == Join("h0", early=True)
+    ahead = flow.send((False, None))  # batch 0 in its last wave
+    assert isinstance(ahead, Spawn)
+    ahead.flow.close()
+    assert flow.send("h1") == Join("h0")
+    assert flow.send((True, _claimed(0, 4))) == Join("h1", early=True)
+    nothing = BatchResult(
+        claimed=False,
+        job_id="j",
+        batch_id=None,
+        batch_index=None,
+        processed_count=0,
+        failed_count=0,
+        job_complete=False,
+        accepted=False,
+        reason="NO_PENDING_BATCHES",
+    )
+    # batch 1 ends before its last wave is seen: the next one is spawned after it
+    last = flow.send((True, _claimed(1, 3)))
+    assert isinstance(last, Spawn)
+    last.flow.close()
+    assert flow.send("h2") == Join("h2", early=True)
+    read_state = flow.send((True, (nothing, Claim(Reply.NO_PENDING_BATCHES, state="PROCESSING"))))
+    assert isinstance(read_state, Command) and read_state.args[0] == "HGET"
+    with pytest.raises(StopIteration) as stop:
+        flow.send(b"PROCESSING")
+    summary = stop.value.value
+    assert (summary.batches, summary.processed, summary.state) == (2, 7, "PROCESSING")
