@@ -191,8 +191,12 @@ def worker_main(cfg: WorkerConfig) -> None:
 
 async def _async_worker(cfg: WorkerConfig, note: Callable[[str], None]) -> None:
     client = retrying_async_client(cfg.url)
-    di = AsyncDistributedImport(
-        client, namespace=cfg.namespace, stale_batch_timeout=cfg.stale, retention=RETENTION
+    di = AsyncDistributedImport(  # several lanes: two batches held at times
+        client,
+        namespace=cfg.namespace,
+        stale_batch_timeout=cfg.stale,
+        retention=RETENTION,
+        concurrency=4,
     )
     di.on("job:completed", lambda event: note("e"))
 
@@ -518,6 +522,7 @@ def cut_connections(
     cut_reply: float = 0.01,
     seed: int = 0,
     timeout: float = 240.0,
+    facade: str = "sync",
 ) -> Outcome:
     """Workers reach Redis through a proxy that cuts connections at random,
     before a command reaches the server or after it ran and before its reply
@@ -525,7 +530,7 @@ def cut_connections(
     script answers a repeat as it answered the first."""
     from .proxy import CuttingProxy
 
-    outcome = Outcome("connections cut (proxy)")
+    outcome = Outcome(f"connections cut (proxy, {facade})")
     started = time.monotonic()
     with EmbeddedServer() as server:
         control = retrying_client(server.url)
@@ -544,7 +549,7 @@ def cut_connections(
                 url = f"redis://127.0.0.1:{proxy.port}/0"
                 with tempfile.TemporaryDirectory() as ledger_dir:
                     ledger = Ledger(ledger_dir)
-                    cfg = WorkerConfig(url, namespace, job_id, ledger_dir, stale=2.0)
+                    cfg = WorkerConfig(url, namespace, job_id, ledger_dir, facade, stale=2.0)
                     processes = start_workers([cfg] * workers)
                     await_end(outcome, control, namespace, job_id, processes, timeout)
                     outcome.faults += proxy.faults
@@ -701,8 +706,12 @@ def _invoke(
 
         async def run() -> bool:
             client = retrying_async_client(url)
-            di = AsyncDistributedImport(
-                client, namespace=namespace, stale_batch_timeout=5.0, retention=RETENTION
+            di = AsyncDistributedImport(  # several lanes: two batches held at times
+                client,
+                namespace=namespace,
+                stale_batch_timeout=5.0,
+                retention=RETENTION,
+                concurrency=4,
             )
             di.on("job:completed", lambda event: note("e"))
             summary = await di.run_worker(job_id, processor, worker_id, time_budget=budget)
