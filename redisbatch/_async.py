@@ -120,9 +120,10 @@ def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[CancelGate]:
 
 
 class _Lanes:
-    """The driver's ``concurrency`` lanes: at most that many calls in flight
-    across the flows it runs. A lane is taken without a wait while one is
-    free (always so with one ``CallEach`` at a time)."""
+    """A run's ``concurrency`` lanes: at most that many calls in flight across
+    the run and the flows it spawned (each public call has its own). A lane
+    is taken without a wait while one is free (always so with one
+    ``CallEach`` at a time)."""
 
     __slots__ = ("free", "waiters")
 
@@ -169,7 +170,6 @@ class AsyncDriver:
     def __init__(self, client: redis.asyncio.Redis, concurrency: int = 1) -> None:
         self.client = client
         self.concurrency = concurrency
-        self._lanes = _Lanes(concurrency)
         # id(lease) -> [lease, loop time its next heartbeat is due, still held],
         # for every held batch
         self._due: dict[int, list[Any]] = {}
@@ -210,13 +210,16 @@ class AsyncDriver:
         return replies.replies
 
     async def call_each(
-        self, effect: CallEach, room: asyncio.Future[None] | None = None
+        self,
+        effect: CallEach,
+        room: asyncio.Future[None] | None = None,
+        shared: _Lanes | None = None,
     ) -> list[Exception | None]:
         """CallEach with up to ``concurrency`` calls in flight, outcomes in order.
 
         ``concurrency`` lanes take the next record as soon as they are free, so
-        a call costs the same whatever the number in flight; the lanes are
-        shared with the calls of a flow running alongside. ``room`` is set
+        a call costs the same whatever the number in flight; the lanes
+        (``shared``) are shared with the calls of a flow running alongside. ``room`` is set
         once the last wave is under way (fewer calls left to start than
         lanes): lanes are about to fall idle, time to start the next batch. An
         interruption is raised as ``Interrupted`` with the outcomes of the
@@ -227,7 +230,7 @@ class AsyncDriver:
         finished = [False] * size
         started = 0
         stop = False
-        shared = self._lanes
+        shared = shared or _Lanes(self.concurrency)
         last_wave = size - self.concurrency  # once more than this started
         if room is None:
             room = asyncio.get_running_loop().create_future()
@@ -316,7 +319,7 @@ class AsyncDriver:
     async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
-        return await self._run(flow, gate, _Held(self, gate))
+        return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency)))
 
     async def _run(self, flow: Flow[T], gate: CancelGate | None, held: _Held) -> T:
         steps = FlowSteps(flow, held.leases)
@@ -354,7 +357,7 @@ class AsyncDriver:
     async def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""
         if isinstance(effect, CallEach):
-            return await self.call_each(effect, held.room)
+            return await self.call_each(effect, held.room, held.lanes)
         if isinstance(effect, Call):
             return await self._call(effect.fn, effect.args)
         if isinstance(effect, ScriptCall):
@@ -387,12 +390,14 @@ class AsyncDriver:
 
 class _Held:
     """The batches one ``run`` holds, the tasks heartbeating them, and the
-    flows it spawned (each a ``_Held`` of its own, run by a task). ``room`` is
-    set once this run's calls are in their last wave (``call_each``)."""
+    flows it spawned (each a ``_Held`` of its own, run by a task, sharing its
+    ``lanes``). ``room`` is set once this run's calls are in their last wave
+    (``call_each``)."""
 
-    def __init__(self, driver: AsyncDriver, gate: CancelGate | None) -> None:
+    def __init__(self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes) -> None:
         self.driver = driver
         self.gate = gate
+        self.lanes = lanes
         self.beats: dict[int, tuple[Lease, asyncio.Task[None]]] = {}
         self.room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.spawned: dict[asyncio.Task[Any], _Held] = {}
@@ -401,7 +406,7 @@ class _Held:
     def spawn(self, flow: Flow[Any]) -> _Held:
         """Starts running ``flow`` in a task of its own; its ``_Held`` is the handle."""
         gate = None if self.gate is None else self.gate.branch()
-        child = _Held(self.driver, gate)
+        child = _Held(self.driver, gate, self.lanes)
         child.task = asyncio.ensure_future(self.driver._run(flow, gate, child))
         if gate is not None:
             gate.task = child.task

@@ -297,3 +297,29 @@ def test_the_worker_flow_spawns_ahead_only_on_room_and_counts_in_claim_order() -
         flow.send(b"PROCESSING")
     summary = stop.value.value
     assert (summary.batches, summary.processed, summary.state) == (2, 7, "PROCESSING")
+
+
+def test_two_calls_on_one_facade_each_have_their_lanes(make_async: Any) -> None:
+    """concurrency bounds one call (a worker and the batch it started ahead), not
+    the facade: a worker whose records wait for another worker's records to start
+    on the same facade still finishes."""
+
+    async def scenario() -> None:
+        di = make_async(batch_size=4, concurrency=2)
+        first = (await di.prepare(numbered(4))).job_id
+        second = (await di.prepare(numbered(4))).job_id
+        other_started = asyncio.Event()
+
+        async def waits(record: dict[str, Any], ctx: Any) -> None:
+            await asyncio.wait_for(other_started.wait(), STUCK)
+
+        async def starts(record: dict[str, Any], ctx: Any) -> None:
+            other_started.set()
+
+        one = asyncio.ensure_future(di.run_worker(first, waits, "a"))
+        await asyncio.sleep(0.05)  # the first worker holds its lanes, waiting
+        two = await di.run_worker(second, starts, "b")
+        assert (await one).processed == 4 and two.processed == 4
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
