@@ -189,6 +189,10 @@ def worker_main(cfg: WorkerConfig) -> None:
     client.close()
 
 
+#: The async workers' concurrency: records in flight, of up to two batches.
+ASYNC_LANES = 4
+
+
 async def _async_worker(cfg: WorkerConfig, note: Callable[[str], None]) -> None:
     client = retrying_async_client(cfg.url)
     di = AsyncDistributedImport(  # several lanes: two batches held at times
@@ -196,14 +200,14 @@ async def _async_worker(cfg: WorkerConfig, note: Callable[[str], None]) -> None:
         namespace=cfg.namespace,
         stale_batch_timeout=cfg.stale,
         retention=RETENTION,
-        concurrency=4,
+        concurrency=ASYNC_LANES,
     )
     di.on("job:completed", lambda event: note("e"))
 
     async def processor(record: dict[str, Any], ctx: Any) -> None:
         note(f"r {ctx.record_index}")
-        if cfg.record_sleep:
-            await asyncio.sleep(cfg.record_sleep)
+        if cfg.record_sleep:  # the lanes' pace, a sync worker's: the faults land as often
+            await asyncio.sleep(cfg.record_sleep * ASYNC_LANES)
 
     summary = await di.run_worker(cfg.job_id, processor, cfg.worker_id)
     note(f"s {summary.processed + summary.failed}")
