@@ -1,11 +1,13 @@
 """Concurrency of the async facade, and bulk inserts with a batch processor.
 
-    python benchmarks/concurrency.py [--records 20000] [--io-ms 5]
+    python benchmarks/concurrency.py [--records 20000] [--io-ms 5] [--ceiling]
 
 1. An async processor that awaits --io-ms (simulated I/O) per record, over
    --records records in batches of 500, one worker, at concurrency 1, 10,
    50 and 200: records/s and the ratio to the ideal (concurrency / io time,
-   capped by nothing else).
+   capped by nothing else). With --ceiling, also the ratio that bare asyncio
+   reaches on this machine for the same calls (no Redis, no validation):
+   what the event loop itself allows, worth knowing on a busy machine.
 2. Bulk inserts into SQLite: a batch_processor doing one executemany per
    batch against a per-record processor doing one INSERT each, same data,
    same run.
@@ -46,6 +48,20 @@ SCHEMA = Schema([Field("id", "integer", required=True), Field("email", "email", 
 
 def rows(count: int) -> IterableSource:
     return IterableSource({"id": str(i), "email": f"user{i}@example.com"} for i in range(count))
+
+
+async def asyncio_ceiling(records: int, io_s: float, concurrency: int) -> float:
+    """The ratio to ideal of ``records`` bare ``asyncio.sleep(io_s)`` calls,
+    ``concurrency`` at a time."""
+    numbers = iter(range(records))
+
+    async def lane() -> None:
+        for _ in numbers:
+            await asyncio.sleep(io_s)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return records / (time.perf_counter() - started) / (concurrency / io_s)
 
 
 async def concurrency_run(url: str, records: int, io_s: float, concurrency: int) -> dict[str, Any]:
@@ -124,6 +140,9 @@ def main() -> None:
     parser.add_argument("--io-ms", type=float, default=5.0)
     parser.add_argument("--levels", default="1,10,50,200")
     parser.add_argument("--url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument(
+        "--ceiling", action="store_true", help="also measure bare asyncio at each level"
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         url = args.url or stack.enter_context(EmbeddedServer()).url
@@ -131,6 +150,9 @@ def main() -> None:
             # At concurrency 1 the run takes records * io time: sample fewer records.
             records = args.records if level > 1 else min(args.records, 2000)
             result = asyncio.run(concurrency_run(url, records, args.io_ms / 1000, level))
+            if args.ceiling:
+                ceiling = asyncio.run(asyncio_ceiling(records, args.io_ms / 1000, level))
+                result["asyncio_ceiling_ratio"] = round(ceiling, 3)
             print(json.dumps(result), flush=True)
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         print(json.dumps(bulk_insert_run(url, args.records, folder)), flush=True)

@@ -2,7 +2,10 @@
 
 The same flows as the sync driver (``_sync``); user code may be ``async
 def`` or plain, ``CallEach`` runs up to ``concurrency`` calls at once, and
-each held batch is heartbeated by a task, awaited when the batch ends. Plain
+each held batch is heartbeated by a task, awaited when the batch ends. A
+``Spawn``ed flow (a worker's next batch, started while its current batch's
+last records run) runs as a task of its own; the calls of every flow share
+the ``concurrency`` lanes (``_Lanes``). Plain
 user code runs inline and holds the event loop, so after each such call the
 driver sends a heartbeat that is due itself. A task
 cancellation (or ``KeyboardInterrupt``/``SystemExit``) while the flow holds
@@ -16,7 +19,9 @@ import contextlib
 import inspect
 import logging
 import signal
+from collections import deque
 from collections.abc import Callable, Iterator
+from types import CoroutineType
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -31,10 +36,12 @@ from ._effects import (
     FlowSteps,
     GateMode,
     Interrupted,
+    Join,
     Lease,
     Pipeline,
     ReadItems,
     Sleep,
+    Spawn,
     StartHeartbeat,
     StopGate,
     StopHeartbeat,
@@ -55,23 +62,37 @@ _END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
 class CancelGate(StopGate):
     """The async driver's ``StopGate``: a SIGTERM cancels the worker's task
     (at once while open, else raised as a cancellation at the next check);
-    ``fired`` keeps the signal, once it came."""
+    ``fired`` keeps the signal, once it came. A spawned flow has a gate of its
+    own (``branch``) that the signal reaches too, so that each batch held
+    stops where its own flow may stop."""
 
-    __slots__ = ("fired", "task")
+    __slots__ = ("branches", "fired", "task")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
         super().__init__()
         self.task = task
         self.fired: list[int] = []
+        self.branches: list[CancelGate] = []
+
+    def branch(self) -> CancelGate:
+        """The gate of a spawned flow (its ``task`` set once it is started)."""
+        gate = CancelGate(None)
+        self.branches.append(gate)
+        if self.fired:
+            gate.pending = self.fired[0]
+        return gate
 
     def stopped(self, signum: int) -> asyncio.CancelledError:
         return asyncio.CancelledError()
 
     def stop_now(self, signum: int) -> None:
-        self.task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
     def on_signal(self, signum: int) -> None:
         self.fired.append(signum)
+        for gate in self.branches:
+            gate.on_signal(signum)
         super().on_signal(signum)
 
 
@@ -98,6 +119,51 @@ def sigterm_cancels(task: asyncio.Task[Any]) -> Iterator[CancelGate]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+class _Lanes:
+    """A run's ``concurrency`` lanes: at most that many calls in flight across
+    the run and the flows it spawned (each public call has its own). A lane
+    is taken without a wait while one is free (always so with one
+    ``CallEach`` at a time)."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        while self.free <= 0:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if self.free > 0:  # a wake-up this waiter can no longer use
+                    self._wake()
+                raise
+        self.free -= 1
+
+    async def wait(self, wanted: Callable[[], bool]) -> bool:
+        """Waits for a lane; takes it if it is still ``wanted()`` then."""
+        await self.take()
+        if wanted():
+            return True
+        self.give()
+        return False
+
+    def give(self) -> None:
+        self.free += 1
+        if self.waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
 class AsyncDriver:
     """Runs flows against one ``redis.asyncio`` client."""
 
@@ -112,14 +178,18 @@ class AsyncDriver:
         """User code, plain or ``async def``. Plain code held the loop, and the
         heartbeat task with it: a heartbeat that fell due meanwhile is sent here."""
         result = fn(*args)
-        if inspect.isawaitable(result):
+        if type(result) is CoroutineType or inspect.isawaitable(result):
             return await result
         if self._due:
-            now = asyncio.get_running_loop().time()
-            for entry in list(self._due.values()):
-                if entry[1] <= now:
-                    await self._beat_once(entry)
+            await self._beat_due()
         return result
+
+    async def _beat_due(self) -> None:
+        """Sends the heartbeats that fell due while plain user code held the loop."""
+        now = asyncio.get_running_loop().time()
+        for entry in list(self._due.values()):
+            if entry[1] <= now:
+                await self._beat_once(entry)
 
     async def script(self, call: ScriptCall) -> Any:
         if call.before:
@@ -141,36 +211,66 @@ class AsyncDriver:
                 await self.client.script_load(script.source)
         return replies.replies
 
-    async def call_each(self, effect: CallEach) -> list[Exception | None]:
+    async def call_each(
+        self,
+        effect: CallEach,
+        room: asyncio.Future[None] | None = None,
+        shared: _Lanes | None = None,
+    ) -> list[Exception | None]:
         """CallEach with up to ``concurrency`` calls in flight, outcomes in order.
 
         ``concurrency`` lanes take the next record as soon as they are free, so
-        a call costs the same whatever the number in flight. An interruption
-        is raised as ``Interrupted`` with the outcomes of the longest prefix
-        of calls that finished."""
+        a call costs the same whatever the number in flight; the lanes
+        (``shared``) are shared with the calls of a flow running alongside. ``room`` is set
+        once the last wave is under way (fewer calls left to start than
+        lanes): lanes are about to fall idle, time to start the next batch. An
+        interruption is raised as ``Interrupted`` with the outcomes of the
+        longest prefix of calls that finished."""
         args, fn = effect.args, effect.fn
-        outcomes: list[Exception | None] = [None] * len(args)  # args: indexable
-        finished = [False] * len(args)
+        size = len(args)
+        outcomes: list[Exception | None] = [None] * size  # args: indexable
+        finished = [False] * size
         started = 0
         stop = False
+        shared = shared or _Lanes(self.concurrency)
+        last_wave = size - self.concurrency  # once more than this started
+        if room is None:
+            room = asyncio.get_running_loop().create_future()
 
+        def more() -> bool:
+            return not stop and started < size
+
+        # A lane takes one of the shared lanes (a flow alongside may hold them
+        # all for its last records) and keeps it while there are records to start.
         async def lane() -> None:
             nonlocal started, stop
-            while not stop and started < len(args):
-                if not effect.may_start():
-                    stop = True
-                    return
-                index = started
-                started += 1
-                try:
-                    await self._call(fn, args[index])
-                except Exception as exc:
-                    outcomes[index] = exc
-                    if effect.stop_on_error:
+            if shared.free > 0:
+                shared.free -= 1
+            elif not await shared.wait(more):
+                return
+            try:
+                while not stop and started < size:
+                    if not effect.may_start():
                         stop = True
-                finished[index] = True
+                        return
+                    index, started = started, started + 1
+                    if started > last_wave and not room.done():
+                        room.set_result(None)
+                    try:  # the body of _call, spared a coroutine per record
+                        result = fn(*args[index])
+                        if type(result) is CoroutineType or inspect.isawaitable(result):
+                            await result
+                        elif self._due:
+                            await self._beat_due()
+                    except Exception as exc:
+                        outcomes[index] = exc
+                        if effect.stop_on_error:
+                            stop = True
+                    finished[index] = True
+            finally:
+                shared.give()
 
-        lanes = min(self.concurrency, len(args))
+        lanes = min(self.concurrency, size)
         try:
             if lanes <= 1:
                 await lane()
@@ -221,7 +321,9 @@ class AsyncDriver:
     async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
-        held = _Held(self)
+        return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency)))
+
+    async def _run(self, flow: Flow[T], gate: CancelGate | None, held: _Held) -> T:
         steps = FlowSteps(flow, held.leases)
         try:
             while True:
@@ -257,7 +359,7 @@ class AsyncDriver:
     async def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""
         if isinstance(effect, CallEach):
-            return await self.call_each(effect)
+            return await self.call_each(effect, held.room, held.lanes)
         if isinstance(effect, Call):
             return await self._call(effect.fn, effect.args)
         if isinstance(effect, ScriptCall):
@@ -279,17 +381,54 @@ class AsyncDriver:
             held.start(effect.lease, self._heartbeat(effect.lease))
         elif isinstance(effect, StopHeartbeat):
             await held.stop(effect.lease)
+        elif isinstance(effect, Spawn):
+            return held.spawn(effect.flow)
+        elif isinstance(effect, Join):
+            return await held.join(effect.handle, effect.early)
         else:  # pragma: no cover - a new effect type without a driver branch
             raise TypeError(f"unknown effect {effect!r}")
         return None
 
 
 class _Held:
-    """The batches one ``run`` holds, and the tasks heartbeating them."""
+    """The batches one ``run`` holds, the tasks heartbeating them, and the
+    flows it spawned (each a ``_Held`` of its own, run by a task, sharing its
+    ``lanes``). ``room`` is set once this run's calls are in their last wave
+    (``call_each``)."""
 
-    def __init__(self, driver: AsyncDriver) -> None:
+    def __init__(self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes) -> None:
         self.driver = driver
+        self.gate = gate
+        self.lanes = lanes
         self.beats: dict[int, tuple[Lease, asyncio.Task[None]]] = {}
+        self.room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.spawned: dict[asyncio.Task[Any], _Held] = {}
+        self.task: asyncio.Task[Any] | None = None
+
+    def spawn(self, flow: Flow[Any]) -> _Held:
+        """Starts running ``flow`` in a task of its own; its ``_Held`` is the handle."""
+        gate = None if self.gate is None else self.gate.branch()
+        child = _Held(self.driver, gate, self.lanes)
+        child.task = asyncio.ensure_future(self.driver._run(flow, gate, child))
+        if gate is not None:
+            gate.task = child.task
+        self.spawned[child.task] = child
+        return child
+
+    async def join(self, child: _Held, early: bool) -> tuple[bool, Any]:
+        """``(True, value)`` once the spawned flow ended (its exception raised);
+        with ``early``, ``(False, None)`` once its calls are in their last wave."""
+        task = child.task
+        assert task is not None
+        if early and not task.done():
+            await asyncio.wait((task, child.room), return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                return False, None
+        try:
+            return True, await task
+        finally:
+            if task.done():
+                self.spawned.pop(task, None)
 
     def start(self, lease: Lease, beat: asyncio.Task[None]) -> None:
         self.beats[id(lease)] = (lease, beat)
@@ -306,7 +445,22 @@ class _Held:
         return [lease for lease, _ in self.beats.values()]
 
     async def close(self) -> None:
-        """Ends the heartbeat tasks; gives back a batch still held (its flow died)."""
+        """Stops the flows it spawned (each commits what it finished and hands
+        the rest back) and waits for them; ends the heartbeat tasks; gives
+        back a batch still held (its flow died)."""
+        for task, child in self.spawned.items():
+            if task.done():
+                continue
+            if child.gate is not None and self.gate is not None and self.gate.fired:
+                child.gate.on_signal(self.gate.fired[0])  # stops where its flow may stop
+            else:
+                task.cancel()
+        if self.spawned:
+            await asyncio.wait(self.spawned)
+            for task in self.spawned:
+                if not task.cancelled() and task.exception() is not None:
+                    log.debug("a batch run alongside ended with %r", task.exception())
+            self.spawned.clear()
         for lease, beat in self.beats.values():
             self.driver.forget(lease)
             await _ended(beat)

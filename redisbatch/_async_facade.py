@@ -1,7 +1,9 @@
 """``AsyncDistributedImport``: the async facade over a ``redis.asyncio`` client.
 
 The same flows as ``DistributedImport``, run by the ``AsyncDriver``;
-``concurrency`` records of one batch may be in the processor at once.
+``concurrency`` records may be in the processor at once. ``run_worker``
+starts its next batch while its current batch's last records run, so that
+no lane waits for a commit and a claim.
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ class AsyncDistributedImport(_Facade):
         with ``decode_responses=False`` (the default).
       schema: the ``Schema`` records are validated against; None (default)
         passes them through unvalidated.
-      concurrency: how many records of one batch may be in the processor at
-        once (default 1: one after the other). Records still settle, and
-        their events fire, in source order.
+      concurrency: how many records may be in the processor at once
+        (default 1: one after the other). Records of a batch still settle,
+        and their events fire, in source order. Above 1, ``run_worker``
+        claims the next batch once the current one has fewer records left
+        to start than lanes: the new batch's records take the lanes the
+        last ones leave (never more than ``concurrency`` in flight, at most
+        two batches held, each committed on its own).
       **options: every keyword option of ``DistributedImport``, with the
         same defaults: ``batch_size`` (100), ``continue_on_error`` (True),
         ``max_retries`` (0), ``retry_delay`` (1.0; retry k waits
@@ -162,7 +168,9 @@ class AsyncDistributedImport(_Facade):
         lets the cancellation go on. With ``handle_signals=True`` (in the
         main thread's event loop) SIGTERM cancels this call the same way,
         which then raises ``SystemExit(143)``."""
-        flow = self._core.worker_flow(job_id, processor, worker_id, wait, time_budget, wait_for_job)
+        flow = self._core.worker_flow(
+            job_id, processor, worker_id, wait, time_budget, wait_for_job, self.concurrency > 1
+        )
         if not handle_signals:
             return await self._driver.run(flow)
         task = asyncio.current_task()

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._batcher import Batcher
 from ._config import Settings
-from ._effects import Flow, Sleep
+from ._effects import Flow, Join, Sleep, Spawn
 from ._events import EventEmitter
 from ._exceptions import ConfigurationError, JobNotFoundError
 from ._hooks import BatchProcessor, DuplicateChecker, Hooks, Processor
@@ -79,6 +79,35 @@ def _deadline(time_budget: float | None) -> float | None:
     if time_budget < 0:
         raise ConfigurationError("time_budget must not be negative")
     return time.monotonic() + time_budget
+
+
+class _Tally:
+    """What a worker's batches added up to, for its ``WorkerSummary``."""
+
+    __slots__ = ("batches", "failed", "finalized", "processed", "worker_id")
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.batches = self.processed = self.failed = 0
+        self.finalized = False
+
+    def add(self, result: BatchResult) -> None:
+        """Counts a batch whose commit was accepted, and notes a finalization."""
+        self.finalized = self.finalized or result.job_complete
+        if result.accepted:
+            self.batches += 1
+            self.processed += result.processed_count
+            self.failed += result.failed_count
+
+    def summary(self, state: str | None) -> WorkerSummary:
+        return WorkerSummary(
+            worker_id=self.worker_id,
+            batches=self.batches,
+            processed=self.processed,
+            failed=self.failed,
+            finalized=self.finalized,
+            state=state,
+        )
 
 
 class Core:
@@ -198,6 +227,7 @@ class Core:
         worker_id: str,
         deadline: float | None,
         ride_out: float = 0.0,
+        holding: set[int] | None = None,
     ) -> Flow[tuple[BatchResult, Claim]]:
         return process_batch(
             self.store,
@@ -209,6 +239,7 @@ class Core:
             self.settings.heartbeat_interval,
             deadline,
             ride_out,
+            holding,
         )
 
     def worker_flow(
@@ -219,31 +250,43 @@ class Core:
         wait: bool,
         time_budget: float | None = None,
         wait_for_job: float = 0.0,
+        overlap: bool = False,
     ) -> Flow[WorkerSummary]:
         """``run_worker``: batches until the job is final (see the facades).
-        Connection errors are ridden out for up to ``stale_batch_timeout``."""
+        Connection errors are ridden out for up to ``stale_batch_timeout``.
+
+        With ``overlap`` (an async driver with several lanes), the next batch
+        is claimed and started while the current one's last records run
+        (``Spawn``/``Join``): at most two batches held, each with its own
+        lease and commit, their results counted in claim order."""
         check_job_id(job_id)
         _check_processor(processor)
         deadline = _deadline(time_budget)
         job_wait_ends = time.monotonic() + _seconds("wait_for_job", wait_for_job)
         worker_id = worker_id or default_worker_id()
         stale = self.settings.stale_batch_timeout
-        batches = processed = failed = 0
-        finalized = seen = False
+        tally = _Tally(worker_id)
+        seen = False
         state: str | None = None
         first_delay, longest_delay = self.settings.poll_interval
         delay = first_delay
         next_look = 0.0  # when a waiting worker next looks at who holds the batches
-        while deadline is None or time.monotonic() < deadline:
-            result, claim = yield from self._next_batch(job_id, processor, worker_id, deadline)
-            finalized = finalized or result.job_complete
+        # The batches this worker holds knowingly (none is "unknowingly held"),
+        # and, with overlap, the handle of the batch started ahead.
+        holding: set[int] = set()
+        ahead: list[Any] = []
+        while ahead or deadline is None or time.monotonic() < deadline:
+            result, claim = yield from self._take(
+                overlap, ahead, job_id, processor, worker_id, deadline, holding
+            )
+            tally.add(result)
             if claim.reason == Reply.JOB_NOT_FOUND:
                 if seen:
                     log.warning(
                         "job %s is gone (deleted, or lost by a Redis restart without "
                         "persistence): worker %s stops", job_id, worker_id,
                     )  # fmt: skip
-                    return self._summary(worker_id, batches, processed, failed, finalized, None)
+                    return tally.summary(None)
                 if time.monotonic() >= job_wait_ends:
                     raise JobNotFoundError(job_id, waited=wait_for_job)
                 yield Sleep(min(delay, max(0.0, job_wait_ends - time.monotonic())))
@@ -253,10 +296,6 @@ class Core:
             if claim.state is not None:
                 state = claim.state
             if result.claimed:
-                if result.accepted:
-                    batches += 1
-                    processed += result.processed_count
-                    failed += result.failed_count
                 delay = first_delay
                 continue
             if claim.state in FINAL_STATES:
@@ -267,17 +306,52 @@ class Core:
                 break
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + stale
-                if (yield from self._look_at_holders(job_id, worker_id, state)):
+                if (yield from self._look_at_holders(job_id, worker_id, state, holding)):
                     continue
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
             yield Sleep(delay)
             delay = min(delay * 2, longest_delay)
+        yield from self._join_ahead(ahead, tally)
         if state not in FINAL_STATES:
             state = yield from riding_out(
                 lambda: self.store.job_state(job_id), stale, f"job {job_id}: state"
             )
-        return self._summary(worker_id, batches, processed, failed, finalized, state)
+        return tally.summary(state)
+
+    def _take(
+        self,
+        overlap: bool,
+        ahead: list[Any],
+        job_id: str,
+        processor: Processor | BatchProcessor,
+        worker_id: str,
+        deadline: float | None,
+        holding: set[int],
+    ) -> Flow[tuple[BatchResult, Claim]]:
+        """The next batch's result. With ``overlap``, the batch after it is
+        started (into ``ahead``) once this one leaves lanes idle, unless the
+        time budget is spent."""
+        if not overlap:
+            return (yield from self._next_batch(job_id, processor, worker_id, deadline, holding))
+        current = ahead.pop() if ahead else (
+            yield Spawn(self._next_batch(job_id, processor, worker_id, deadline, holding))
+        )  # fmt: skip
+        done, value = yield Join(current, early=True)
+        if not done:
+            if deadline is None or time.monotonic() < deadline:
+                ahead.append(
+                    (yield Spawn(self._next_batch(job_id, processor, worker_id, deadline, holding)))
+                )
+            done, value = yield Join(current)
+        return value  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _join_ahead(ahead: list[Any], tally: _Tally) -> Flow[None]:
+        """Counts a batch started ahead, once it ends (the loop stopped meanwhile)."""
+        while ahead:
+            _, (result, _) = yield Join(ahead.pop())
+            tally.add(result)
 
     def _next_batch(
         self,
@@ -285,6 +359,7 @@ class Core:
         processor: Processor | BatchProcessor,
         worker_id: str,
         deadline: float | None,
+        holding: set[int] | None = None,
     ) -> Flow[tuple[BatchResult, Claim]]:
         """One batch of ``run_worker``, riding out connection errors."""
         tries = 0
@@ -292,7 +367,7 @@ class Core:
         def attempt() -> Flow[tuple[BatchResult, Claim]]:
             nonlocal tries
             tries += 1
-            return self._batch_after(tries > 1, job_id, processor, worker_id, deadline)
+            return self._batch_after(tries > 1, job_id, processor, worker_id, deadline, holding)
 
         stale = self.settings.stale_batch_timeout
         return (yield from riding_out(attempt, stale, f"job {job_id}: worker {worker_id}: claim"))
@@ -304,43 +379,38 @@ class Core:
         processor: Processor | BatchProcessor,
         worker_id: str,
         deadline: float | None,
+        holding: set[int] | None = None,
     ) -> Flow[tuple[BatchResult, Claim]]:
         """One batch; after a connection error, first gives back any batch this
         worker holds without knowing it (a claim whose reply was lost), so that
         it waits for no stale timeout."""
         if outage:
-            yield from self._give_back_unknown(job_id, worker_id, " after a lost reply")
+            yield from self._give_back_unknown(job_id, worker_id, " after a lost reply", holding)
         stale = self.settings.stale_batch_timeout
-        return (yield from self._one_batch(job_id, processor, worker_id, deadline, stale))
+        return (yield from self._one_batch(job_id, processor, worker_id, deadline, stale, holding))
 
-    def _give_back_unknown(self, job_id: str, worker_id: str, why: str) -> Flow[None]:
+    def _give_back_unknown(
+        self, job_id: str, worker_id: str, why: str, holding: set[int] | None = None
+    ) -> Flow[None]:
         """Releases the batches ``worker_id`` holds without knowing it (a claim
-        whose reply was lost), so that they wait for no stale timeout."""
+        whose reply was lost), so that they wait for no stale timeout; not
+        those in ``holding`` (held knowingly, by a batch running alongside)."""
         for idx in (yield from self.store.held_by(job_id, worker_id)):
+            if holding and idx in holding:
+                continue
             log.info("job %s: worker %s gives back batch %d%s", job_id, worker_id, idx, why)
             yield from self.store.release(job_id, idx, worker_id)
 
-    @staticmethod
-    def _summary(
-        worker_id: str, batches: int, processed: int, failed: int, done: bool, state: str | None
-    ) -> WorkerSummary:
-        return WorkerSummary(
-            worker_id=worker_id,
-            batches=batches,
-            processed=processed,
-            failed=failed,
-            finalized=done,
-            state=state,
-        )
-
-    def _look_at_holders(self, job_id: str, worker_id: str, state: str | None) -> Flow[bool]:
+    def _look_at_holders(
+        self, job_id: str, worker_id: str, state: str | None, holding: set[int] | None = None
+    ) -> Flow[bool]:
         """Once per stale timeout while a worker waits: gives back a batch this
         worker holds without knowing it (a claim whose reply was lost and that
         the client sent again: True, claim again at once), and logs who holds
         the others and how long until they are reclaimable."""
         try:
             held = yield from self.store.held_batches(job_id)
-            if any(holder == worker_id for holder, _ in held):
+            if not holding and any(holder == worker_id for holder, _ in held):
                 yield from self._give_back_unknown(
                     job_id, worker_id, ", claimed by a request whose reply was lost"
                 )

@@ -32,10 +32,12 @@ __all__ = [
     "GateMode",
     "Interrupted",
     "ItemReader",
+    "Join",
     "Lease",
     "Pipeline",
     "ReadItems",
     "Sleep",
+    "Spawn",
     "StartHeartbeat",
     "StopGate",
     "StopHeartbeat",
@@ -242,6 +244,28 @@ class StopHeartbeat:
     lease: Lease
 
 
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Start running ``flow`` alongside the flow that yields this (an async
+    worker's next batch, while its current one ends); the result is a handle
+    for ``Join``. The spawned flow holds its own batches, heartbeats and
+    interruption; the two share the driver's ``concurrency`` lanes."""
+
+    flow: Flow[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """The value of a spawned flow, once it ends (its exception is raised
+    here): ``(True, value)``. With ``early``, ``(False, None)`` as soon as the
+    flow's calls are in their last wave (fewer left to start than lanes: some
+    lanes are about to fall idle): the moment to spawn the next batch, whose
+    claim and checks then overlap the last records."""
+
+    handle: Any
+    early: bool = False
+
+
 Effect = (
     Background
     | Wait
@@ -254,6 +278,8 @@ Effect = (
     | ScriptCall
     | StartHeartbeat
     | StopHeartbeat
+    | Spawn
+    | Join
 )
 Flow = Generator[Effect, Any, T]
 
@@ -306,7 +332,9 @@ def gate_mode(effect: Any) -> GateMode:
     a claim and its heartbeat, nor before a commit. Both drivers' gates ask this."""
     if isinstance(effect, Call | CallEach | Sleep):
         return GateMode.OPEN
-    if isinstance(effect, ScriptCall) and effect.script.name == "claimBatch":
+    if isinstance(effect, Spawn) or (
+        isinstance(effect, ScriptCall) and effect.script.name == "claimBatch"
+    ):
         return GateMode.CHECK
     return GateMode.PASS
 

@@ -107,11 +107,14 @@ def process_batch(
     heartbeat_interval: float,
     deadline: float | None = None,
     ride_out: float = 0.0,
+    holding: set[int] | None = None,
 ) -> Flow[tuple[BatchResult, Claim]]:
     """Claims one batch and runs it; returns the result and the claim reply.
     With a ``deadline`` (``time.monotonic()``), what is not done by then is
     handed back to the queue. A commit failing with a connection error is
-    sent again (same token) for up to ``ride_out`` seconds."""
+    sent again (same token) for up to ``ride_out`` seconds. ``holding`` has
+    the batch's index from its claim to its commit (a batch running alongside
+    must not take it for one held unknowingly)."""
     claim = yield from store.claim(job_id, worker_id)
     for dead_index, attempts in claim.dead_lettered:
         log.warning("job %s: batch %d %s", job_id, dead_index, dead_letter_reason(attempts).lower())
@@ -130,6 +133,34 @@ def process_batch(
         return _not_claimed(job_id, claim), claim
 
     idx = claim.batch_index
+    holding = set() if holding is None else holding
+    holding.add(idx)
+    try:
+        return (
+            yield from _run_claimed(
+                store, pipeline, emitter, job_id, processor, worker_id,
+                heartbeat_interval, deadline, ride_out, claim, idx,
+            )
+        )  # fmt: skip
+    finally:
+        holding.discard(idx)
+
+
+def _run_claimed(
+    store: Store,
+    pipeline: RecordPipeline,
+    emitter: EventEmitter,
+    job_id: str,
+    processor: Processor | BatchProcessor,
+    worker_id: str,
+    heartbeat_interval: float,
+    deadline: float | None,
+    ride_out: float,
+    claim: Claim,
+    idx: int,
+) -> Flow[tuple[BatchResult, Claim]]:
+    """``process_batch`` once a batch is claimed: events, lease, pipeline, commit."""
+    assert claim.batch is not None
     batch_id = batch_id_of(idx)
     if claim.attempt > 1:
         log.info(

@@ -189,17 +189,25 @@ def worker_main(cfg: WorkerConfig) -> None:
     client.close()
 
 
+#: The async workers' concurrency: records in flight, of up to two batches.
+ASYNC_LANES = 4
+
+
 async def _async_worker(cfg: WorkerConfig, note: Callable[[str], None]) -> None:
     client = retrying_async_client(cfg.url)
-    di = AsyncDistributedImport(
-        client, namespace=cfg.namespace, stale_batch_timeout=cfg.stale, retention=RETENTION
+    di = AsyncDistributedImport(  # several lanes: two batches held at times
+        client,
+        namespace=cfg.namespace,
+        stale_batch_timeout=cfg.stale,
+        retention=RETENTION,
+        concurrency=ASYNC_LANES,
     )
     di.on("job:completed", lambda event: note("e"))
 
     async def processor(record: dict[str, Any], ctx: Any) -> None:
         note(f"r {ctx.record_index}")
-        if cfg.record_sleep:
-            await asyncio.sleep(cfg.record_sleep)
+        if cfg.record_sleep:  # the lanes' pace, a sync worker's: the faults land as often
+            await asyncio.sleep(cfg.record_sleep * ASYNC_LANES)
 
     summary = await di.run_worker(cfg.job_id, processor, cfg.worker_id)
     note(f"s {summary.processed + summary.failed}")
@@ -518,6 +526,7 @@ def cut_connections(
     cut_reply: float = 0.01,
     seed: int = 0,
     timeout: float = 240.0,
+    facade: str = "sync",
 ) -> Outcome:
     """Workers reach Redis through a proxy that cuts connections at random,
     before a command reaches the server or after it ran and before its reply
@@ -525,7 +534,7 @@ def cut_connections(
     script answers a repeat as it answered the first."""
     from .proxy import CuttingProxy
 
-    outcome = Outcome("connections cut (proxy)")
+    outcome = Outcome(f"connections cut (proxy, {facade})")
     started = time.monotonic()
     with EmbeddedServer() as server:
         control = retrying_client(server.url)
@@ -544,7 +553,7 @@ def cut_connections(
                 url = f"redis://127.0.0.1:{proxy.port}/0"
                 with tempfile.TemporaryDirectory() as ledger_dir:
                     ledger = Ledger(ledger_dir)
-                    cfg = WorkerConfig(url, namespace, job_id, ledger_dir, stale=2.0)
+                    cfg = WorkerConfig(url, namespace, job_id, ledger_dir, facade, stale=2.0)
                     processes = start_workers([cfg] * workers)
                     await_end(outcome, control, namespace, job_id, processes, timeout)
                     outcome.faults += proxy.faults
@@ -701,8 +710,12 @@ def _invoke(
 
         async def run() -> bool:
             client = retrying_async_client(url)
-            di = AsyncDistributedImport(
-                client, namespace=namespace, stale_batch_timeout=5.0, retention=RETENTION
+            di = AsyncDistributedImport(  # several lanes: two batches held at times
+                client,
+                namespace=namespace,
+                stale_batch_timeout=5.0,
+                retention=RETENTION,
+                concurrency=4,
             )
             di.on("job:completed", lambda event: note("e"))
             summary = await di.run_worker(job_id, processor, worker_id, time_budget=budget)

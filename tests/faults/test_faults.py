@@ -28,9 +28,11 @@ def test_redis_killed_and_restarted_mid_job(fsync: str) -> None:
     assert outcome.ok, outcome.problems()
 
 
-def test_connections_cut_before_and_after_the_server_runs_a_call() -> None:
-    """A proxy cutting 1% of requests and of replies: retried calls count once, one finalization."""
-    outcome = scenarios.cut_connections(rounds=1, batches=200, seed=3)
+@pytest.mark.parametrize("facade", ["sync", "async"])
+def test_connections_cut_before_and_after_the_server_runs_a_call(facade: str) -> None:
+    """A proxy cutting 1% of requests and of replies: retried calls count once, one finalization
+    (the async workers with several lanes, holding two batches at times)."""
+    outcome = scenarios.cut_connections(rounds=1, batches=200, seed=3, facade=facade)
     assert outcome.faults >= 5, "too few cuts to mean anything"
     assert outcome.ok, outcome.problems()
 
