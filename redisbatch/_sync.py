@@ -148,6 +148,17 @@ class _Sent:
         return self.driver.pipeline(self.replies.calls, self.replies)
 
 
+def _evalsha(client: redis.Redis, call: ScriptCall) -> Any:
+    """The call through the client (its pool, its retry policy), loading the
+    script when the server does not have it (a restarted server has none)."""
+    script = call.script
+    try:
+        return client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+    except redis.exceptions.NoScriptError:
+        client.script_load(script.source)
+        return client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+
+
 class _Line:
     """The pooled connection one ``run`` sends its script calls on, taken at
     its first call and given back when the run ends.
@@ -182,7 +193,7 @@ class _Line:
             raise  # the script's own error: the connection is in step
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             self.close(broken=True)
-            return self.client.evalsha(script.sha, len(keys), *keys, *call.args)
+            return _evalsha(self.client, call)
         except BaseException:
             self.close(broken=True)  # a reply may still be on its way
             raise
@@ -286,12 +297,7 @@ class SyncDriver:
             line = self._lines.get(threading.get_ident())
             if line is not None:
                 return line.script(call)
-        script = call.script
-        try:
-            return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
-        except redis.exceptions.NoScriptError:
-            self.client.script_load(script.source)
-            return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        return _evalsha(self.client, call)
 
     def pipeline(
         self, calls: tuple[ScriptCall, ...], replies: PipelineReplies | None = None

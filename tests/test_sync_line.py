@@ -61,9 +61,13 @@ def test_an_interrupted_run_gives_its_connection_back(client: redis.Redis) -> No
     assert status is not None and status.processed_records == 10
 
 
-def test_a_cut_line_sends_the_call_again_through_the_client(real_client: redis.Redis) -> None:
-    """The run's connection cut under it: the next script call goes through the
-    client instead, and the job completes with exact counts."""
+@pytest.mark.parametrize("restarted", [False, True], ids=["cut", "cut-and-scripts-gone"])
+def test_a_cut_line_sends_the_call_again_through_the_client(
+    real_client: redis.Redis, restarted: bool
+) -> None:
+    """The run's connection cut under it (and, as after a restart, the server's
+    scripts gone): the next script call goes through the client instead, loading
+    the script if needed, and the job completes with exact counts."""
     di = DistributedImport(real_client, batch_size=5)
     job = di.prepare(IterableSource({"n": i} for i in range(20))).job_id
     through_client = _count_client_calls(real_client)
@@ -72,12 +76,14 @@ def test_a_cut_line_sends_the_call_again_through_the_client(real_client: redis.R
     def cut_once(record: dict[str, Any], ctx: Any) -> None:
         if not cut:
             (line,) = real_client.connection_pool._in_use_connections  # type: ignore[attr-defined]
+            if restarted:
+                real_client.script_flush()
             line._sock.shutdown(socket.SHUT_RDWR)
             cut.append(ctx.record_index)
 
     summary = di.run_worker(job, cut_once)
     assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
-    assert len(through_client) == 1, "the commit after the cut went through the client"
+    assert len(through_client) == 1 + restarted, "the commit after the cut went through the client"
     status = di.status(job)
     assert status is not None and (status.processed_records, status.completed_batches) == (20, 4)
     assert _in_use(real_client) == 0
