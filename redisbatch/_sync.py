@@ -148,6 +148,65 @@ class _Sent:
         return self.driver.pipeline(self.replies.calls, self.replies)
 
 
+def _evalsha(client: redis.Redis, call: ScriptCall) -> Any:
+    """The call through the client (its pool, its retry policy), loading the
+    script when the server does not have it (a restarted server has none)."""
+    script = call.script
+    try:
+        return client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+    except redis.exceptions.NoScriptError:
+        client.script_load(script.source)
+        return client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+
+
+class _Line:
+    """The pooled connection one ``run`` sends its script calls on, taken at
+    its first call and given back when the run ends.
+
+    A call is written and read on it directly, without the client's
+    per-command layers (pool checkout, retry wrapper, instrumentation), which
+    cost several times the call itself on a loopback server. Any failure other
+    than a script's own error drops the connection, and a connection or timeout
+    error sends the call again through the client, with its retry policy:
+    every script answers a repeat as it answered the first call."""
+
+    __slots__ = ("client", "connection")
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.connection: Any = None
+
+    def script(self, call: ScriptCall) -> Any:
+        connection = self.connection
+        if connection is None:
+            connection = self.connection = self.client.connection_pool.get_connection()
+        script, keys = call.script, call.keys
+        try:
+            try:
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
+                return connection.read_response()
+            except redis.exceptions.NoScriptError:
+                self.client.script_load(script.source)
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
+                return connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise  # the script's own error: the connection is in step
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            self.close(broken=True)
+            return _evalsha(self.client, call)
+        except BaseException:
+            self.close(broken=True)  # a reply may still be on its way
+            raise
+
+    def close(self, *, broken: bool = False) -> None:
+        """Gives the connection back to the pool (disconnected if ``broken``)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            if broken:
+                connection.disconnect()
+            self.client.connection_pool.release(connection)
+
+
 class _Heartbeats:
     """One daemon thread heartbeating every lease a ``run`` holds, until closed.
 
@@ -227,16 +286,18 @@ class SyncDriver:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        # thread id -> the line of the run going on in that thread (a plain
+        # client only: a cluster client routes each call itself)
+        self._lines: dict[int, _Line] | None = {} if isinstance(client, redis.Redis) else None
 
     def script(self, call: ScriptCall) -> Any:
         if call.before:
             return self.pipeline((call,))[0]
-        script = call.script
-        try:
-            return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
-        except redis.exceptions.NoScriptError:
-            self.client.script_load(script.source)
-            return self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        if self._lines:
+            line = self._lines.get(threading.get_ident())
+            if line is not None:
+                return line.script(call)
+        return _evalsha(self.client, call)
 
     def pipeline(
         self, calls: tuple[ScriptCall, ...], replies: PipelineReplies | None = None
@@ -263,6 +324,10 @@ class SyncDriver:
         is taken at once inside user code and waits, else before the next one."""
         held = _Held(self)
         steps = FlowSteps(flow, lambda: held.leases)
+        thread = threading.get_ident()
+        line = None
+        if self._lines is not None and thread not in self._lines:  # not a run inside a run
+            line = self._lines[thread] = _Line(self.client)
         try:
             while True:
                 done, effect = steps.next()
@@ -277,7 +342,12 @@ class SyncDriver:
                     steps.failed(exc)
         finally:
             flow.close()
-            held.close()
+            try:
+                held.close()
+            finally:
+                if line is not None:
+                    del self._lines[thread]  # type: ignore[union-attr]
+                    line.close()
 
     def _perform_gated(self, effect: Any, held: _Held, gate: SignalGate) -> Any:
         """A pending SIGTERM stops the worker before user code, a wait or a new

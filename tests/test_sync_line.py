@@ -1,0 +1,89 @@
+"""The sync driver's line: a run's script calls on one connection of the client's pool."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+import redis
+
+from redisbatch import DistributedImport, IterableSource
+
+
+def _in_use(client: redis.Redis) -> int:
+    return len(client.connection_pool._in_use_connections)  # type: ignore[attr-defined]
+
+
+def _count_client_calls(client: redis.Redis) -> list[Any]:
+    calls: list[Any] = []
+    original = client.evalsha
+
+    def evalsha(*args: Any) -> Any:
+        calls.append(args[0])
+        return original(*args)
+
+    client.evalsha = evalsha  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_run_sends_its_scripts_on_one_connection_and_gives_it_back(client: redis.Redis) -> None:
+    """run_worker's claims and commits go on one pooled connection, past the
+    client's per-command path; the connection is back in the pool afterwards."""
+    di = DistributedImport(client, batch_size=5)
+    job = di.prepare(IterableSource({"n": i} for i in range(20))).job_id
+    through_client = _count_client_calls(client)
+    in_use: list[int] = []
+    summary = di.run_worker(job, lambda record, ctx: in_use.append(_in_use(client)))
+    assert (summary.processed, summary.state) == (20, "COMPLETED")
+    assert through_client == []
+    assert min(in_use) >= 1, "the run holds its connection while it runs"
+    assert _in_use(client) == 0
+
+
+def test_an_interrupted_run_gives_its_connection_back(client: redis.Redis) -> None:
+    """A worker stopped by KeyboardInterrupt hands its batch back and leaves no
+    connection checked out of the pool."""
+    di = DistributedImport(client, batch_size=5)
+    job = di.prepare(IterableSource({"n": i} for i in range(10))).job_id
+
+    def stop_at_third(record: dict[str, Any], ctx: Any) -> None:
+        if ctx.record_index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        di.run_worker(job, stop_at_third)
+    assert _in_use(client) == 0
+    status = di.status(job)
+    assert status is not None and status.processing_batches == 0
+    assert di.run_worker(job, lambda record, ctx: None).state == "COMPLETED"
+    status = di.status(job)
+    assert status is not None and status.processed_records == 10
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["cut", "cut-and-scripts-gone"])
+def test_a_cut_line_sends_the_call_again_through_the_client(
+    real_client: redis.Redis, restarted: bool
+) -> None:
+    """The run's connection cut under it (and, as after a restart, the server's
+    scripts gone): the next script call goes through the client instead, loading
+    the script if needed, and the job completes with exact counts."""
+    di = DistributedImport(real_client, batch_size=5)
+    job = di.prepare(IterableSource({"n": i} for i in range(20))).job_id
+    through_client = _count_client_calls(real_client)
+    cut: list[int] = []
+
+    def cut_once(record: dict[str, Any], ctx: Any) -> None:
+        if not cut:
+            (line,) = real_client.connection_pool._in_use_connections  # type: ignore[attr-defined]
+            if restarted:
+                real_client.script_flush()
+            line._sock.shutdown(socket.SHUT_RDWR)
+            cut.append(ctx.record_index)
+
+    summary = di.run_worker(job, cut_once)
+    assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
+    assert len(through_client) == 1 + restarted, "the commit after the cut went through the client"
+    status = di.status(job)
+    assert status is not None and (status.processed_records, status.completed_batches) == (20, 4)
+    assert _in_use(real_client) == 0
