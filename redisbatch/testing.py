@@ -206,12 +206,12 @@ class _WorkerDied(BaseException):
     """
 
 
-def _dead_connection(*args: Any, **kwargs: Any) -> Any:
-    raise redis.ConnectionError("this worker died (redisbatch.testing.Crash)")
-
-
 class _Worker:
-    """One in-process worker: its own connection pool, so that it can die alone."""
+    """One in-process worker: its own connection pool, so that it can die alone.
+
+    Every command it sends passes ``on_send``: a dead worker's commands fail
+    before they reach the server, on a connection taken before the death too.
+    """
 
     def __init__(
         self, worker_id: str, client: redis.Redis, schema: Schema | None, options: dict[str, Any]
@@ -219,39 +219,52 @@ class _Worker:
         pool = client.connection_pool
         self.worker_id = worker_id
         self.pool = type(pool)(connection_class=pool.connection_class, **pool.connection_kwargs)
-        self.live_connection = self.pool.get_connection
+        make_connection = self.pool.make_connection
+
+        def gated_connection() -> Any:
+            connection = make_connection()
+            send = connection.send_packed_command
+
+            def send_packed_command(*args: Any, **kwargs: Any) -> None:
+                self.on_send()
+                send(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+            connection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+            return connection
+
+        self.pool.make_connection = gated_connection  # type: ignore[method-assign]
         self.client = redis.Redis(connection_pool=self.pool)
         self.facade = DistributedImport(self.client, schema, **options)
         self.dead = False
         self.doom: int | None = None  # records to handle in the current batch before dying
         self.handled: set[int] = set()
+        self.doomed_thread: int | None = None  # its next command kills the worker
 
     def arm(self, after: int | None) -> None:
         """A new batch was claimed: die after ``after`` records of it (None: live on).
 
-        Until then, the first Redis call this thread makes (the commit, when
+        Until then, the first command this thread sends (the commit, when
         fewer than ``after`` records reach the processor) kills the worker
         instead; heartbeats, from their own thread, go on as in a live worker.
         """
         self.doom, self.handled = after, set()
+        self.doomed_thread = None
         if after == 0:
             self.kill()
         elif after is not None:
-            owner = threading.get_ident()
+            self.doomed_thread = threading.get_ident()
 
-            def connection(*args: Any, **kwargs: Any) -> Any:
-                if threading.get_ident() == owner:
-                    self.kill()
-                    return _dead_connection()
-                return self.live_connection(*args, **kwargs)
-
-            self.pool.get_connection = connection  # type: ignore[method-assign]
+    def on_send(self) -> None:
+        """Called before each command the worker sends."""
+        if self.doomed_thread is not None and threading.get_ident() == self.doomed_thread:
+            self.kill()
+        if self.dead:
+            raise redis.ConnectionError("this worker died (redisbatch.testing.Crash)")
 
     def kill(self) -> None:
         """From now on every Redis call fails: nothing more reaches the server."""
         self.dead = True
-        self.pool.get_connection = _dead_connection  # type: ignore[method-assign]
-        self.pool.disconnect()
+        self.doomed_thread = None
 
     def before(self) -> None:
         if self.dead:
