@@ -143,6 +143,29 @@ def job_keys(client: redis.Redis, job_id: str) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- one run
 
 
+def _standard_job(
+    url: str,
+    path: Path,
+    rows: int,
+    max_pending: int | None,
+    args: argparse.Namespace,
+    probe: Any = None,
+) -> dict:
+    """The standard job on the server at ``url``, as run.py runs it."""
+    return run_ours(
+        url,
+        path,
+        rows=rows,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        timeout=args.timeout,
+        parser=args.parser,
+        max_pending_batches=max_pending,
+        namespace=NAMESPACE,
+        probe=probe,
+    )
+
+
 def run_one(path: Path, rows: int, max_pending: int | None, args: argparse.Namespace) -> dict:
     """The job on a fresh server; run.py's figures plus memory."""
     with EmbeddedServer() as server:
@@ -150,18 +173,7 @@ def run_one(path: Path, rows: int, max_pending: int | None, args: argparse.Names
         info = client.info("server")
         base = int(client.info("memory")["used_memory"])
         sampler = MemorySampler(server.url, args.sample_ms / 1000)
-        result = run_ours(
-            server.url,
-            path,
-            rows=rows,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            timeout=args.timeout,
-            parser=args.parser,
-            max_pending_batches=max_pending,
-            namespace=NAMESPACE,
-            probe=sampler,
-        )
+        result = _standard_job(server.url, path, rows, max_pending, args, probe=sampler)
         time.sleep(0.2)  # the workers' connections are gone
         memory = client.info("memory")
         sampled, at = sampler.peak()
@@ -205,17 +217,7 @@ def claim_cost(path: Path, rows: int, max_pending: int | None, args: argparse.Na
         client = redis.Redis.from_url(server.url)
         for script in scripts().values():  # no NOSCRIPT replies in the log
             client.script_load(script.source)
-        result = run_ours(
-            server.url,
-            path,
-            rows=rows,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            timeout=args.timeout,
-            parser=args.parser,
-            max_pending_batches=max_pending,
-            namespace=NAMESPACE,
-        )
+        result = _standard_job(server.url, path, rows, max_pending, args)
         entries = client.execute_command("SLOWLOG", "GET", "-1")
     calls: dict[str, list[tuple[int, int]]] = {}
     for entry in entries:
