@@ -87,3 +87,33 @@ def test_a_cut_line_sends_the_call_again_through_the_client(
     status = di.status(job)
     assert status is not None and (status.processed_records, status.completed_batches) == (20, 4)
     assert _in_use(real_client) == 0
+
+
+class _PoolOfOne(redis.BlockingConnectionPool):
+    """A pool of a single connection that counts the checkouts that had to wait."""
+
+    waited = 0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.pool.empty():  # type: ignore[attr-defined]
+            self.waited += 1
+        return super().get_connection(*args, **kwargs)
+
+
+def test_a_pool_of_one_connection_serves_the_prepare_pipelines(real_url: str) -> None:
+    """A client whose pool holds a single connection: a run loads a missing
+    script on its own connection and gives it back before a pipeline or a
+    command, so that nothing waits for the connection the run itself holds."""
+    pool = _PoolOfOne.from_url(real_url, max_connections=1, timeout=1)
+    client = redis.Redis(connection_pool=pool)
+    try:
+        client.script_flush()  # the first calls load their scripts on the line
+        di = DistributedImport(client, batch_size=5)
+        job = di.prepare(IterableSource({"n": i} for i in range(10))).job_id
+        assert pool.waited == 0, "a pipeline waited for the connection its own run held"
+        summary = di.run_worker(job, lambda record, ctx: None)
+        assert (summary.processed, summary.batches, summary.state) == (10, 2, "COMPLETED")
+        assert pool.waited == 0
+    finally:
+        client.close()
+        pool.disconnect()
