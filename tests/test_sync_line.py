@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -117,3 +119,64 @@ def test_a_pool_of_one_connection_serves_the_prepare_pipelines(real_url: str) ->
     finally:
         client.close()
         pool.disconnect()
+
+
+def test_a_run_interrupted_while_it_reads_a_reply_leaves_none_behind(
+    real_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KeyboardInterrupt while the line waits for a commit's reply (the reply
+    arrives unread): the connection is dropped, so the next run on the facade
+    never reads that reply as its own; the job completes with exact counts."""
+    di = DistributedImport(real_client, batch_size=4)
+    job = di.prepare(IterableSource({"n": i} for i in range(12))).job_id
+    armed: list[bool] = []
+    read_response = redis.connection.Connection.read_response
+
+    def interrupted_read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if armed:
+            armed.clear()
+            time.sleep(0.05)  # the reply is there, unread
+            raise KeyboardInterrupt
+        return read_response(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", interrupted_read)
+
+    def arm_at_last_record(record: dict[str, Any], ctx: Any) -> None:
+        if ctx.record_index == 3:
+            armed.append(True)  # the next read is the commit's
+
+    with pytest.raises(KeyboardInterrupt):
+        di.run_worker(job, arm_at_last_record, "w")
+    summary = di.run_worker(job, lambda record, ctx: None, "w2")
+    assert summary.state == "COMPLETED"
+    status = di.status(job)
+    assert status is not None
+    assert (status.processed_records, status.completed_batches) == (12, 3)
+    assert _in_use(real_client) == 0
+
+
+def test_runs_in_two_threads_on_one_facade_each_have_their_line(client: redis.Redis) -> None:
+    """Three threads run workers on one facade at once: each run has its own
+    connection (no reply read by the wrong thread); counts exact, none left in use."""
+    di = DistributedImport(client, batch_size=5)
+    job = di.prepare(IterableSource({"n": i} for i in range(200))).job_id
+    seen: list[int] = []
+    summaries: list[Any] = []
+
+    def processor(record: dict[str, Any], ctx: Any) -> None:
+        seen.append(ctx.record_index)
+        time.sleep(0.0005)
+
+    threads = [
+        threading.Thread(target=lambda: summaries.append(di.run_worker(job, processor)))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seen) == list(range(200))
+    assert sum(summary.processed for summary in summaries) == 200
+    status = di.status(job)
+    assert status is not None and status.processed_records == 200
+    assert _in_use(client) == 0
