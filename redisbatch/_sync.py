@@ -303,9 +303,11 @@ class SyncDriver:
 
     def _free_line(self) -> None:
         """Gives the connection of this thread's run back to the pool before an
-        effect that takes one of its own (a pipeline, a command): with a pool of
-        a single connection, the run would otherwise wait for the one it holds.
-        The next script call takes one again."""
+        effect that takes one of its own (a pipeline, a command) and before user
+        code or a sleep: with a pool of few connections, the run would otherwise
+        wait for the one it holds, and user code using the same client and the
+        heartbeat thread would find none. The next script call takes one again
+        (one checkout per batch: the commit and the next claim share it)."""
         if self._lines:
             line = self._lines.get(threading.get_ident())
             if line is not None and line.connection is not None:
@@ -378,7 +380,7 @@ class SyncDriver:
 
     def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""
-        if isinstance(effect, Pipeline | Background | Command) or (
+        if isinstance(effect, Pipeline | Background | Command | Call | CallEach | Sleep) or (
             isinstance(effect, ScriptCall) and effect.before
         ):
             self._free_line()
