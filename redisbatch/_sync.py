@@ -186,7 +186,9 @@ class _Line:
                 connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
                 return connection.read_response()
             except redis.exceptions.NoScriptError:
-                self.client.script_load(script.source)
+                # loaded on this connection: the pool may have no other to give
+                connection.send_command("SCRIPT", "LOAD", script.source)
+                connection.read_response()
                 connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
                 return connection.read_response()
         except redis.exceptions.ResponseError:
@@ -299,6 +301,18 @@ class SyncDriver:
                 return line.script(call)
         return _evalsha(self.client, call)
 
+    def _free_line(self) -> None:
+        """Gives the connection of this thread's run back to the pool before an
+        effect that takes one of its own (a pipeline, a command) and before user
+        code or a sleep: with a pool of few connections, the run would otherwise
+        wait for the one it holds, and user code using the same client and the
+        heartbeat thread would find none. The next script call takes one again
+        (one checkout per batch: the commit and the next claim share it)."""
+        if self._lines:
+            line = self._lines.get(threading.get_ident())
+            if line is not None and line.connection is not None:
+                line.close()
+
     def pipeline(
         self, calls: tuple[ScriptCall, ...], replies: PipelineReplies | None = None
     ) -> list[Any]:
@@ -366,6 +380,10 @@ class SyncDriver:
 
     def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""
+        if isinstance(effect, Pipeline | Background | Command | Call | CallEach | Sleep) or (
+            isinstance(effect, ScriptCall) and effect.before
+        ):
+            self._free_line()
         if isinstance(effect, CallEach):
             return _call_each(effect)
         if isinstance(effect, Call):

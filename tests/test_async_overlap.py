@@ -323,3 +323,38 @@ def test_two_calls_on_one_facade_each_have_their_lanes(make_async: Any) -> None:
         await di.redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_stop_on_error_mid_overlap_fails_one_batch_and_counts_exactly(make_async: Any) -> None:
+    """continue_on_error=False with two batches held at times: the batch with the
+    failing record is FAILED, the others complete; counts, events and the single
+    job:completed exact, nothing left held."""
+
+    async def scenario() -> None:
+        di = make_async(batch_size=4, concurrency=3, continue_on_error=False)
+        job = (await di.prepare(numbered(16))).job_id
+        events: list[Any] = []
+        di.on_any(events.append)
+
+        async def processor(record: dict[str, Any], ctx: Any) -> None:
+            await asyncio.sleep(0.001 * (ctx.record_index % 3))
+            if ctx.record_index == 3:
+                raise ValueError("boom")
+
+        summary = await di.run_worker(job, processor, "w")
+        status = await di.status(job)
+        assert status is not None and status.state == "FAILED"
+        assert status.processing_batches == 0
+        assert (status.completed_batches, status.failed_batches) == (3, 1)
+        assert (status.processed_records, status.failed_records) == (15, 1)
+        assert (summary.processed, summary.failed) == (15, 1)
+        types = Counter(e.type for e in events)
+        assert (types["batch:failed"], types["batch:completed"], types["job:completed"]) == (
+            1,
+            3,
+            1,
+        )
+        assert (types["record:processed"], types["record:failed"]) == (15, 1)
+        await di.redis.aclose()
+
+    asyncio.run(scenario())

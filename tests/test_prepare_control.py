@@ -189,3 +189,32 @@ def test_resume_needs_the_same_max_batch_bytes(make_import: Make) -> None:
         other.prepare(IterableSource(rows), job_id="cut", resume=True)
     result = first.prepare(IterableSource(rows), job_id="cut", resume=True)
     assert result.total_records == 40
+
+
+def test_resume_after_a_payload_stored_without_its_script(
+    make_import: Make, client: redis.Redis
+) -> None:
+    """A prepare died between a batch's HSETNX and its storeBatch (the payload
+    is there, the batch is not): the resumed prepare stores that batch once,
+    and every record is processed exactly once."""
+    di = make_import(batch_size=3)
+    di.prepare(IterableSource({"n": i} for i in range(10)), job_id="whole")
+    whole = client.hgetall(di._core.store.keys("whole").records)
+
+    def dying() -> Any:
+        for i in range(7):
+            yield {"n": i}
+        raise _Killed
+
+    with pytest.raises(_Killed):
+        di.prepare(IterableSource(dying()), job_id="cut")
+    status = di.status("cut")
+    assert status is not None and status.state == "PREPARING"
+    stored = status.total_batches
+    client.hsetnx(di._core.store.keys("cut").records, stored, whole[str(stored).encode()])
+    result = di.prepare(IterableSource({"n": i} for i in range(10)), job_id="cut", resume=True)
+    assert (result.total_records, result.total_batches) == (10, 4)
+    seen: list[int] = []
+    summary = di.run_worker("cut", lambda record, ctx: seen.append(ctx.record_index))
+    assert sorted(seen) == list(range(10))
+    assert (summary.processed, summary.state) == (10, "COMPLETED")
