@@ -51,6 +51,10 @@ __all__ = ["SignalGate", "SyncDriver", "sigterm_as_exit"]
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
+#: A run keeps its connection across user code only when the client's pool
+#: allows this many: the run's, the heartbeat thread's, and two for user code.
+_FEW_CONNECTIONS = 4
+
 
 def _call_each(effect: CallEach) -> list[Exception | None]:
     """CallEach, one call after the other. An interruption (``KeyboardInterrupt``,
@@ -291,6 +295,10 @@ class SyncDriver:
         # thread id -> the line of the run going on in that thread (a plain
         # client only: a cluster client routes each call itself)
         self._lines: dict[int, _Line] | None = {} if isinstance(client, redis.Redis) else None
+        # A pool this small cannot spare the run's connection while user code
+        # (which may use the same client) runs or the run sleeps.
+        size = getattr(getattr(client, "connection_pool", None), "max_connections", None)
+        self._few_connections = isinstance(size, int) and size < _FEW_CONNECTIONS
 
     def script(self, call: ScriptCall) -> Any:
         if call.before:
@@ -303,11 +311,12 @@ class SyncDriver:
 
     def _free_line(self) -> None:
         """Gives the connection of this thread's run back to the pool before an
-        effect that takes one of its own (a pipeline, a command) and before user
-        code or a sleep: with a pool of few connections, the run would otherwise
-        wait for the one it holds, and user code using the same client and the
-        heartbeat thread would find none. The next script call takes one again
-        (one checkout per batch: the commit and the next claim share it)."""
+        effect that takes one of its own (a pipeline, a command), so that the run
+        never waits for the connection it holds; and, with a pool of fewer than
+        ``_FEW_CONNECTIONS``, before user code or a sleep too, so that user code
+        using the same client and the heartbeat thread find one. The next script
+        call takes one again (then once per batch: the commit and the next claim
+        share it)."""
         if self._lines:
             line = self._lines.get(threading.get_ident())
             if line is not None and line.connection is not None:
@@ -378,11 +387,18 @@ class SyncDriver:
         finally:
             gate.open = False
 
+    def _wants_the_line_free(self, effect: Any) -> bool:
+        """Whether the run's connection goes back to the pool before ``effect``
+        (see ``_free_line``)."""
+        if isinstance(effect, Pipeline | Background | Command):
+            return True
+        if isinstance(effect, ScriptCall):
+            return bool(effect.before)
+        return self._few_connections and isinstance(effect, Call | CallEach | Sleep)
+
     def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""
-        if isinstance(effect, Pipeline | Background | Command | Call | CallEach | Sleep) or (
-            isinstance(effect, ScriptCall) and effect.before
-        ):
+        if self._wants_the_line_free(effect):
             self._free_line()
         if isinstance(effect, CallEach):
             return _call_each(effect)
