@@ -15,7 +15,9 @@ pytestmark = pytest.mark.real_only
 @pytest.mark.parametrize("facade", ["sync", "async"])
 def test_workers_killed_at_random_lose_nothing(facade: str) -> None:
     """A 200-batch job, 4 workers SIGKILLed at random and replaced: nothing lost or doubled."""
-    outcome = scenarios.worker_kills(facade=facade, rounds=2, batches=200, seed=11)
+    outcome = scenarios.worker_kills(
+        facade=facade, rounds=2, batches=200, seed=11, kill_every=(0.1, 0.3)
+    )
     assert outcome.ok, outcome.problems()
     assert outcome.faults >= 3, "too few kills landed to mean anything"
 
