@@ -164,6 +164,87 @@ class _Lanes:
                 return
 
 
+async def _evalsha(client: redis.asyncio.Redis, call: ScriptCall) -> Any:
+    """The call through the client (its pool, its retry policy), loading the
+    script when the server does not have it (a restarted server has none)."""
+    script = call.script
+    try:
+        return await client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+    except redis.exceptions.NoScriptError:
+        await client.script_load(script.source)
+        return await client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+
+
+class _Line:
+    """The pooled connection one ``run`` sends its flows' script calls on: the
+    sync driver's line (``_sync._Line``), taken at the first call and given
+    back when the run ends (``end``).
+
+    The flows a run spawned share it; a call that finds it busy (another
+    flow's call in flight) goes through the client, so that no two coroutines
+    ever use the connection at once. Heartbeat tasks go through the client.
+    A script's own error leaves the connection in step; a connection or
+    timeout error drops it and sends the call again through the client
+    (every script answers a repeat as it answered the first call); any other
+    exception, a cancellation above all, drops it (a reply may be pending)."""
+
+    __slots__ = ("busy", "client", "connection", "ended")
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self.connection: Any = None
+        self.busy = False
+        self.ended = False
+
+    async def script(self, call: ScriptCall) -> Any:
+        if self.busy or self.ended:
+            return await _evalsha(self.client, call)
+        self.busy = True
+        broken = False
+        try:
+            connection = self.connection
+            if connection is None:
+                pool = self.client.connection_pool
+                connection = self.connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            script, keys = call.script, call.keys
+            try:
+                await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
+                return await connection.read_response()
+            except redis.exceptions.NoScriptError:
+                await self.client.script_load(script.source)
+                await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
+                return await connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise  # the script's own error: the connection is in step
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            broken = True
+        except BaseException:
+            broken = True  # a reply may still be on its way
+            raise
+        finally:
+            self.busy = False
+            if broken or self.ended:
+                await self._give_back(broken)
+        return await _evalsha(self.client, call)
+
+    async def end(self) -> None:
+        """The run ended: gives the connection back (at once, or when the call
+        in flight ends)."""
+        self.ended = True
+        if not self.busy:
+            await self._give_back(False)
+
+    async def _give_back(self, broken: bool) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            try:
+                if broken:
+                    with contextlib.suppress(Exception):
+                        await connection.disconnect(nowait=True)
+            finally:
+                await self.client.connection_pool.release(connection)
+
+
 class AsyncDriver:
     """Runs flows against one ``redis.asyncio`` client."""
 
@@ -173,6 +254,9 @@ class AsyncDriver:
         # id(lease) -> [lease, loop time its next heartbeat is due, still held],
         # for every held batch
         self._due: dict[int, list[Any]] = {}
+        # a run's script calls go on a line (a plain client only: a cluster
+        # client routes each call itself)
+        self._lined = isinstance(client, redis.asyncio.Redis)
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """User code, plain or ``async def``. Plain code held the loop, and the
@@ -194,12 +278,7 @@ class AsyncDriver:
     async def script(self, call: ScriptCall) -> Any:
         if call.before:
             return (await self.pipeline((call,)))[0]
-        script = call.script
-        try:
-            return await self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
-        except redis.exceptions.NoScriptError:
-            await self.client.script_load(script.source)
-            return await self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        return await _evalsha(self.client, call)
 
     async def pipeline(self, calls: tuple[ScriptCall, ...]) -> list[Any]:
         replies = PipelineReplies(calls)
@@ -321,7 +400,12 @@ class AsyncDriver:
     async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
-        return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency)))
+        line = _Line(self.client) if self._lined else None
+        try:
+            return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency), line))
+        finally:
+            if line is not None:
+                await line.end()
 
     async def _run(self, flow: Flow[T], gate: CancelGate | None, held: _Held) -> T:
         steps = FlowSteps(flow, held.leases)
@@ -363,7 +447,9 @@ class AsyncDriver:
         if isinstance(effect, Call):
             return await self._call(effect.fn, effect.args)
         if isinstance(effect, ScriptCall):
-            return await self.script(effect)
+            if held.line is None or effect.before:
+                return await self.script(effect)
+            return await held.line.script(effect)
         if isinstance(effect, Pipeline):
             return await self.pipeline(effect.calls)
         if isinstance(effect, Command):
@@ -393,13 +479,16 @@ class AsyncDriver:
 class _Held:
     """The batches one ``run`` holds, the tasks heartbeating them, and the
     flows it spawned (each a ``_Held`` of its own, run by a task, sharing its
-    ``lanes``). ``room`` is set once this run's calls are in their last wave
+    ``lanes`` and its ``line``). ``room`` is set once this run's calls are in their last wave
     (``call_each``)."""
 
-    def __init__(self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes) -> None:
+    def __init__(
+        self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes, line: _Line | None
+    ) -> None:
         self.driver = driver
         self.gate = gate
         self.lanes = lanes
+        self.line = line
         self.beats: dict[int, tuple[Lease, asyncio.Task[None]]] = {}
         self.room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.spawned: dict[asyncio.Task[Any], _Held] = {}
@@ -408,7 +497,7 @@ class _Held:
     def spawn(self, flow: Flow[Any]) -> _Held:
         """Starts running ``flow`` in a task of its own; its ``_Held`` is the handle."""
         gate = None if self.gate is None else self.gate.branch()
-        child = _Held(self.driver, gate, self.lanes)
+        child = _Held(self.driver, gate, self.lanes, self.line)
         child.task = asyncio.ensure_future(self.driver._run(flow, gate, child))
         if gate is not None:
             gate.task = child.task
