@@ -176,37 +176,38 @@ async def _evalsha(client: redis.asyncio.Redis, call: ScriptCall) -> Any:
 
 
 class _Line:
-    """The pooled connection one ``run`` sends its flows' script calls on: the
-    sync driver's line (``_sync._Line``), taken at the first call and given
-    back when the run ends (``end``).
+    """The pooled connections one ``run`` sends its flows' script calls on:
+    the sync driver's line (``_sync._Line``), taken at the first call and
+    given back when the run ends (``end``).
 
-    The flows a run spawned share it; a call that finds it busy (another
-    flow's call in flight) goes through the client, so that no two coroutines
-    ever use the connection at once. Heartbeat tasks go through the client.
-    A script's own error leaves the connection in step; a connection or
-    timeout error drops it and sends the call again through the client
-    (every script answers a repeat as it answered the first call); any other
-    exception, a cancellation above all, drops it (a reply may be pending)."""
+    A call takes a connection the run keeps idle, or one more from the pool,
+    and puts it back once its reply is read: a run whose flows call one at a
+    time keeps one connection, and a call made while another flow's is in
+    flight (a worker's two batches at once) takes a second one, never the
+    connection in use. A script's own error leaves the connection in step; a
+    connection or timeout error drops it and sends the call again through the
+    client (every script answers a repeat as it answered the first call); any
+    other exception, a cancellation above all, drops it (a reply may be
+    pending). Heartbeat tasks go through the client."""
 
-    __slots__ = ("busy", "client", "connection", "ended")
+    __slots__ = ("client", "ended", "idle")
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
-        self.connection: Any = None
-        self.busy = False
+        self.idle: list[Any] = []
         self.ended = False
 
     async def script(self, call: ScriptCall) -> Any:
-        if self.busy or self.ended:
+        if self.ended:
             return await _evalsha(self.client, call)
-        self.busy = True
+        pool = self.client.connection_pool
+        try:
+            connection = self.idle.pop() if self.idle else await pool.get_connection()  # type: ignore[no-untyped-call]
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return await _evalsha(self.client, call)
+        script, keys = call.script, call.keys
         broken = False
         try:
-            connection = self.connection
-            if connection is None:
-                pool = self.client.connection_pool
-                connection = self.connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            script, keys = call.script, call.keys
             try:
                 await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
                 return await connection.read_response()
@@ -222,27 +223,26 @@ class _Line:
             broken = True  # a reply may still be on its way
             raise
         finally:
-            self.busy = False
             if broken or self.ended:
-                await self._give_back(broken)
+                await self._give_back(connection, broken)
+            else:
+                self.idle.append(connection)
         return await _evalsha(self.client, call)
 
     async def end(self) -> None:
-        """The run ended: gives the connection back (at once, or when the call
-        in flight ends)."""
+        """The run ended: gives its connections back (one in use, when its call ends)."""
         self.ended = True
-        if not self.busy:
-            await self._give_back(False)
+        idle, self.idle = self.idle, []
+        for connection in idle:
+            await self._give_back(connection, False)
 
-    async def _give_back(self, broken: bool) -> None:
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            try:
-                if broken:
-                    with contextlib.suppress(Exception):
-                        await connection.disconnect(nowait=True)
-            finally:
-                await self.client.connection_pool.release(connection)
+    async def _give_back(self, connection: Any, broken: bool) -> None:
+        try:
+            if broken:
+                with contextlib.suppress(Exception):
+                    await connection.disconnect(nowait=True)
+        finally:
+            await self.client.connection_pool.release(connection)
 
 
 class AsyncDriver:

@@ -72,11 +72,10 @@ def test_a_run_sends_its_scripts_on_one_connection_and_gives_it_back(make_async:
     asyncio.run(scenario())
 
 
-def test_two_calls_at_once_never_share_the_connection(
-    client: Any, async_client_factory: Any
-) -> None:
-    """Two flows of one run calling at once: the first goes on the line, the
-    other, finding it busy, through the client; both get their replies."""
+def test_two_calls_at_once_never_share_a_connection(client: Any, async_client_factory: Any) -> None:
+    """Two flows of one run calling at once (a worker's two batches): the
+    second call takes a connection of its own, both stay with the run until
+    it ends, then go back to the pool; after its end, calls go through the client."""
     source = "return ARGV[1]"
     script = Script("echo", 0, source, hashlib.sha1(source.encode()).hexdigest())
 
@@ -84,20 +83,22 @@ def test_two_calls_at_once_never_share_the_connection(
         aclient = async_client_factory()
         through_client = _count_client_calls(aclient)
         line = _Line(aclient)
+        used: list[Any] = []
         first, second = await asyncio.gather(
             line.script(ScriptCall(script, (), ("a",))),
             line.script(ScriptCall(script, (), ("b",))),
         )
         assert (first, second) == (b"a", b"b")
-        assert len(through_client) == 1 + 1, "the second call (and its NOSCRIPT retry) went past"
+        assert len(line.idle) == 2 and line.idle[0] is not line.idle[1]
+        used.extend(line.idle)
         assert await line.script(ScriptCall(script, (), ("c",))) == b"c"
-        assert len(through_client) == 2
-        assert _in_use(aclient) == 1
+        assert len(line.idle) == 2 and set(map(id, line.idle)) == set(map(id, used))
+        assert through_client == []
+        assert _in_use(aclient) == 2
         await line.end()
         assert _in_use(aclient) == 0
-        assert await line.script(ScriptCall(script, (), ("d",))) == b"d", (
-            "after its end: the client"
-        )
+        assert await line.script(ScriptCall(script, (), ("d",))) == b"d"
+        assert len(through_client) == 1, "after its end: through the client"
         assert _in_use(aclient) == 0
         await aclient.aclose()
 
@@ -217,14 +218,15 @@ def test_a_cut_line_sends_the_call_again_through_the_client(real_url: str, resta
 
 def test_overlapping_batches_share_the_line_and_complete_once(make_async: Any) -> None:
     """concurrency=4 and two batches: the second is claimed while the first's
-    last records run, the calls of both flows share the run's line (or go past
-    it while it is busy); every record is processed once, the connection given back."""
+    last records run, the calls of both flows go on the run's line; every
+    record is processed once, the connections given back."""
 
     async def scenario() -> None:
         di = make_async(batch_size=5, concurrency=4)
         job = (await di.prepare(numbered(10))).job_id
         client = di.redis
         seen: Counter[int] = Counter()
+        through_client = _count_client_calls(client)
 
         async def processor(record: dict[str, Any], ctx: Any) -> None:
             await asyncio.sleep(0.001)
@@ -232,6 +234,7 @@ def test_overlapping_batches_share_the_line_and_complete_once(make_async: Any) -
 
         summary = await di.run_worker(job, processor)
         assert (summary.processed, summary.batches, summary.state) == (10, 2, "COMPLETED")
+        assert through_client == []
         assert seen == Counter(range(10))
         status = await di.status(job)
         assert status is not None
