@@ -9,7 +9,9 @@ the ``concurrency`` lanes (``_Lanes``). Plain
 user code runs inline and holds the event loop, so after each such call the
 driver sends a heartbeat that is due itself. A task
 cancellation (or ``KeyboardInterrupt``/``SystemExit``) while the flow holds
-a batch is thrown into it as ``Interrupted``, as in the sync driver.
+a batch is thrown into it as ``Interrupted``, as in the sync driver. A
+run's script calls go on pooled connections it keeps until it ends
+(``_Line``), past the client's per-command layers.
 """
 
 from __future__ import annotations
@@ -200,11 +202,14 @@ class _Line:
     async def script(self, call: ScriptCall) -> Any:
         if self.ended:
             return await _evalsha(self.client, call)
-        pool = self.client.connection_pool
-        try:
-            connection = self.idle.pop() if self.idle else await pool.get_connection()  # type: ignore[no-untyped-call]
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            return await _evalsha(self.client, call)
+        if self.idle:
+            connection = self.idle.pop()
+        else:
+            pool = self.client.connection_pool
+            try:
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                return await _evalsha(self.client, call)
         script, keys = call.script, call.keys
         broken = False
         try:
@@ -479,8 +484,8 @@ class AsyncDriver:
 class _Held:
     """The batches one ``run`` holds, the tasks heartbeating them, and the
     flows it spawned (each a ``_Held`` of its own, run by a task, sharing its
-    ``lanes`` and its ``line``). ``room`` is set once this run's calls are in their last wave
-    (``call_each``)."""
+    ``lanes`` and its ``line``). ``room`` is set once this run's calls are in
+    their last wave (``call_each``)."""
 
     def __init__(
         self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes, line: _Line | None
