@@ -59,6 +59,10 @@ T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
 _END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
+# The connections a pool must allow beyond a run's concurrency for the run to
+# keep its line's (at most one per flow calling at once, two with overlap):
+# the client's own calls (heartbeats, pipelines, user code) keep their room.
+_LINE_ROOM = 16
 
 
 class CancelGate(StopGate):
@@ -259,9 +263,15 @@ class AsyncDriver:
         # id(lease) -> [lease, loop time its next heartbeat is due, still held],
         # for every held batch
         self._due: dict[int, list[Any]] = {}
-        # a run's script calls go on a line (a plain client only: a cluster
-        # client routes each call itself)
-        self._lined = isinstance(client, redis.asyncio.Redis)
+        # A run's script calls go on a line: a plain client only (a cluster
+        # client routes each call itself), and a pool with room for it (a
+        # blocking pool's limit is one to keep: never hold connections there).
+        pool = getattr(client, "connection_pool", None)
+        self._lined = (
+            isinstance(client, redis.asyncio.Redis)
+            and not isinstance(pool, redis.asyncio.BlockingConnectionPool)
+            and getattr(pool, "max_connections", 0) >= concurrency + _LINE_ROOM
+        )
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """User code, plain or ``async def``. Plain code held the loop, and the

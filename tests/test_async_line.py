@@ -243,3 +243,33 @@ def test_overlapping_batches_share_the_line_and_complete_once(make_async: Any) -
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking-pool-of-1", "pool-of-2"])
+def test_a_small_pool_keeps_its_connections_for_the_client(real_url: str, blocking: bool) -> None:
+    """A pool with a small limit (or a blocking pool: a limit to keep) gets no
+    line: the run's calls go through the client, and it completes at once
+    instead of waiting for a connection the line would hold."""
+
+    async def scenario() -> None:
+        if blocking:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                real_url, max_connections=1, timeout=2
+            )
+        else:
+            pool = redis.asyncio.ConnectionPool.from_url(real_url, max_connections=2)
+        client = redis.asyncio.Redis(connection_pool=pool)
+        namespace = f"l{uuid.uuid4().hex[:8]}"
+        di = AsyncDistributedImport(
+            client, SCHEMA, namespace=namespace, batch_size=5, retry_delay=0.0
+        )
+        job = (await di.prepare(numbered(20))).job_id
+        through_client = _count_client_calls(client)
+        summary = await asyncio.wait_for(di.run_worker(job, lambda record, ctx: None), 10)
+        assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
+        assert len(through_client) >= 8, "claims and commits went through the client"
+        assert _in_use(client) == 0
+        await client.aclose()
+        await pool.disconnect()
+
+    asyncio.run(scenario())
