@@ -266,12 +266,15 @@ class AsyncDriver:
         # A run's script calls go on a line: a plain client only (a cluster
         # client routes each call itself), and a pool with room for it (a
         # blocking pool's limit is one to keep: never hold connections there).
+        # task -> the line of the run it belongs to (the run's own task and
+        # the tasks of the flows it spawned)
         pool = getattr(client, "connection_pool", None)
-        self._lined = (
+        lined = (
             isinstance(client, redis.asyncio.Redis)
             and not isinstance(pool, redis.asyncio.BlockingConnectionPool)
             and getattr(pool, "max_connections", 0) >= concurrency + _LINE_ROOM
         )
+        self._lines: dict[asyncio.Task[Any], _Line] | None = {} if lined else None
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """User code, plain or ``async def``. Plain code held the loop, and the
@@ -293,6 +296,10 @@ class AsyncDriver:
     async def script(self, call: ScriptCall) -> Any:
         if call.before:
             return (await self.pipeline((call,)))[0]
+        if self._lines:
+            line = self._lines.get(asyncio.current_task())  # type: ignore[arg-type]
+            if line is not None:
+                return await line.script(call)
         return await _evalsha(self.client, call)
 
     async def pipeline(self, calls: tuple[ScriptCall, ...]) -> list[Any]:
@@ -415,11 +422,15 @@ class AsyncDriver:
     async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
-        line = _Line(self.client) if self._lined else None
+        task = asyncio.current_task()
+        line = None
+        if self._lines is not None and task is not None and task not in self._lines:
+            line = self._lines[task] = _Line(self.client)  # not a run inside a run
         try:
-            return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency), line))
+            return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency)))
         finally:
             if line is not None:
+                del self._lines[task]  # type: ignore[arg-type, union-attr]
                 await line.end()
 
     async def _run(self, flow: Flow[T], gate: CancelGate | None, held: _Held) -> T:
@@ -462,9 +473,7 @@ class AsyncDriver:
         if isinstance(effect, Call):
             return await self._call(effect.fn, effect.args)
         if isinstance(effect, ScriptCall):
-            if held.line is None or effect.before:
-                return await self.script(effect)
-            return await held.line.script(effect)
+            return await self.script(effect)
         if isinstance(effect, Pipeline):
             return await self.pipeline(effect.calls)
         if isinstance(effect, Command):
@@ -494,16 +503,13 @@ class AsyncDriver:
 class _Held:
     """The batches one ``run`` holds, the tasks heartbeating them, and the
     flows it spawned (each a ``_Held`` of its own, run by a task, sharing its
-    ``lanes`` and its ``line``). ``room`` is set once this run's calls are in
+    ``lanes`` and its line). ``room`` is set once this run's calls are in
     their last wave (``call_each``)."""
 
-    def __init__(
-        self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes, line: _Line | None
-    ) -> None:
+    def __init__(self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes) -> None:
         self.driver = driver
         self.gate = gate
         self.lanes = lanes
-        self.line = line
         self.beats: dict[int, tuple[Lease, asyncio.Task[None]]] = {}
         self.room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.spawned: dict[asyncio.Task[Any], _Held] = {}
@@ -512,8 +518,13 @@ class _Held:
     def spawn(self, flow: Flow[Any]) -> _Held:
         """Starts running ``flow`` in a task of its own; its ``_Held`` is the handle."""
         gate = None if self.gate is None else self.gate.branch()
-        child = _Held(self.driver, gate, self.lanes, self.line)
-        child.task = asyncio.ensure_future(self.driver._run(flow, gate, child))
+        child = _Held(self.driver, gate, self.lanes)
+        child.task = task = asyncio.ensure_future(self.driver._run(flow, gate, child))
+        lines = self.driver._lines
+        line = lines.get(asyncio.current_task()) if lines else None  # type: ignore[arg-type]
+        if line is not None:  # the spawned flow's calls go on the run's line too
+            lines[task] = line  # type: ignore[index]
+            task.add_done_callback(lambda done: lines.pop(done, None))  # type: ignore[union-attr]
         if gate is not None:
             gate.task = child.task
         self.spawned[child.task] = child
