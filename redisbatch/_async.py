@@ -263,11 +263,10 @@ class AsyncDriver:
         # id(lease) -> [lease, loop time its next heartbeat is due, still held],
         # for every held batch
         self._due: dict[int, list[Any]] = {}
-        # A run's script calls go on a line: a plain client only (a cluster
-        # client routes each call itself), and a pool with room for it (a
-        # blocking pool's limit is one to keep: never hold connections there).
         # task -> the line of the run it belongs to (the run's own task and
-        # the tasks of the flows it spawned)
+        # the tasks of the flows it spawned). A plain client only (a cluster
+        # client routes each call itself), and a pool with room for the line
+        # (a blocking pool's limit is one to keep: never hold connections there).
         pool = getattr(client, "connection_pool", None)
         lined = (
             isinstance(client, redis.asyncio.Redis)
