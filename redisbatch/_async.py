@@ -9,7 +9,9 @@ the ``concurrency`` lanes (``_Lanes``). Plain
 user code runs inline and holds the event loop, so after each such call the
 driver sends a heartbeat that is due itself. A task
 cancellation (or ``KeyboardInterrupt``/``SystemExit``) while the flow holds
-a batch is thrown into it as ``Interrupted``, as in the sync driver.
+a batch is thrown into it as ``Interrupted``, as in the sync driver. A
+run's script calls go on pooled connections it keeps until it ends
+(``_Line``), past the client's per-command layers.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ T = TypeVar("T")
 log = logging.getLogger("redisbatch")
 
 _END_WAIT = 5.0  # longest wait for a cancelled heartbeat task to end
+# The connections a pool must allow beyond a run's concurrency for the run to
+# keep its line's (at most one per flow calling at once, two with overlap):
+# the client's own calls (heartbeats, pipelines, user code) keep their room.
+_LINE_ROOM = 16
 
 
 class CancelGate(StopGate):
@@ -164,6 +170,90 @@ class _Lanes:
                 return
 
 
+async def _evalsha(client: redis.asyncio.Redis, call: ScriptCall) -> Any:
+    """The call through the client (its pool, its retry policy), loading the
+    script when the server does not have it (a restarted server has none)."""
+    script = call.script
+    try:
+        return await client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+    except redis.exceptions.NoScriptError:
+        await client.script_load(script.source)
+        return await client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+
+
+class _Line:
+    """The pooled connections one ``run`` sends its flows' script calls on:
+    the sync driver's line (``_sync._Line``), taken at the first call and
+    given back when the run ends (``end``).
+
+    A call takes a connection the run keeps idle, or one more from the pool,
+    and puts it back once its reply is read: a run whose flows call one at a
+    time keeps one connection, and a call made while another flow's is in
+    flight (a worker's two batches at once) takes a second one, never the
+    connection in use. A script's own error leaves the connection in step; a
+    connection or timeout error drops it and sends the call again through the
+    client (every script answers a repeat as it answered the first call); any
+    other exception, a cancellation above all, drops it (a reply may be
+    pending). Heartbeat tasks go through the client."""
+
+    __slots__ = ("client", "ended", "idle")
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self.idle: list[Any] = []
+        self.ended = False
+
+    async def script(self, call: ScriptCall) -> Any:
+        if self.ended:
+            return await _evalsha(self.client, call)
+        if self.idle:
+            connection = self.idle.pop()
+        else:
+            pool = self.client.connection_pool
+            try:
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                return await _evalsha(self.client, call)
+        script, keys = call.script, call.keys
+        broken = False
+        try:
+            try:
+                await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
+                return await connection.read_response()
+            except redis.exceptions.NoScriptError:
+                await self.client.script_load(script.source)
+                await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
+                return await connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise  # the script's own error: the connection is in step
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            broken = True
+        except BaseException:
+            broken = True  # a reply may still be on its way
+            raise
+        finally:
+            if broken or self.ended:
+                await self._give_back(connection, broken)
+            else:
+                self.idle.append(connection)
+        return await _evalsha(self.client, call)
+
+    async def end(self) -> None:
+        """The run ended: gives its connections back (one in use, when its call ends)."""
+        self.ended = True
+        idle, self.idle = self.idle, []
+        for connection in idle:
+            await self._give_back(connection, False)
+
+    async def _give_back(self, connection: Any, broken: bool) -> None:
+        try:
+            if broken:
+                with contextlib.suppress(Exception):
+                    await connection.disconnect(nowait=True)
+        finally:
+            await self.client.connection_pool.release(connection)
+
+
 class AsyncDriver:
     """Runs flows against one ``redis.asyncio`` client."""
 
@@ -173,6 +263,17 @@ class AsyncDriver:
         # id(lease) -> [lease, loop time its next heartbeat is due, still held],
         # for every held batch
         self._due: dict[int, list[Any]] = {}
+        # task -> the line of the run it belongs to (the run's own task and
+        # the tasks of the flows it spawned). A plain client only (a cluster
+        # client routes each call itself), and a pool with room for the line
+        # (a blocking pool's limit is one to keep: never hold connections there).
+        pool = getattr(client, "connection_pool", None)
+        lined = (
+            isinstance(client, redis.asyncio.Redis)
+            and not isinstance(pool, redis.asyncio.BlockingConnectionPool)
+            and getattr(pool, "max_connections", 0) >= concurrency + _LINE_ROOM
+        )
+        self._lines: dict[asyncio.Task[Any], _Line] | None = {} if lined else None
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """User code, plain or ``async def``. Plain code held the loop, and the
@@ -194,12 +295,11 @@ class AsyncDriver:
     async def script(self, call: ScriptCall) -> Any:
         if call.before:
             return (await self.pipeline((call,)))[0]
-        script = call.script
-        try:
-            return await self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
-        except redis.exceptions.NoScriptError:
-            await self.client.script_load(script.source)
-            return await self.client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+        if self._lines:
+            line = self._lines.get(asyncio.current_task())  # type: ignore[arg-type]
+            if line is not None:
+                return await line.script(call)
+        return await _evalsha(self.client, call)
 
     async def pipeline(self, calls: tuple[ScriptCall, ...]) -> list[Any]:
         replies = PipelineReplies(calls)
@@ -321,7 +421,16 @@ class AsyncDriver:
     async def run(self, flow: Flow[T], gate: CancelGate | None = None) -> T:
         """Runs a flow to its end. With a ``gate`` (``handle_signals``), a SIGTERM
         cancels at once inside user code and waits, else before the next one."""
-        return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency)))
+        task = asyncio.current_task()
+        line = None
+        if self._lines is not None and task is not None and task not in self._lines:
+            line = self._lines[task] = _Line(self.client)  # not a run inside a run
+        try:
+            return await self._run(flow, gate, _Held(self, gate, _Lanes(self.concurrency)))
+        finally:
+            if line is not None:
+                del self._lines[task]  # type: ignore[arg-type, union-attr]
+                await line.end()
 
     async def _run(self, flow: Flow[T], gate: CancelGate | None, held: _Held) -> T:
         steps = FlowSteps(flow, held.leases)
@@ -393,8 +502,8 @@ class AsyncDriver:
 class _Held:
     """The batches one ``run`` holds, the tasks heartbeating them, and the
     flows it spawned (each a ``_Held`` of its own, run by a task, sharing its
-    ``lanes``). ``room`` is set once this run's calls are in their last wave
-    (``call_each``)."""
+    ``lanes`` and its line). ``room`` is set once this run's calls are in
+    their last wave (``call_each``)."""
 
     def __init__(self, driver: AsyncDriver, gate: CancelGate | None, lanes: _Lanes) -> None:
         self.driver = driver
@@ -409,7 +518,12 @@ class _Held:
         """Starts running ``flow`` in a task of its own; its ``_Held`` is the handle."""
         gate = None if self.gate is None else self.gate.branch()
         child = _Held(self.driver, gate, self.lanes)
-        child.task = asyncio.ensure_future(self.driver._run(flow, gate, child))
+        child.task = task = asyncio.ensure_future(self.driver._run(flow, gate, child))
+        lines = self.driver._lines
+        line = lines.get(asyncio.current_task()) if lines else None  # type: ignore[arg-type]
+        if line is not None:  # the spawned flow's calls go on the run's line too
+            lines[task] = line  # type: ignore[index]
+            task.add_done_callback(lambda done: lines.pop(done, None))  # type: ignore[union-attr]
         if gate is not None:
             gate.task = child.task
         self.spawned[child.task] = child
