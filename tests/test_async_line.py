@@ -16,6 +16,8 @@ from redisbatch import AsyncDistributedImport, Field, IterableSource, Schema
 from redisbatch._async import _Line
 from redisbatch._scripts import Script, ScriptCall
 
+from ._pool import checked_out, count_client_calls
+
 SCHEMA = Schema([Field("n", "integer", required=True)])
 
 
@@ -36,22 +38,6 @@ def numbered(count: int) -> IterableSource:
     return IterableSource({"n": str(i)} for i in range(count))
 
 
-def _in_use(client: redis.asyncio.Redis) -> int:
-    return len(client.connection_pool._in_use_connections)  # type: ignore[attr-defined]
-
-
-def _count_client_calls(client: redis.asyncio.Redis) -> list[Any]:
-    calls: list[Any] = []
-    original = client.evalsha
-
-    def evalsha(*args: Any) -> Any:
-        calls.append(args[0])
-        return original(*args)
-
-    client.evalsha = evalsha  # type: ignore[method-assign]
-    return calls
-
-
 def test_a_run_sends_its_scripts_on_one_connection_and_gives_it_back(make_async: Any) -> None:
     """run_worker's claims and commits go on one pooled connection, past the
     client's per-command path; the connection is back in the pool afterwards."""
@@ -60,13 +46,13 @@ def test_a_run_sends_its_scripts_on_one_connection_and_gives_it_back(make_async:
         di = make_async(batch_size=5)
         job = (await di.prepare(numbered(20))).job_id
         client = di.redis
-        through_client = _count_client_calls(client)
+        through_client = count_client_calls(client)
         in_use: list[int] = []
-        summary = await di.run_worker(job, lambda record, ctx: in_use.append(_in_use(client)))
+        summary = await di.run_worker(job, lambda record, ctx: in_use.append(checked_out(client)))
         assert (summary.processed, summary.state) == (20, "COMPLETED")
         assert through_client == []
         assert min(in_use) >= 1, "the run holds its connection while it runs"
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         await client.aclose()
 
     asyncio.run(scenario())
@@ -81,7 +67,7 @@ def test_two_calls_at_once_never_share_a_connection(client: Any, async_client_fa
 
     async def scenario() -> None:
         aclient = async_client_factory()
-        through_client = _count_client_calls(aclient)
+        through_client = count_client_calls(aclient)
         line = _Line(aclient)
         used: list[Any] = []
         first, second = await asyncio.gather(
@@ -94,12 +80,12 @@ def test_two_calls_at_once_never_share_a_connection(client: Any, async_client_fa
         assert await line.script(ScriptCall(script, (), ("c",))) == b"c"
         assert len(line.idle) == 2 and set(map(id, line.idle)) == set(map(id, used))
         assert through_client == []
-        assert _in_use(aclient) == 2
+        assert checked_out(aclient) == 2
         await line.end()
-        assert _in_use(aclient) == 0
+        assert checked_out(aclient) == 0
         assert await line.script(ScriptCall(script, (), ("d",))) == b"d"
         assert len(through_client) == 1, "after its end: through the client"
-        assert _in_use(aclient) == 0
+        assert checked_out(aclient) == 0
         await aclient.aclose()
 
     client.script_flush()
@@ -138,14 +124,14 @@ def test_a_run_cancelled_while_reading_a_reply_drops_the_connection(make_async: 
         with pytest.raises(asyncio.CancelledError):
             await worker
         assert not stuck[0].is_connected
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         seen: Counter[int] = Counter()
         await di.run_worker(job, lambda record, ctx: seen.update([record["n"]]))
         status = await di.status(job)
         assert status is not None
         assert (status.processed_records, status.state) == (10, "COMPLETED")
         assert set(seen) <= set(range(5, 10)), "the batch committed before the cut is not redone"
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         await client.aclose()
 
     asyncio.run(scenario())
@@ -168,13 +154,13 @@ def test_a_run_cancelled_in_user_code_gives_its_connection_back(make_async: Any)
         worker.cancel()
         with pytest.raises(asyncio.CancelledError):
             await worker
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         status = await di.status(job)
         assert status is not None and status.processing_batches == 0
         assert (await di.run_worker(job, lambda record, ctx: None)).state == "COMPLETED"
         status = await di.status(job)
         assert status is not None and status.processed_records == 10
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         await client.aclose()
 
     asyncio.run(scenario())
@@ -193,7 +179,7 @@ def test_a_cut_line_sends_the_call_again_through_the_client(real_url: str, resta
             client, SCHEMA, namespace=namespace, batch_size=5, retry_delay=0.0
         )
         job = (await di.prepare(numbered(20))).job_id
-        through_client = _count_client_calls(client)
+        through_client = count_client_calls(client)
         cut: list[int] = []
 
         async def cut_once(record: dict[str, Any], ctx: Any) -> None:
@@ -210,7 +196,7 @@ def test_a_cut_line_sends_the_call_again_through_the_client(real_url: str, resta
         status = await di.status(job)
         assert status is not None
         assert (status.processed_records, status.completed_batches) == (20, 4)
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         await client.aclose()
 
     asyncio.run(scenario())
@@ -226,7 +212,7 @@ def test_overlapping_batches_share_the_line_and_complete_once(make_async: Any) -
         job = (await di.prepare(numbered(10))).job_id
         client = di.redis
         seen: Counter[int] = Counter()
-        through_client = _count_client_calls(client)
+        through_client = count_client_calls(client)
 
         async def processor(record: dict[str, Any], ctx: Any) -> None:
             await asyncio.sleep(0.001)
@@ -239,7 +225,7 @@ def test_overlapping_batches_share_the_line_and_complete_once(make_async: Any) -
         status = await di.status(job)
         assert status is not None
         assert (status.processed_records, status.completed_batches) == (10, 2)
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         await client.aclose()
 
     asyncio.run(scenario())
@@ -264,11 +250,11 @@ def test_a_small_pool_keeps_its_connections_for_the_client(real_url: str, blocki
             client, SCHEMA, namespace=namespace, batch_size=5, retry_delay=0.0
         )
         job = (await di.prepare(numbered(20))).job_id
-        through_client = _count_client_calls(client)
+        through_client = count_client_calls(client)
         summary = await asyncio.wait_for(di.run_worker(job, lambda record, ctx: None), 10)
         assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
         assert len(through_client) >= 8, "claims and commits went through the client"
-        assert _in_use(client) == 0
+        assert checked_out(client) == 0
         await client.aclose()
         await pool.disconnect()
 

@@ -12,21 +12,7 @@ import redis
 
 from redisbatch import DistributedImport, IterableSource
 
-
-def _in_use(client: redis.Redis) -> int:
-    return len(client.connection_pool._in_use_connections)  # type: ignore[attr-defined]
-
-
-def _count_client_calls(client: redis.Redis) -> list[Any]:
-    calls: list[Any] = []
-    original = client.evalsha
-
-    def evalsha(*args: Any) -> Any:
-        calls.append(args[0])
-        return original(*args)
-
-    client.evalsha = evalsha  # type: ignore[method-assign]
-    return calls
+from ._pool import checked_out, count_client_calls
 
 
 def test_a_run_sends_its_scripts_on_one_connection_and_gives_it_back(client: redis.Redis) -> None:
@@ -35,13 +21,13 @@ def test_a_run_sends_its_scripts_on_one_connection_and_gives_it_back(client: red
     across user code, and it is back in the pool afterwards."""
     di = DistributedImport(client, batch_size=5)
     job = di.prepare(IterableSource({"n": i} for i in range(20))).job_id
-    through_client = _count_client_calls(client)
+    through_client = count_client_calls(client)
     in_use: list[int] = []
-    summary = di.run_worker(job, lambda record, ctx: in_use.append(_in_use(client)))
+    summary = di.run_worker(job, lambda record, ctx: in_use.append(checked_out(client)))
     assert (summary.processed, summary.state) == (20, "COMPLETED")
     assert through_client == []
     assert min(in_use) == 1, "the run keeps one connection, no more, while user code runs"
-    assert _in_use(client) == 0
+    assert checked_out(client) == 0
 
 
 def test_an_interrupted_run_gives_its_connection_back(client: redis.Redis) -> None:
@@ -56,7 +42,7 @@ def test_an_interrupted_run_gives_its_connection_back(client: redis.Redis) -> No
 
     with pytest.raises(KeyboardInterrupt):
         di.run_worker(job, stop_at_third)
-    assert _in_use(client) == 0
+    assert checked_out(client) == 0
     status = di.status(job)
     assert status is not None and status.processing_batches == 0
     assert di.run_worker(job, lambda record, ctx: None).state == "COMPLETED"
@@ -73,7 +59,7 @@ def test_a_cut_line_sends_the_call_again_through_the_client(
     the script if needed, and the job completes with exact counts."""
     di = DistributedImport(real_client, batch_size=5)
     job = di.prepare(IterableSource({"n": i} for i in range(20))).job_id
-    through_client = _count_client_calls(real_client)
+    through_client = count_client_calls(real_client)
     cut: list[int] = []
     send_command = redis.connection.Connection.send_command
 
@@ -95,7 +81,7 @@ def test_a_cut_line_sends_the_call_again_through_the_client(
     assert len(through_client) == 1 + restarted, "the commit after the cut went through the client"
     status = di.status(job)
     assert status is not None and (status.processed_records, status.completed_batches) == (20, 4)
-    assert _in_use(real_client) == 0
+    assert checked_out(real_client) == 0
 
 
 class _PoolOfOne(redis.BlockingConnectionPool):
@@ -160,7 +146,7 @@ def test_a_run_interrupted_while_it_reads_a_reply_leaves_none_behind(
     status = di.status(job)
     assert status is not None
     assert (status.processed_records, status.completed_batches) == (12, 3)
-    assert _in_use(real_client) == 0
+    assert checked_out(real_client) == 0
 
 
 def test_runs_in_two_threads_on_one_facade_each_have_their_line(client: redis.Redis) -> None:
@@ -187,4 +173,4 @@ def test_runs_in_two_threads_on_one_facade_each_have_their_line(client: redis.Re
     assert sum(summary.processed for summary in summaries) == 200
     status = di.status(job)
     assert status is not None and status.processed_records == 200
-    assert _in_use(client) == 0
+    assert checked_out(client) == 0
