@@ -296,7 +296,7 @@ def test_a_required_or_defaulted_empty_array_still_gets_its_error_or_default() -
     _, calls = spied(validator, MOSTLY_VALID_COLUMNS)
     rows = [list(GOOD_ROW), [*GOOD_ROW[:6], "", "y"], [*GOOD_ROW[:7], ""]]
     got = validator.check_rows(MOSTLY_VALID_COLUMNS, rows)
-    assert [c for c in calls if c == "slow"] == ["slow", "slow"]
+    assert calls.count("slow") == 2 and calls.count("decode") == len(rows)
     assert [e.code for e in got[1][1]] == ["REQUIRED"]
     assert as_record(got[2][0])["notes"] == ["z"] and got[2][1] == []
 
