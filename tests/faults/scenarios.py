@@ -606,12 +606,13 @@ def skewed_clocks(
                     ]
                 )
                 di = DistributedImport(control, namespace=namespace)
-                wait_progress(di, job_id, int(total * rng.uniform(0.1, 0.5)), timeout)
+                if not wait_progress(di, job_id, int(total * rng.uniform(0.1, 0.5)), timeout):
+                    outcome.notes.append("the job ended (or stalled) before the kill")
                 victim = processes[rng.randrange(len(processes))]
                 if victim.pid is not None and victim.is_alive():
                     os.kill(victim.pid, signal.SIGKILL)
                     outcome.faults += 1
-                outcome.faults += len(skews)
+                outcome.faults += len(skews)  # each skewed worker counts as a fault too
                 survivors = [p for p in processes if p is not victim]
                 await_end(outcome, control, namespace, job_id, survivors, timeout)
                 victim.join(5)

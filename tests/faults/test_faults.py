@@ -42,6 +42,7 @@ def test_connections_cut_before_and_after_the_server_runs_a_call(facade: str) ->
 def test_workers_with_clocks_minutes_apart() -> None:
     """Workers at -10..+10 minutes, one killed: the server's clock decides; the job is exact."""
     outcome = scenarios.skewed_clocks(rounds=1, batches=200, seed=2)
+    assert outcome.faults == 4 + 1, "the worker was not killed mid-job (4 skewed workers + 1 kill)"
     assert outcome.ok, outcome.problems()
 
 
