@@ -323,6 +323,16 @@ def prepare_job(
     return job_id
 
 
+def new_job(
+    url: str, prefix: str, batches: int, batch_size: int, *, cluster: bool = False
+) -> tuple[str, int, str]:
+    """A job of ``batches`` full batches prepared in a fresh namespace named
+    ``prefix`` + random hex: (namespace, total records, job id)."""
+    namespace = f"{prefix}{uuid.uuid4().hex[:8]}"
+    total = batches * batch_size
+    return namespace, total, prepare_job(url, namespace, total, batch_size, cluster=cluster)
+
+
 def wait_final(client: redis.Redis, namespace: str, job_id: str, timeout: float) -> str | None:
     di = DistributedImport(client, namespace=namespace)
     deadline = time.monotonic() + timeout
@@ -409,9 +419,7 @@ def worker_kills(
     with EmbeddedServer() as server:
         control = retrying_client(server.url)
         for _ in range(rounds):
-            namespace = f"k{uuid.uuid4().hex[:8]}"
-            total = batches * batch_size
-            job_id = prepare_job(server.url, namespace, total, batch_size)
+            namespace, total, job_id = new_job(server.url, "k", batches, batch_size)
             with tempfile.TemporaryDirectory() as ledger_dir:
                 ledger = Ledger(ledger_dir)
                 cfg = WorkerConfig(
@@ -477,9 +485,7 @@ def redis_restarts(
     for _ in range(rounds):
         server = EmbeddedServer(args=args).start()
         try:
-            namespace = f"r{uuid.uuid4().hex[:8]}"
-            total = batches * batch_size
-            job_id = prepare_job(server.url, namespace, total, batch_size)
+            namespace, total, job_id = new_job(server.url, "r", batches, batch_size)
             time.sleep(1.2)  # the prepared job itself is on disk, even with everysec
             with tempfile.TemporaryDirectory() as ledger_dir:
                 ledger = Ledger(ledger_dir)
@@ -539,9 +545,7 @@ def cut_connections(
     with EmbeddedServer() as server:
         control = retrying_client(server.url)
         for round_no in range(rounds):
-            namespace = f"c{uuid.uuid4().hex[:8]}"
-            total = batches * batch_size
-            job_id = prepare_job(server.url, namespace, total, batch_size)
+            namespace, total, job_id = new_job(server.url, "c", batches, batch_size)
             proxy = CuttingProxy(
                 server.port,
                 cut_request=cut_request,
@@ -586,9 +590,7 @@ def skewed_clocks(
     with EmbeddedServer() as server:
         control = retrying_client(server.url)
         for _ in range(rounds):
-            namespace = f"s{uuid.uuid4().hex[:8]}"
-            total = batches * batch_size
-            job_id = prepare_job(server.url, namespace, total, batch_size)
+            namespace, total, job_id = new_job(server.url, "s", batches, batch_size)
             with tempfile.TemporaryDirectory() as ledger_dir:
                 ledger = Ledger(ledger_dir)
                 processes = start_workers(
@@ -648,9 +650,7 @@ def serverless(
     started = time.monotonic()
     with EmbeddedServer() as server, tempfile.TemporaryDirectory() as ledger_dir:
         control = retrying_client(server.url)
-        namespace = f"f{uuid.uuid4().hex[:8]}"
-        total = batches * batch_size
-        job_id = prepare_job(server.url, namespace, total, batch_size)
+        namespace, total, job_id = new_job(server.url, "f", batches, batch_size)
         ledger = Ledger(ledger_dir)
         note = ledger.writer()
         gc.collect()
@@ -767,9 +767,7 @@ def cluster_failover(
         cluster = EmbeddedCluster(3, replicas=1, node_timeout=1000).start()
         try:
             url = cluster.url
-            namespace = f"x{uuid.uuid4().hex[:8]}"
-            total = batches * batch_size
-            job_id = prepare_job(url, namespace, total, batch_size, cluster=True)
+            namespace, total, job_id = new_job(url, "x", batches, batch_size, cluster=True)
             control = retrying_cluster_client(url)
             di = DistributedImport(control, namespace=namespace)
             with tempfile.TemporaryDirectory() as ledger_dir:
