@@ -211,7 +211,9 @@ def test_every_script_is_a_static_file_called_by_its_hash(real_url: str) -> None
 def test_the_package_has_no_pickle_and_no_eval_of_built_source() -> None:
     """No module imports pickle (or marshal, shelve, dill), and scripts are only run by EVALSHA."""
     banned = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle"}
-    for path in PACKAGE.rglob("*.py"):
+    paths = sorted(PACKAGE.rglob("*.py"))
+    assert PACKAGE / "__init__.py" in paths, f"no package scanned at {PACKAGE}"
+    for path in paths:
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             names: list[str] = []
