@@ -58,7 +58,7 @@ def acl_server() -> Iterator[EmbeddedServer]:
 
 def add_user(server: EmbeddedServer, name: str, namespace: str, rules: str) -> str:
     """Creates an ACL user limited to the namespace's keys; returns its URL."""
-    with redis.Redis(port=server.port) as admin:
+    with redis.Redis("127.0.0.1", server.port) as admin:
         admin.execute_command(
             "ACL", "SETUSER", name, "reset", "on", ">secret", f"~{namespace}:*",
             "resetchannels", *rules.split(),
@@ -114,7 +114,7 @@ def test_a_missing_permission_fails_loudly(acl_server: EmbeddedServer) -> None:
         worker.run_worker(job, lambda r, ctx: None, "w2")
 
     no_load = add_user(acl_server, "noload", namespace, f"{WORKER_ACL} -script|load")
-    with redis.Redis(port=acl_server.port) as admin:
+    with redis.Redis("127.0.0.1", acl_server.port) as admin:
         admin.script_flush()  # as after a restart: the worker must load the scripts again
     worker = DistributedImport(redis.Redis.from_url(no_load), namespace=namespace)
     with pytest.raises(redis.ResponseError, match=DENIED):
