@@ -77,6 +77,7 @@ def test_a_cut_line_sends_the_call_again_through_the_client(
 
     monkeypatch.setattr(redis.connection.Connection, "send_command", cut_before_sending)
     summary = di.run_worker(job, cut_once)
+    assert cut == [0, 1], "the line was not cut"
     assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
     assert len(through_client) == 1 + restarted, "the commit after the cut went through the client"
     status = di.status(job)
