@@ -75,13 +75,21 @@ def test_a_full_window_is_refilled_once_half_of_it_is_claimed(make_import: Make)
     """Under max_pending_batches=4, one claimed batch lets no new batch in; the
     second lets two in at once (the window is refilled from half, in one store)."""
     di = make_import(batch_size=10, max_pending_batches=4, stale_batch_timeout=1.0)
+    prepared: list[Any] = []
     thread = threading.Thread(
-        target=lambda: di.prepare(IterableSource({"n": i} for i in range(200)), job_id="half"),
+        target=lambda: prepared.append(
+            di.prepare(IterableSource({"n": i} for i in range(200)), job_id="half")
+        ),
         daemon=True,
     )
     thread.start()
     try:
         _refill_in_halves(di, thread)
+        assert len(prepared) == 1, "the prepare did not return"
+        assert (prepared[0].total_records, prepared[0].total_batches) == (200, 20)
+        status = di.status("half")
+        assert status is not None
+        assert (status.state, status.processed_records) == ("COMPLETED", 200)
     finally:
         if thread.is_alive():
             di.abort("half")  # a waiting prepare ends on an aborted job
