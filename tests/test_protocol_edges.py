@@ -233,6 +233,7 @@ def test_a_repeated_store_answers_ok_and_stores_once(make_import: Make, client: 
     raw.run(store.create("s", 2))
     call = store.store_pipeline("s", [batch]).calls[0]
     first, second = raw.run_call(call), raw.run_call(call)
+    assert store.store_reply([first]).stopped_state is None, "the first store answered OK"
     assert store.store_reply([first]) == store.store_reply([second])
     keys = store.keys("s")
     total_records, total_batches = client.hmget(keys.job, "total_records", "total_batches")
