@@ -52,7 +52,9 @@ class AsyncDistributedImport(_Facade):
         claims the next batch once the current one has fewer records left
         to start than lanes: the new batch's records take the lanes the
         last ones leave (never more than ``concurrency`` in flight, at most
-        two batches held, each committed on its own).
+        two batches held, each committed on its own). With a
+        ``batch_processor`` (one call per batch) batches do not overlap, and
+        none is started ahead once ``time_budget`` is spent.
       **options: every keyword option of ``DistributedImport``, with the
         same defaults: ``batch_size`` (100), ``continue_on_error`` (True),
         ``max_retries`` (0), ``retry_delay`` (1.0; retry k waits
@@ -254,7 +256,11 @@ class AsyncDistributedImport(_Facade):
     async def export_failed(self, job_id: str, file: Any, format: str = "csv") -> int:
         """Writes every failed/invalid record to ``file`` (a path or a text file
         object) as ``csv`` or ``jsonl``; returns how many were written. The
-        file is written in this thread, a record at a time."""
+        rows, their ``_row``/``_line``/``_error_codes``/``_errors`` columns and
+        the escaping of formula cells are those of
+        ``DistributedImport.export_failed``; an unknown job raises
+        ``JobNotFoundError``. The file is written in this thread, a record at
+        a time."""
         from ._export import FailedExport, export_columns_flow
 
         columns = await self._driver.run(export_columns_flow(self._core.store, job_id))

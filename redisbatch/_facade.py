@@ -227,8 +227,10 @@ class DistributedImport(_Facade):
         is kept once the job is final (default 7 days); None keeps them
         forever. A batch's raw records are deleted as soon as it is
         committed, whatever this is.
-      max_pending_batches: backpressure (default None: no limit): ``prepare``
-        waits while this many stored batches are still unclaimed, so a
+      max_pending_batches: backpressure (default None: no limit): once this
+        many stored batches are unclaimed, ``prepare`` waits until workers
+        have claimed half of them (at least one), then refills the window up
+        to this many; workers keep the other half to work on meanwhile, and a
         source larger than Redis' memory can feed slower workers.
       max_batch_bytes: a batch is cut when its encoded records reach this
         many bytes (default 4 MiB, at least 1024), even below
@@ -489,7 +491,10 @@ class DistributedImport(_Facade):
         """Redrives a finished job: its records that failed in processing (and,
         with ``include_invalid``, its invalid ones) run again as a new attempt
         of the same job, successes kept; returns how many records run again (0,
-        and nothing changes, when none). See ``_redrive``."""
+        and nothing changes, when none). Only a COMPLETED or FAILED job can be
+        redriven; any other raises ``ConfigurationError``, an unknown job
+        ``JobNotFoundError``. Each record keeps its index, line and
+        ``idempotency_key``."""
         from ._redrive import redrive_flow
 
         return self._driver.run(redrive_flow(self._core.store, job_id, include_invalid))

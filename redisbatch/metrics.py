@@ -27,7 +27,9 @@ Everything is a gauge: a redrive makes processed/failed counts move both ways.
 ``prometheus_client`` is not needed: the text format is a few lines of
 escaping, and this module stays importable without the ``web`` extra. To
 serve the same figures from an existing ``prometheus_client`` registry, wrap
-:func:`collect` in a custom collector (see the README); for OpenTelemetry,
+:func:`collect` in a custom collector whose ``collect()`` yields a
+``prometheus_client.core.GaugeMetricFamily`` per family with each sample's
+labels and value; for OpenTelemetry,
 read :func:`collect`'s families in an observable-gauge callback.
 """
 

@@ -147,7 +147,8 @@ class Crash:
     soon as it has claimed the batch; with as many as reach the processor
     (or more, or with a ``batch_processor`` and any ``after`` above 0), just
     before it would commit. Nothing of the batch is committed and the worker
-    hands nothing back: its connection is gone. The batch is then reclaimed
+    hands nothing back: every command it sends from then on fails before it
+    reaches Redis. The batch is then reclaimed
     (``reclaim_stale_batches(job_id, timeout=0)``, what the stale timeout
     does on its own in production) and another worker runs it again; that
     redelivery counts as an attempt. ``times`` deliveries of the batch die
