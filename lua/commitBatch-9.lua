@@ -39,6 +39,15 @@
   (recognised by h:<index>, the token that handed the batch back) answers OK,
   not finalized, even when the batch was claimed again since.
 
+  Claiming the next batch (ARGV[14] set, full commits only): after committing,
+  the call claims the worker's next batch exactly as claimBatch does (with
+  ARGV[15] as the claim's request id) and appends claimBatch's reply, so that a
+  worker running batch after batch needs one round trip between two batches. A
+  repeat of such a commit repeats the claim too, which answers as the first
+  claim did (the same batch, while the worker still holds it). A STALE or
+  JOB_NOT_FOUND commit, and a hand-back, claim nothing: the worker claims on its
+  own. The holder's consumer is then kept (the claim reads with it at once).
+
   Input:
     KEYS[1] job hash
     KEYS[2] queue stream
@@ -63,12 +72,17 @@
     ARGV[11] the remainder's duplicates (JSON, as storeBatch writes them), or ""
     ARGV[12] tolerated failed records, or "" for no limit
     ARGV[13] tolerated failed records in percent of total_records, or "" for no limit
+    ARGV[14] worker id to claim the next batch for, or "" to claim nothing
+    ARGV[15] that claim's request id (claimBatch's ARGV[6])
+    ARGV[16] that claim's stale timeout in ms (claimBatch's ARGV[3])
+    ARGV[17] that claim's max attempts per batch (claimBatch's ARGV[4])
 
   Output:
     {"OK", finalized (0|1), state, summary}  summary: the jobSummary include's figures
                                              when finalized is 1, else empty (a
                                              partial commit finalizes only by
                                              crossing a failure threshold)
+    {"OK", finalized, state, summary, claim}  with ARGV[14]: claim is claimBatch's reply
     {"STALE"}          the caller no longer holds the batch: nothing was written
     {"JOB_NOT_FOUND"}  the job was deleted
 ]]
@@ -93,6 +107,22 @@ local token = ARGV[3]
 --- @include "includes/requeueBatch"
 --- @include "includes/dropIdleConsumer"
 --- @include "includes/failOverThreshold"
+--- @include "includes/claimNext"
+
+local claimFor = ARGV[14] or ""
+
+-- A full commit's reply, with the next batch's claim appended when asked for.
+local function answer(reply)
+  if claimFor ~= "" then
+    local claim = claimNext(KEYS, group, claimFor, ARGV[16], ARGV[17], ARGV[8], ARGV[15],
+      ARGV[12], ARGV[13])
+    if claim[1] ~= "OK" then
+      dropIdleConsumer(queueKey, group, claimFor)  -- kept by the commit for this claim
+    end
+    reply[#reply + 1] = claim
+  end
+  return reply
+end
 
 local clock = rcall("TIME")
 local second = tonumber(clock[1])
@@ -117,7 +147,7 @@ local settled = batch[1] == "COMPLETED" or batch[1] == "FAILED" or batch[1] == "
 if (settled and batch[2] == token) or batch[5] == token then
   -- A repeat of a commit that was applied: answer as it did.
   local finalized = finalizedBy(jobKey, token)
-  return {"OK", finalized, job[1], finalized == 1 and jobSummary(jobKey) or {}}
+  return answer({"OK", finalized, job[1], finalized == 1 and jobSummary(jobKey) or {}})
 end
 if batch[1] ~= "PROCESSING" or batch[2] ~= token then
   return {"STALE"}
@@ -206,7 +236,9 @@ if ARGV[9] ~= "" and state == "FAILED" then
 else
   rcall("HDEL", recordsKey, idx)
 end
-dropIdleConsumer(queueKey, group, holder)
+if holder ~= claimFor then
+  dropIdleConsumer(queueKey, group, holder)
+end
 
 if ARGV[9] ~= "" then
   -- A hand-back into an ended job: settle what was done, queue nothing again.
@@ -234,4 +266,4 @@ elseif state == "ABORTED" or state == "FAILED" or state == "COMPLETED" then
   -- A late commit into a job that already ended: keep its keys on the clock.
   applyRetention(KEYS, ARGV[8])
 end
-return {"OK", finalized, state, finalized == 1 and jobSummary(jobKey) or {}}
+return answer({"OK", finalized, state, finalized == 1 and jobSummary(jobKey) or {}})

@@ -35,7 +35,7 @@ from ._scripts import Reply
 from ._sources import ByteSource, IterableSource, decompressed
 from ._store import FINAL_STATES, Claim, Store
 from ._unique import UniqueKeys
-from ._worker import TRANSIENT_ERRORS, emit_job_completed, process_batch, riding_out
+from ._worker import TRANSIENT_ERRORS, Chain, emit_job_completed, process_batch, riding_out
 
 __all__ = ["Core", "default_worker_id", "parse_batch_id"]
 
@@ -228,6 +228,7 @@ class Core:
         deadline: float | None,
         ride_out: float = 0.0,
         holding: set[int] | None = None,
+        chain: Chain | None = None,
     ) -> Flow[tuple[BatchResult, Claim]]:
         return process_batch(
             self.store,
@@ -240,6 +241,7 @@ class Core:
             deadline,
             ride_out,
             holding,
+            chain,
         )
 
     def worker_flow(
@@ -258,7 +260,8 @@ class Core:
         With ``overlap`` (an async driver with several lanes), the next batch
         is claimed and started while the current one's last records run
         (``Spawn``/``Join``): at most two batches held, each with its own
-        lease and commit, their results counted in claim order."""
+        lease and commit, their results counted in claim order. Without it,
+        each commit claims the next batch in the same call (``Chain``)."""
         check_job_id(job_id)
         _check_processor(processor)
         deadline = _deadline(time_budget)
@@ -275,9 +278,10 @@ class Core:
         # and, with overlap, the handle of the batch started ahead.
         holding: set[int] = set()
         ahead: list[Any] = []
+        chain = None if overlap else Chain()
         while ahead or deadline is None or time.monotonic() < deadline:
             result, claim = yield from self._take(
-                overlap, ahead, job_id, processor, worker_id, deadline, holding
+                overlap, ahead, job_id, processor, worker_id, deadline, holding, chain
             )
             tally.add(result)
             if claim.reason == Reply.JOB_NOT_FOUND:
@@ -328,12 +332,15 @@ class Core:
         worker_id: str,
         deadline: float | None,
         holding: set[int],
+        chain: Chain | None = None,
     ) -> Flow[tuple[BatchResult, Claim]]:
         """The next batch's result. With ``overlap``, the batch after it is
         started (into ``ahead``) once this one leaves lanes idle, unless the
         time budget is spent."""
         if not overlap:
-            return (yield from self._next_batch(job_id, processor, worker_id, deadline, holding))
+            return (
+                yield from self._next_batch(job_id, processor, worker_id, deadline, holding, chain)
+            )
         current = ahead.pop() if ahead else (
             yield Spawn(self._next_batch(job_id, processor, worker_id, deadline, holding))
         )  # fmt: skip
@@ -360,6 +367,7 @@ class Core:
         worker_id: str,
         deadline: float | None,
         holding: set[int] | None = None,
+        chain: Chain | None = None,
     ) -> Flow[tuple[BatchResult, Claim]]:
         """One batch of ``run_worker``, riding out connection errors."""
         tries = 0
@@ -367,7 +375,9 @@ class Core:
         def attempt() -> Flow[tuple[BatchResult, Claim]]:
             nonlocal tries
             tries += 1
-            return self._batch_after(tries > 1, job_id, processor, worker_id, deadline, holding)
+            return self._batch_after(
+                tries > 1, job_id, processor, worker_id, deadline, holding, chain
+            )
 
         stale = self.settings.stale_batch_timeout
         return (yield from riding_out(attempt, stale, f"job {job_id}: worker {worker_id}: claim"))
@@ -380,14 +390,19 @@ class Core:
         worker_id: str,
         deadline: float | None,
         holding: set[int] | None = None,
+        chain: Chain | None = None,
     ) -> Flow[tuple[BatchResult, Claim]]:
         """One batch; after a connection error, first gives back any batch this
-        worker holds without knowing it (a claim whose reply was lost), so that
-        it waits for no stale timeout."""
+        worker holds without knowing it (a claim whose reply was lost, or a
+        commit's claim of the next batch), so that it waits for no stale timeout."""
         if outage:
             yield from self._give_back_unknown(job_id, worker_id, " after a lost reply", holding)
         stale = self.settings.stale_batch_timeout
-        return (yield from self._one_batch(job_id, processor, worker_id, deadline, stale, holding))
+        return (
+            yield from self._one_batch(
+                job_id, processor, worker_id, deadline, stale, holding, chain
+            )
+        )
 
     def _give_back_unknown(
         self, job_id: str, worker_id: str, why: str, holding: set[int] | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -103,6 +103,17 @@ class CommitReply:
     accepted: bool
     reason: Reply
     finalized: JobSummary | None = None
+    next_claim: Claim | None = None  # the worker's next claim, when the commit made one
+
+
+@dataclass(frozen=True, slots=True)
+class NextClaim:
+    """A commit's request to claim its worker's next batch in the same call.
+    ``request`` names that claim: created once, so that a commit sent again
+    repeats the claim instead of taking a second batch."""
+
+    worker_id: str
+    request: str = field(default_factory=_request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,9 +361,18 @@ class Store:
         remainder: bytes = b"",
         remainder_count: int = 0,
         remainder_duplicates: bytes = b"",
+        claim_next: NextClaim | None = None,
     ) -> Flow[CommitReply]:
         """Commits a batch; with ``remainder``, settles part of it and hands the
-        rest back to the queue (see commitBatch.lua)."""
+        rest back to the queue (see commitBatch.lua). With ``claim_next`` (a
+        full commit), the same call claims the worker's next batch: the reply's
+        ``next_claim``, unless the commit was refused."""
+        claiming = () if claim_next is None else (
+            check_worker_id(claim_next.worker_id),
+            claim_next.request,
+            self.stale_ms,
+            self.max_batch_attempts,
+        )  # fmt: skip
         reply = yield self._call(
             "commitBatch",
             self.keys(job_id).all,
@@ -368,6 +388,7 @@ class Store:
             remainder_count,
             remainder_duplicates,
             *self.tolerated,
+            *claiming,
         )
         code = Reply(_text(reply[0]))
         if code != Reply.OK:
@@ -376,6 +397,7 @@ class Store:
             accepted=True,
             reason=code,
             finalized=_summary(reply[3]) if int(reply[1]) else None,
+            next_claim=self.parse_claim(reply[4]) if len(reply) > 4 else None,
         )
 
     def release(self, job_id: str, idx: int, worker_id: str) -> Flow[bool]:

@@ -29,9 +29,9 @@ from ._hooks import BatchProcessor, Processor
 from ._inflight import Contexts
 from ._pipeline import RecordPipeline, batch_id_of
 from ._results import BatchResult, JobSummary
-from ._store import Claim, Store, dead_letter_reason
+from ._store import Claim, NextClaim, Store, dead_letter_reason
 
-__all__ = ["TRANSIENT_ERRORS", "emit_job_completed", "process_batch", "riding_out"]
+__all__ = ["TRANSIENT_ERRORS", "Chain", "emit_job_completed", "process_batch", "riding_out"]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
@@ -74,6 +74,33 @@ def emit_job_completed(emitter: EventEmitter, job_id: str, summary: JobSummary) 
     emitter.emit(JobCompleted(job_id=job_id, timestamp=time.time(), summary=summary))
 
 
+class Chain:
+    """Claims riding on commits, for a worker running batch after batch: a full
+    commit made without a time budget claims the worker's next batch in the
+    same call (one round trip between two batches instead of two), and the next
+    ``process_batch`` takes that claim instead of claiming on its own."""
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next: Claim | None = None
+
+    def take(self) -> Claim | None:
+        claim, self.next = self.next, None
+        return claim
+
+
+def _give_back_held(store: Store, job_id: str, worker_id: str) -> Flow[None]:
+    """Releases every batch claimed under ``worker_id`` (a stopping worker's,
+    after a call whose reply it never read); a failure leaves them to go stale."""
+    try:
+        for idx in (yield from store.held_by(job_id, worker_id)):
+            log.info("job %s: worker %s stopped; gives back batch %d", job_id, worker_id, idx)
+            yield from store.release(job_id, idx, worker_id)
+    except redis.exceptions.RedisError as exc:
+        log.warning("job %s: could not give back a batch (it goes stale): %s", job_id, exc)
+
+
 def _not_claimed(job_id: str, claim: Claim) -> BatchResult:
     return BatchResult(
         claimed=False,
@@ -108,14 +135,19 @@ def process_batch(
     deadline: float | None = None,
     ride_out: float = 0.0,
     holding: set[int] | None = None,
+    chain: Chain | None = None,
 ) -> Flow[tuple[BatchResult, Claim]]:
     """Claims one batch and runs it; returns the result and the claim reply.
     With a ``deadline`` (``time.monotonic()``), what is not done by then is
     handed back to the queue. A commit failing with a connection error is
     sent again (same token) for up to ``ride_out`` seconds. ``holding`` has
     the batch's index from its claim to its commit (a batch running alongside
-    must not take it for one held unknowingly)."""
-    claim = yield from store.claim(job_id, worker_id)
+    must not take it for one held unknowingly). With a ``chain``, the claim
+    is the one the previous commit made, if it made one, and the commit
+    claims the next batch (see ``Chain``)."""
+    claim = None if chain is None else chain.take()
+    if claim is None:
+        claim = yield from store.claim(job_id, worker_id)
     for dead_index, attempts in claim.dead_lettered:
         log.warning("job %s: batch %d %s", job_id, dead_index, dead_letter_reason(attempts).lower())
         emitter.emit(
@@ -139,7 +171,7 @@ def process_batch(
         return (
             yield from _run_claimed(
                 store, pipeline, emitter, job_id, processor, worker_id,
-                heartbeat_interval, deadline, ride_out, claim, idx,
+                heartbeat_interval, deadline, ride_out, claim, idx, chain,
             )
         )  # fmt: skip
     finally:
@@ -158,6 +190,7 @@ def _run_claimed(
     ride_out: float,
     claim: Claim,
     idx: int,
+    chain: Chain | None,
 ) -> Flow[tuple[BatchResult, Claim]]:
     """``process_batch`` once a batch is claimed: events, lease, pipeline, commit."""
     assert claim.batch is not None
@@ -198,28 +231,48 @@ def _run_claimed(
     outcome = yield from pipeline.run(
         claim.batch, list(claim.columns), contexts, processor, lease, duplicates, deadline
     )
-    yield StopHeartbeat(lease)
     handing_back = outcome.state == "COMPLETED" and outcome.done < outcome.size
+    # Named once: a commit sent again repeats its claim instead of taking another batch.
+    claim_next = (
+        NextClaim(worker_id)
+        if chain is not None and deadline is None and not handing_back and not lease.interrupted
+        else None
+    )
+    if claim_next is None:
+        yield StopHeartbeat(lease)
     remainder, remainder_duplicates = (
         _remainder(claim, outcome.done) if handing_back else (b"", b"")
     )
     failed_payload = encode_failed(outcome.failed) if outcome.failed else b""
-    commit = yield from riding_out(
-        lambda: store.commit(
-            job_id,
-            idx,
-            claim.token,
-            processed=outcome.processed,
-            failed=len(outcome.failed),
-            batch_state=outcome.state,
-            failed_payload=failed_payload,
-            remainder=remainder,
-            remainder_count=outcome.size - outcome.done if handing_back else 0,
-            remainder_duplicates=remainder_duplicates,
-        ),
-        ride_out,
-        f"job {job_id}: commit of batch {idx}",
-    )
+    try:
+        commit = yield from riding_out(
+            lambda: store.commit(
+                job_id,
+                idx,
+                claim.token,
+                processed=outcome.processed,
+                failed=len(outcome.failed),
+                batch_state=outcome.state,
+                failed_payload=failed_payload,
+                remainder=remainder,
+                remainder_count=outcome.size - outcome.done if handing_back else 0,
+                remainder_duplicates=remainder_duplicates,
+                claim_next=claim_next,
+            ),
+            ride_out,
+            f"job {job_id}: commit of batch {idx}",
+        )
+    except Interrupted:
+        # Stopped during a commit that claims the next batch (its lease kept the
+        # batch held for this): whether the call landed is unknown, so the batch,
+        # if not committed, and the next one, if claimed, go back at once.
+        yield StopHeartbeat(lease)
+        yield from _give_back_held(store, job_id, worker_id)
+        raise
+    if claim_next is not None:
+        yield StopHeartbeat(lease)
+    if chain is not None:
+        chain.next = commit.next_claim
 
     result = BatchResult(
         claimed=True,

@@ -1,9 +1,10 @@
 """Model-based test of the job store: every script a job's life goes through
-(create, store, seal, claim, heartbeat, commit in full or in part, a re-sent
-commit, a late commit, release, reclaim, a lease gone stale, pause, resume,
-abort, delete and create again under the same id), driven in random order by
-hypothesis against a plain Python model of what each call must answer and
-what the job must hold afterwards.
+(create, store, seal, claim, heartbeat, commit in full or in part, a commit
+claiming its worker's next batch, a re-sent commit, a late commit, release,
+reclaim, a lease gone stale, pause, resume, abort, delete and create again
+under the same id), driven in random order by hypothesis against a plain
+Python model of what each call must answer and what the job must hold
+afterwards.
 
 The flows of ``Store`` are run by the sync driver, as the facades run them.
 The model does not guess which batch a claim picks (the server decides); it
@@ -32,7 +33,7 @@ from redisbatch._batcher import EncodedBatch
 from redisbatch._codec import StoredBatch, encode_batch, encode_columns
 from redisbatch._keys import CONSUMER_GROUP
 from redisbatch._scripts import Reply
-from redisbatch._store import Store
+from redisbatch._store import Claim, NextClaim, Store
 from redisbatch._sync import SyncDriver
 
 JOB = "model-job"
@@ -93,6 +94,9 @@ class Applied:
     remainder: bytes
     remainder_count: int
     finalized: bool
+    claim_next: NextClaim | None = None  # the commit also claimed its worker's next batch
+    claimed: ClaimSeen | None = None  # ... and got this one
+    claims_before: int = 0  # its worker's claim calls up to and including that one
 
 
 @dataclass
@@ -121,6 +125,7 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             self.run = SyncDriver(client).run
             self.keys = self.store.keys(JOB)
             self.claims: list[ClaimSeen] = []
+            self.claim_calls: dict[str, int] = dict.fromkeys(WORKERS, 0)
             self.applied: list[Applied] = []
             self.incarnations = 0
             self.job: Job | None = None
@@ -222,8 +227,12 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                 self._claim(worker)
 
         def _claim(self, worker: str) -> ClaimSeen | None:
+            return self._take_claim(worker, self.run(self.store.claim(JOB, worker)))
+
+        def _take_claim(self, worker: str, claim: Claim) -> ClaimSeen | None:
+            """Checks a claim's reply against the model and follows the server's choice."""
+            self.claim_calls[worker] += 1
             job = self.job
-            claim = self.run(self.store.claim(JOB, worker))
             if job is None:
                 assert claim.reason == Reply.JOB_NOT_FOUND
                 return None
@@ -275,14 +284,24 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             share=st.floats(0, 1),
             fail_batch=st.booleans(),
             budget_share=st.one_of(st.none(), st.none(), st.floats(0, 0.99)),
+            rounds=st.integers(min_value=1, max_value=3),
         )
         def work(
-            self, worker: str, share: float, fail_batch: bool, budget_share: float | None
+            self,
+            worker: str,
+            share: float,
+            fail_batch: bool,
+            budget_share: float | None,
+            rounds: int,
         ) -> None:
-            """A worker's round: claim a batch and commit it (or hand part back)."""
+            """A worker's rounds: claim a batch and commit it (or hand part back);
+            with more rounds, each full commit claims the next batch, as
+            ``run_worker`` does."""
             seen = self._claim(worker)
-            if seen is not None:
-                self._commit(seen, share, fail_batch, budget_share)
+            for round_ in range(rounds):
+                if seen is None:
+                    return
+                seen = self._commit(seen, share, fail_batch, budget_share, round_ + 1 < rounds)
 
         @rule(
             pick=PICK,
@@ -290,6 +309,7 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             share=st.floats(0, 1),
             fail_batch=st.booleans(),
             budget_share=st.one_of(st.none(), st.floats(0, 0.99)),
+            chain=st.booleans(),
         )
         def commit(
             self,
@@ -298,17 +318,26 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             share: float,
             fail_batch: bool,
             budget_share: float | None,
+            chain: bool,
         ) -> None:
             """A full commit, or (with a budget share) a time-budget hand-back:
             the part done is settled, the rest goes back to the queue. A late
-            commit is one by a holder whose batch was taken away since."""
+            commit is one by a holder whose batch was taken away since. With
+            ``chain``, a full commit also claims its worker's next batch."""
             seen = self._pick(pick, late)
             if seen is not None:
-                self._commit(seen, share, fail_batch, budget_share)
+                self._commit(seen, share, fail_batch, budget_share, chain)
 
         def _commit(
-            self, seen: ClaimSeen, share: float, fail_batch: bool, budget_share: float | None
-        ) -> None:
+            self,
+            seen: ClaimSeen,
+            share: float,
+            fail_batch: bool,
+            budget_share: float | None,
+            chain: bool = False,
+        ) -> ClaimSeen | None:
+            """Commits ``seen``; returns the next batch's claim when ``chain``
+            made one (a full commit only)."""
             batch = self._current(seen)
             held = batch is not None and batch.status == "HELD" and batch.token == seen.token
             size = batch.size if held and batch is not None else 1
@@ -321,7 +350,8 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                 remainder = encode_batch(StoredBatch(batch.first + done, rest))
                 remainder_count = size - done
             if self._applied(seen.token) is not None:
-                return  # a commit of this token was applied: see resend_commit
+                return None  # a commit of this token was applied: see resend_commit
+            claim_next = NextClaim(seen.worker) if chain and not remainder else None
             reply = self.run(
                 self.store.commit(
                     JOB,
@@ -333,14 +363,16 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                     failed_payload=b"",
                     remainder=remainder,
                     remainder_count=remainder_count,
+                    claim_next=claim_next,
                 )
             )
             job = self.job
             if not held or job is None or batch is None:
                 assert not reply.accepted, "a stale holder's commit was accepted"
                 assert reply.reason in (Reply.STALE, Reply.JOB_NOT_FOUND)
+                assert reply.next_claim is None, "a refused commit claimed a batch"
                 event("late commit refused")
-                return
+                return None
             assert reply.accepted, f"the holder's commit was refused: {reply.reason}"
             batch.processed += done - failed
             batch.failed += failed
@@ -366,6 +398,13 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                 if due:
                     self._finalize(job)
                     event("commit finalized")
+            claimed = None
+            if claim_next is None:
+                assert reply.next_claim is None, "a commit claimed unasked"
+            else:
+                assert reply.next_claim is not None, "a chained commit claimed nothing"
+                claimed = self._take_claim(seen.worker, reply.next_claim)
+                event("commit claimed the next batch" if claimed else "commit found none to claim")
             self.applied.append(
                 Applied(
                     job.incarnation,
@@ -377,8 +416,12 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                     remainder,
                     remainder_count,
                     reply.finalized is not None,
+                    claim_next,
+                    claimed,
+                    self.claim_calls[seen.worker],
                 )
             )
+            return claimed
 
         def _applied(self, token: str) -> Applied | None:
             return next((a for a in self.applied if a.token == token), None)
@@ -390,6 +433,20 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             if not self.applied:
                 return
             first = self.applied[pick % len(self.applied)]
+            # A chained commit is re-sent with its claim while the worker still
+            # holds what that claim took and has claimed nothing since (the lost
+            # reply's case: the worker sends again at once); its claim must then
+            # answer the same batch.
+            claimed = first.claimed
+            job = self.job
+            repeat_claim = (
+                claimed is not None
+                and self.claim_calls[claimed.worker] == first.claims_before
+                and job is not None
+                and claimed.incarnation == job.incarnation
+                and job.batches[claimed.idx].status == "HELD"
+                and job.batches[claimed.idx].token == claimed.token
+            )
             reply = self.run(
                 self.store.commit(
                     JOB,
@@ -401,9 +458,9 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                     failed_payload=b"",
                     remainder=first.remainder,
                     remainder_count=first.remainder_count,
+                    claim_next=first.claim_next if repeat_claim else None,
                 )
             )
-            job = self.job
             if job is None or first.incarnation != job.incarnation:
                 assert not reply.accepted, "a commit of a deleted incarnation was accepted"
                 return
@@ -416,6 +473,15 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
                 return
             assert reply.accepted, "a repeated commit was refused"
             assert (reply.finalized is not None) == first.finalized
+            if repeat_claim:
+                assert claimed is not None and reply.next_claim is not None
+                assert (reply.next_claim.batch_index, reply.next_claim.token) == (
+                    claimed.idx,
+                    claimed.token,
+                ), "a repeated commit's claim took another batch"
+                event("repeated commit's claim answered as the first")
+            else:
+                assert reply.next_claim is None
             event("repeated commit answered as the first")
 
         @rule(pick=PICK, late=LATE)
