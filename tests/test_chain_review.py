@@ -1,0 +1,92 @@
+"""Review probes of claims riding on commits (bcea059): a worker stopped between
+a commit that claimed its next batch and that batch's lease must give the batch
+back at once, not leave it for the stale timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
+from redisbatch._effects import StopHeartbeat
+from redisbatch._scripts import ScriptCall
+
+Make = Callable[..., DistributedImport]
+
+
+def _ns() -> str:
+    return f"rv{uuid.uuid4().hex[:8]}"
+
+
+def records(n: int) -> IterableSource:
+    return IterableSource({"n": i} for i in range(n))
+
+
+def test_ctrl_c_in_a_batch_completed_handler_gives_back_the_chained_batch(
+    client: Any,
+) -> None:
+    """Ctrl-C while a ``batch:completed`` handler runs (after the commit that also
+    claimed the next batch): the worker stops holding nothing; the next batch is
+    pending again, not processing until the (60 s) stale timeout."""
+    di = DistributedImport(client, batch_size=2, stale_batch_timeout=60, namespace=_ns())
+    job = di.prepare(records(6)).job_id
+
+    def stop(event: Any) -> None:
+        raise KeyboardInterrupt
+
+    di.on("batch:completed", stop)
+    with pytest.raises(KeyboardInterrupt):
+        di.run_worker(job, lambda r, c: None, "w")
+    status = di.status(job)
+    assert status is not None
+    assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+        1,
+        0,
+        2,
+    )
+
+
+def test_a_cancellation_while_the_committed_batch_s_heartbeat_stops_gives_back_the_next(
+    async_client_factory: Callable[[], Any],
+) -> None:
+    """The async driver: the task is cancelled while it waits for the committed
+    batch's heartbeat task to end (the await right after a commit that claimed
+    the next batch). The next batch is given back at once."""
+
+    async def scenario() -> None:
+        di = AsyncDistributedImport(
+            async_client_factory(), batch_size=2, stale_batch_timeout=60, namespace=_ns()
+        )
+        job = (await di.prepare(records(6))).job_id
+        driver = di._driver
+        perform = driver._perform
+        after_commit: list[bool] = []
+
+        async def cancelling_perform(effect: Any, held: Any) -> Any:
+            if isinstance(effect, StopHeartbeat) and after_commit:
+                after_commit.clear()
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()  # lands in the await of the heartbeat's end
+            reply = await perform(effect, held)
+            if isinstance(effect, ScriptCall) and effect.script.name == "commitBatch":
+                after_commit.append(True)
+            return reply
+
+        driver._perform = cancelling_perform  # type: ignore[method-assign]
+        with pytest.raises(asyncio.CancelledError):
+            await di.run_worker(job, lambda r, c: None, "w")
+        status = await di.status(job)
+        assert status is not None
+        assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+            1,
+            0,
+            2,
+        )
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
