@@ -301,6 +301,12 @@ def _run_claimed(
         yield StopHeartbeat(lease)
         yield from _give_back_held(store, job_id, worker_id)
         raise
+    except Exception:
+        # Failing past the ride-out: the caller gives back what this worker
+        # holds unknowingly; the lease kept for the call ends here all the same.
+        if claim_next is not None:
+            yield StopHeartbeat(lease)
+        raise
     if chain is not None:
         yield from _hold_next(store, job_id, worker_id, heartbeat_interval, chain, commit)
     if claim_next is not None:

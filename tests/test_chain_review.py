@@ -5,6 +5,8 @@ back at once, not leave it for the stale timeout."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +14,10 @@ from typing import Any
 import pytest
 
 from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
-from redisbatch._effects import StopHeartbeat
+from redisbatch._effects import StartHeartbeat, StopHeartbeat
 from redisbatch._scripts import ScriptCall
+
+from .test_chained_claims import _applied_then_failing
 
 Make = Callable[..., DistributedImport]
 
@@ -90,3 +94,42 @@ def test_a_cancellation_while_the_committed_batch_s_heartbeat_stops_gives_back_t
         await di.redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_chained_commit_failing_past_the_ride_out_stops_its_heartbeat(
+    make_import: Callable[..., Any],
+) -> None:
+    """A commit claiming the next batch keeps its batch's lease during the call;
+    when the call fails past the ride-out, the flow stops that lease too (it
+    does not stay among the run's held batches, heartbeating a batch given back)."""
+    di = make_import(batch_size=2, stale_batch_timeout=1.0)
+    job = di.prepare(records(6)).job_id
+    lost = _applied_then_failing(di, "commitBatch", time.monotonic() + 1.5)
+    driver = di._async._driver if hasattr(di, "_async") else di._driver
+    perform = driver._perform
+    started: list[Any] = []
+    stopped: list[Any] = []
+
+    def note(effect: Any) -> None:
+        if isinstance(effect, StartHeartbeat):
+            started.append(effect.lease)
+        elif isinstance(effect, StopHeartbeat):
+            stopped.append(effect.lease)
+
+    if inspect.iscoroutinefunction(perform):
+
+        async def async_perform(effect: Any, held: Any) -> Any:
+            note(effect)
+            return await perform(effect, held)
+
+        driver._perform = async_perform
+    else:
+
+        def sync_perform(effect: Any, held: Any) -> Any:
+            note(effect)
+            return perform(effect, held)
+
+        driver._perform = sync_perform
+    summary = di.run_worker(job, lambda r, c: None, "w")
+    assert len(lost) >= 2 and summary.state == "COMPLETED"
+    assert [id(lease) for lease in started if lease not in stopped] == []
