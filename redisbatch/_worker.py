@@ -134,6 +134,17 @@ def _hold_next(
         yield StartHeartbeat(chain.lease)
 
 
+def _stop_lease(lease: Lease) -> Flow[None]:
+    """Stops a batch's lease before or after its commit. Stopped meanwhile (the
+    lease is then marked ``interrupted``), the flow goes on to commit and report
+    the commit (its batch's event, the job's completion) and raises
+    ``Interrupted`` after."""
+    try:
+        yield StopHeartbeat(lease)
+    except Interrupted:
+        yield StopHeartbeat(lease)
+
+
 def _not_claimed(job_id: str, claim: Claim) -> BatchResult:
     return BatchResult(
         claimed=False,
@@ -271,7 +282,7 @@ def _run_claimed(
         else None
     )
     if claim_next is None:
-        yield StopHeartbeat(lease)
+        yield from _stop_lease(lease)
     remainder, remainder_duplicates = (
         _remainder(claim, outcome.done) if handing_back else (b"", b"")
     )
@@ -310,7 +321,7 @@ def _run_claimed(
     if chain is not None:
         yield from _hold_next(store, job_id, worker_id, heartbeat_interval, chain, commit)
     if claim_next is not None:
-        yield StopHeartbeat(lease)
+        yield from _stop_lease(lease)
 
     result = BatchResult(
         claimed=True,

@@ -133,3 +133,91 @@ def test_a_chained_commit_failing_past_the_ride_out_stops_its_heartbeat(
     summary = di.run_worker(job, lambda r, c: None, "w")
     assert len(lost) >= 2 and summary.state == "COMPLETED"
     assert [id(lease) for lease in started if lease not in stopped] == []
+
+
+def test_a_cancellation_right_after_the_finalizing_commit_still_reports_the_job_once(
+    async_client_factory: Callable[[], Any],
+) -> None:
+    """The async driver: the task is cancelled while it waits for the heartbeat
+    of the batch whose chained commit finalized the job. That worker finalized
+    the job (nobody else will report it): it still emits job:completed, once,
+    and the batch's batch:completed, before the cancellation ends it."""
+
+    async def scenario() -> None:
+        di = AsyncDistributedImport(
+            async_client_factory(), batch_size=2, stale_batch_timeout=60, namespace=_ns()
+        )
+        job = (await di.prepare(records(4))).job_id
+        events: list[Any] = []
+        di.on_any(events.append)
+        driver = di._driver
+        perform = driver._perform
+        commits: list[bool] = []
+
+        async def cancelling_perform(effect: Any, held: Any) -> Any:
+            if isinstance(effect, StopHeartbeat) and len(commits) == 2:
+                commits.append(True)
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()  # lands in the await of the heartbeat's end
+            reply = await perform(effect, held)
+            if isinstance(effect, ScriptCall) and effect.script.name == "commitBatch":
+                commits.append(True)
+            return reply
+
+        driver._perform = cancelling_perform  # type: ignore[method-assign]
+        with pytest.raises(asyncio.CancelledError):
+            await di.run_worker(job, lambda r, c: None, "w")
+        assert len(commits) == 3, "cancelled after the second (finalizing) commit"
+        status = await di.status(job)
+        assert status is not None and status.state == "COMPLETED"
+        kinds = [event.type for event in events]
+        assert kinds.count("batch:completed") == 2
+        assert kinds.count("job:completed") == 1
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancellation_while_the_heartbeat_stops_before_a_commit_still_commits(
+    async_client_factory: Callable[[], Any],
+) -> None:
+    """The async driver, a worker with a time budget (its commits claim nothing and
+    stop the lease before the call): cancelled while it waits for the heartbeat
+    task to end, the worker still commits the batch it finished, then stops;
+    the batch is neither lost for the stale timeout nor run again."""
+
+    async def scenario() -> None:
+        di = AsyncDistributedImport(
+            async_client_factory(), batch_size=2, stale_batch_timeout=60, namespace=_ns()
+        )
+        job = (await di.prepare(records(4))).job_id
+        driver = di._driver
+        perform = driver._perform
+        cancelled: list[bool] = []
+
+        async def cancelling_perform(effect: Any, held: Any) -> Any:
+            if isinstance(effect, StopHeartbeat) and not cancelled:
+                cancelled.append(True)
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()  # lands in the await of the heartbeat's end
+            return await perform(effect, held)
+
+        driver._perform = cancelling_perform  # type: ignore[method-assign]
+        seen: list[int] = []
+        with pytest.raises(asyncio.CancelledError):
+            await di.run_worker(job, lambda r, c: seen.append(r["n"]), "w", time_budget=60)
+        status = await di.status(job)
+        assert status is not None
+        assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+            1,
+            0,
+            1,
+        )
+        driver._perform = perform  # type: ignore[method-assign]
+        summary = await di.run_worker(job, lambda r, c: seen.append(r["n"]), "w2")
+        assert summary.state == "COMPLETED" and sorted(seen) == [0, 1, 2, 3]
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
