@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -133,6 +135,77 @@ def test_a_chained_commit_failing_past_the_ride_out_stops_its_heartbeat(
     summary = di.run_worker(job, lambda r, c: None, "w")
     assert len(lost) >= 2 and summary.state == "COMPLETED"
     assert [id(lease) for lease in started if lease not in stopped] == []
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_a_sigterm_during_a_chained_commit_stops_before_the_next_batch(
+    client: Any, attempts: int
+) -> None:
+    """handle_signals=True, a SIGTERM while a commit that claims the next batch is
+    on its way: the commit goes through, the worker exits 143 without running a
+    record of the next batch, which is pending again and not counted as a
+    delivery (max_batch_attempts=1: not dead-lettered)."""
+    namespace = _ns()
+    di = DistributedImport(
+        client,
+        namespace=namespace,
+        batch_size=5,
+        max_batch_attempts=attempts,
+        stale_batch_timeout=60,
+    )
+    job = di.prepare(records(10)).job_id
+    original = di._driver.script
+
+    def script(call: Any) -> Any:
+        if call.script.name == "commitBatch":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(call)
+
+    di._driver.script = script  # type: ignore[method-assign]
+    seen: list[int] = []
+    with pytest.raises(SystemExit) as stopped:
+        di.run_worker(job, lambda r, c: seen.append(r["n"]), "w", handle_signals=True)
+    assert stopped.value.code == 143
+    assert seen == [0, 1, 2, 3, 4]
+    status = di.status(job)
+    assert status is not None
+    assert (status.processed_records, status.completed_batches) == (5, 1)
+    assert (status.processing_batches, status.pending_batches, status.failed_batches) == (0, 1, 0)
+    di._driver.script = original  # type: ignore[method-assign]
+    summary = di.run_worker(job, lambda r, c: seen.append(r["n"]), "w2")
+    assert (summary.processed, summary.state) == (5, "COMPLETED")
+    assert seen == list(range(10))
+
+
+@pytest.mark.parametrize("budget", [None, 60.0])
+def test_a_chained_claim_that_dead_letters_the_last_batch_finalizes_once(
+    make_import: Callable[..., Any], budget: float | None
+) -> None:
+    """The claim riding on a commit takes over a stale batch past
+    max_batch_attempts: it dead-letters it and finalizes the job. The worker
+    reports the dead letter and job:completed exactly once, and its summary says
+    it finalized the job."""
+    di = make_import(batch_size=2, max_batch_attempts=1, stale_batch_timeout=0.3)
+    job = di.prepare(records(4)).job_id
+    events: list[Any] = []
+    di.on_any(events.append)
+    abandoned = di._driver.run(di._core.store.claim(job, "gone"))
+    assert abandoned.batch_index == 0
+    started = time.monotonic()
+
+    def slow(record: Any, ctx: Any) -> None:
+        while time.monotonic() - started < 0.5:  # batch 0 goes stale meanwhile
+            time.sleep(0.05)
+
+    summary = di.run_worker(job, slow, "w", time_budget=budget)
+    assert (summary.batches, summary.processed, summary.failed) == (1, 2, 0)
+    assert summary.finalized and summary.state == "FAILED"
+    kinds = [event.type for event in events]
+    assert kinds.count("job:completed") == 1
+    assert [e.batch_index for e in events if e.type == "batch:failed"] == [0]
+    status = di.status(job)
+    assert status is not None
+    assert (status.processed_records, status.failed_records, status.failed_batches) == (2, 2, 1)
 
 
 def test_a_cancellation_right_after_the_finalizing_commit_still_reports_the_job_once(
