@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
 from redisbatch._effects import StartHeartbeat, StopHeartbeat
@@ -294,3 +295,65 @@ def test_a_cancellation_while_the_heartbeat_stops_before_a_commit_still_commits(
         await di.redis.aclose()
 
     asyncio.run(scenario())
+
+
+def _ctrl_c_after_a_commit(di: DistributedImport, when: str) -> list[str]:
+    """Ctrl-C while the first chained commit is on its way: ``before`` the server
+    gets it, or ``after`` it applied (its reply unread)."""
+    original = di._driver.script
+    calls: list[str] = []
+
+    def script(call: Any) -> Any:
+        calls.append(call.script.name)
+        if call.script.name == "commitBatch" and calls.count("commitBatch") == 1:
+            if when == "before":
+                raise KeyboardInterrupt
+            original(call)
+            raise KeyboardInterrupt
+        return original(call)
+
+    di._driver.script = script  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_ctrl_c_during_a_chained_commit_gives_back_both_batches(client: Any, when: str) -> None:
+    """Ctrl-C while a commit that claims the next batch is on its way: the batch,
+    if the commit did not land, and the next one, if it was claimed, are pending
+    again at once; counts exact, nothing run twice once another worker ends the job."""
+    di = DistributedImport(client, batch_size=2, stale_batch_timeout=60, namespace=_ns())
+    job = di.prepare(records(6)).job_id
+    _ctrl_c_after_a_commit(di, when)
+    seen: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        di.run_worker(job, lambda r, c: seen.append(r["n"]), "w")
+    status = di.status(job)
+    assert status is not None
+    landed = 1 if when == "after" else 0
+    assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+        landed,
+        0,
+        3 - landed,
+    )
+    other = DistributedImport(client, batch_size=2, namespace=di._core.store.namespace)
+    summary = other.run_worker(job, lambda r, c: seen.append(r["n"]), "w2")
+    assert summary.state == "COMPLETED" and summary.processed == 6 - 2 * landed
+    assert sorted(seen) == sorted([0, 1] * (1 - landed) + list(range(6)))
+
+
+def test_ctrl_c_during_a_chained_commit_on_a_cluster(cluster_url: str) -> None:
+    """The same give-back on a Redis Cluster (held_by's commands routed by key)."""
+    client = redis.RedisCluster.from_url(cluster_url)
+    di = DistributedImport(client, batch_size=2, stale_batch_timeout=60, namespace=_ns())
+    job = di.prepare(records(6)).job_id
+    _ctrl_c_after_a_commit(di, "after")
+    with pytest.raises(KeyboardInterrupt):
+        di.run_worker(job, lambda r, c: None, "w")
+    status = di.status(job)
+    assert status is not None
+    assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+        1,
+        0,
+        2,
+    )
+    client.close()
