@@ -19,8 +19,10 @@ import redis
 from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
 from redisbatch._effects import StartHeartbeat, StopHeartbeat
 from redisbatch._scripts import ScriptCall
+from redisbatch._store import NextClaim
 
 from .test_chained_claims import _applied_then_failing
+from .test_store import Raw
 
 Make = Callable[..., DistributedImport]
 
@@ -357,3 +359,70 @@ def test_ctrl_c_during_a_chained_commit_on_a_cluster(cluster_url: str) -> None:
         2,
     )
     client.close()
+
+
+def _chained_commit(raw: Any, job: str, claim: Any, request: Any) -> Any:
+    assert claim.batch_index is not None and claim.batch is not None
+    return raw.run(
+        raw.store.commit(
+            job,
+            claim.batch_index,
+            claim.token,
+            processed=len(claim.batch),
+            failed=0,
+            batch_state="COMPLETED",
+            failed_payload=b"",
+            claim_next=request,
+        )
+    )
+
+
+def test_a_repeated_chained_commit_after_its_batch_went_elsewhere_claims_anew(
+    make_import: Callable[..., Any],
+) -> None:
+    """A chained commit's reply is lost; before it is sent again, the batch its
+    claim took goes stale and another worker takes it over and commits it. The
+    repeat answers the commit as applied (counted once) and claims a batch the
+    worker can run, not the one now settled by the other."""
+    di = make_import(batch_size=2, stale_batch_timeout=0.1)
+    job = di.prepare(records(8)).job_id
+    raw = Raw(di)
+    first = raw.claim(job, "w")
+    request = NextClaim("w")
+    once = _chained_commit(raw, job, first, request)
+    assert once.next_claim is not None and once.next_claim.batch_index == 1
+    time.sleep(0.15)
+    taken = raw.claim(job, "w2")
+    assert taken.batch_index == 1 and taken.attempt == 2
+    assert raw.commit(job, taken).accepted
+    again = _chained_commit(raw, job, first, request)
+    assert again.accepted and again.next_claim is not None
+    assert again.next_claim.batch_index == 2
+    status = di.status(job)
+    assert status is not None
+    assert (status.processed_records, status.completed_batches) == (4, 2)
+    assert (status.processing_batches, status.pending_batches) == (1, 1)
+
+
+def test_a_repeated_chained_commit_into_a_re_created_job_is_stale(
+    make_import: Callable[..., Any],
+) -> None:
+    """The job is deleted and prepared again under the same id between a chained
+    commit and its repeat: the repeat is refused and claims nothing."""
+    di = make_import(batch_size=2)
+    job = di.prepare(records(4)).job_id
+    raw = Raw(di)
+    first = raw.claim(job, "w")
+    request = NextClaim("w")
+    assert _chained_commit(raw, job, first, request).accepted
+    assert di.delete(job)
+    assert di.prepare(records(4), job_id=job).job_id == job
+    again = _chained_commit(raw, job, first, request)
+    assert not again.accepted and again.next_claim is None
+    status = di.status(job)
+    assert status is not None
+    assert (status.processed_records, status.processing_batches, status.pending_batches) == (
+        0,
+        0,
+        2,
+    )
