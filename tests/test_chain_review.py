@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
-from redisbatch._effects import StartHeartbeat, StopHeartbeat
+from redisbatch._effects import Lease, StartHeartbeat, StopHeartbeat
 from redisbatch._scripts import ScriptCall
 from redisbatch._store import NextClaim
 
@@ -426,3 +426,25 @@ def test_a_repeated_chained_commit_into_a_re_created_job_is_stale(
         0,
         2,
     )
+
+
+def test_a_sync_lease_stopped_twice_is_left_as_it_is(client: Any) -> None:
+    """A flow interrupted while its lease stops stops it again (_stop_lease): the
+    sync driver's second stop is a no-op, not a ValueError replacing the
+    interruption."""
+    di = DistributedImport(client, batch_size=2, namespace=_ns())
+    job = di.prepare(records(2)).job_id
+    store = di._core.store
+    claim = di._driver.run(store.claim(job, "w"))
+    assert claim.batch_index is not None
+    lease = Lease(
+        heartbeat=store.heartbeat_call(job, "w", claim.batch_index, claim.token), interval=60
+    )
+
+    def flow() -> Any:
+        yield StartHeartbeat(lease)
+        yield StopHeartbeat(lease)
+        yield StopHeartbeat(lease)
+        return "done"
+
+    assert di._driver.run(flow()) == "done"
