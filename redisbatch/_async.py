@@ -548,11 +548,14 @@ class _Held:
         self.beats[id(lease)] = (lease, beat)
 
     async def stop(self, lease: Lease) -> None:
-        """Cancels the lease's heartbeat task and waits for it to end."""
-        held = self.beats.pop(id(lease), None)
+        """Cancels the lease's heartbeat task and waits for it to end. The lease
+        counts as held until then: an interruption during the wait reaches the
+        flow (``FlowSteps``), which may still have a batch to settle or report."""
+        held = self.beats.get(id(lease))
         self.driver.forget(lease)
         if held is not None:
             await _ended(held[1])
+            self.beats.pop(id(lease), None)
 
     def leases(self) -> list[Lease]:
         """The leases held now."""

@@ -444,9 +444,12 @@ class _Held:
         self.beats.add(lease)
 
     def stop(self, lease: Lease) -> None:
+        """Stops heartbeating a lease; a lease stopped already is left as it is
+        (a flow interrupted during a stop stops it again)."""
         if self.beats is not None:
             self.beats.remove(lease)
-        self.leases.remove(lease)
+        if lease in self.leases:
+            self.leases.remove(lease)
 
     def close(self) -> None:
         """Ends the heartbeat thread; gives back a batch still held (its flow died)."""

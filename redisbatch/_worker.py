@@ -29,7 +29,7 @@ from ._hooks import BatchProcessor, Processor
 from ._inflight import Contexts
 from ._pipeline import RecordPipeline, batch_id_of
 from ._results import BatchResult, JobSummary
-from ._store import Claim, NextClaim, Store, dead_letter_reason
+from ._store import Claim, CommitReply, NextClaim, Store, dead_letter_reason
 
 __all__ = ["TRANSIENT_ERRORS", "Chain", "emit_job_completed", "process_batch", "riding_out"]
 
@@ -78,16 +78,33 @@ class Chain:
     """Claims riding on commits, for a worker running batch after batch: a full
     commit made without a time budget claims the worker's next batch in the
     same call (one round trip between two batches instead of two), and the next
-    ``process_batch`` takes that claim instead of claiming on its own."""
+    ``process_batch`` takes that claim instead of claiming on its own.
 
-    __slots__ = ("next",)
+    A batch claimed so comes with its lease, started as soon as the commit's
+    reply is read: from then on the driver knows the batch is held, so that a
+    worker stopped before the batch runs (Ctrl-C in an event handler, a
+    cancellation while the committed batch's heartbeat ends) gives it back at
+    once instead of leaving it for the stale timeout."""
+
+    __slots__ = ("lease", "next")
 
     def __init__(self) -> None:
         self.next: Claim | None = None
+        self.lease: Lease | None = None
 
-    def take(self) -> Claim | None:
-        claim, self.next = self.next, None
-        return claim
+    def take(self) -> tuple[Claim | None, Lease | None]:
+        claim, lease, self.next, self.lease = self.next, self.lease, None, None
+        return claim, lease
+
+
+def _lease(
+    store: Store, job_id: str, worker_id: str, idx: int, token: str, interval: float
+) -> Lease:
+    return Lease(
+        heartbeat=store.heartbeat_call(job_id, worker_id, idx, token),
+        interval=interval,
+        release=store.release_call(job_id, idx, worker_id),
+    )
 
 
 def _give_back_held(store: Store, job_id: str, worker_id: str) -> Flow[None]:
@@ -99,6 +116,33 @@ def _give_back_held(store: Store, job_id: str, worker_id: str) -> Flow[None]:
             yield from store.release(job_id, idx, worker_id)
     except redis.exceptions.RedisError as exc:
         log.warning("job %s: could not give back a batch (it goes stale): %s", job_id, exc)
+
+
+def _hold_next(
+    store: Store,
+    job_id: str,
+    worker_id: str,
+    interval: float,
+    chain: Chain,
+    commit: CommitReply,
+) -> Flow[None]:
+    """Keeps the claim a commit made for the next ``process_batch``, its batch
+    held from here on: the driver gives it back if the worker stops first."""
+    chain.next = after = commit.next_claim
+    if after is not None and after.batch_index is not None and after.batch is not None:
+        chain.lease = _lease(store, job_id, worker_id, after.batch_index, after.token, interval)
+        yield StartHeartbeat(chain.lease)
+
+
+def _stop_lease(lease: Lease) -> Flow[None]:
+    """Stops a batch's lease before or after its commit. Stopped meanwhile (the
+    lease is then marked ``interrupted``), the flow goes on to commit and report
+    the commit (its batch's event, the job's completion) and raises
+    ``Interrupted`` after."""
+    try:
+        yield StopHeartbeat(lease)
+    except Interrupted:
+        yield StopHeartbeat(lease)
 
 
 def _not_claimed(job_id: str, claim: Claim) -> BatchResult:
@@ -145,7 +189,7 @@ def process_batch(
     must not take it for one held unknowingly). With a ``chain``, the claim
     is the one the previous commit made, if it made one, and the commit
     claims the next batch (see ``Chain``)."""
-    claim = None if chain is None else chain.take()
+    claim, lease = (None, None) if chain is None else chain.take()
     if claim is None:
         claim = yield from store.claim(job_id, worker_id)
     for dead_index, attempts in claim.dead_lettered:
@@ -165,13 +209,16 @@ def process_batch(
         return _not_claimed(job_id, claim), claim
 
     idx = claim.batch_index
+    if lease is None:
+        lease = _lease(store, job_id, worker_id, idx, claim.token, heartbeat_interval)
+        yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
     holding = set() if holding is None else holding
     holding.add(idx)
     try:
         return (
             yield from _run_claimed(
                 store, pipeline, emitter, job_id, processor, worker_id,
-                heartbeat_interval, deadline, ride_out, claim, idx, chain,
+                heartbeat_interval, deadline, ride_out, claim, idx, chain, lease,
             )
         )  # fmt: skip
     finally:
@@ -191,8 +238,10 @@ def _run_claimed(
     claim: Claim,
     idx: int,
     chain: Chain | None,
+    lease: Lease,
 ) -> Flow[tuple[BatchResult, Claim]]:
-    """``process_batch`` once a batch is claimed: events, lease, pipeline, commit."""
+    """``process_batch`` once a batch is claimed and its ``lease`` started:
+    events, pipeline, commit."""
     assert claim.batch is not None
     batch_id = batch_id_of(idx)
     if claim.attempt > 1:
@@ -216,12 +265,6 @@ def _run_claimed(
             record_count=len(claim.batch),
         )
     )
-    lease = Lease(
-        heartbeat=store.heartbeat_call(job_id, worker_id, idx, claim.token),
-        interval=heartbeat_interval,
-        release=store.release_call(job_id, idx, worker_id),
-    )
-    yield StartHeartbeat(lease)  # the driver also stops it if this flow raises
     # A redriven batch (claim.indexes): positions map to records anywhere in the source.
     contexts = Contexts(job_id, batch_id, idx, claim.total_records, worker_id, claim.indexes)
     duplicates: dict[int, list[tuple[str, int]]] = {}
@@ -239,7 +282,7 @@ def _run_claimed(
         else None
     )
     if claim_next is None:
-        yield StopHeartbeat(lease)
+        yield from _stop_lease(lease)
     remainder, remainder_duplicates = (
         _remainder(claim, outcome.done) if handing_back else (b"", b"")
     )
@@ -269,10 +312,16 @@ def _run_claimed(
         yield StopHeartbeat(lease)
         yield from _give_back_held(store, job_id, worker_id)
         raise
-    if claim_next is not None:
-        yield StopHeartbeat(lease)
+    except Exception:
+        # Failing past the ride-out: the caller gives back what this worker
+        # holds unknowingly; the lease kept for the call ends here all the same.
+        if claim_next is not None:
+            yield StopHeartbeat(lease)
+        raise
     if chain is not None:
-        chain.next = commit.next_claim
+        yield from _hold_next(store, job_id, worker_id, heartbeat_interval, chain, commit)
+    if claim_next is not None:
+        yield from _stop_lease(lease)
 
     result = BatchResult(
         claimed=True,
