@@ -279,7 +279,14 @@ class Core:
         holding: set[int] = set()
         ahead: list[Any] = []
         chain = None if overlap else Chain()
-        while ahead or deadline is None or time.monotonic() < deadline:
+        # A batch a commit claimed is run even when the budget ran out meanwhile:
+        # the budget then cuts it at once and it is handed back whole.
+        while (
+            ahead
+            or deadline is None
+            or time.monotonic() < deadline
+            or (chain is not None and chain.holds_batch)
+        ):
             result, claim = yield from self._take(
                 overlap, ahead, job_id, processor, worker_id, deadline, holding, chain
             )

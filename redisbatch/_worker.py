@@ -76,9 +76,13 @@ def emit_job_completed(emitter: EventEmitter, job_id: str, summary: JobSummary) 
 
 class Chain:
     """Claims riding on commits, for a worker running batch after batch: a full
-    commit made without a time budget claims the worker's next batch in the
-    same call (one round trip between two batches instead of two), and the next
-    ``process_batch`` takes that claim instead of claiming on its own.
+    commit claims the worker's next batch in the same call (one round trip
+    between two batches instead of two), and the next ``process_batch`` takes
+    that claim instead of claiming on its own. Under a time budget, a commit
+    claims while the budget is not spent, as the worker would claim after it;
+    a claimed batch that finds the budget spent by the time it runs (an event
+    handler overran it) is handed back whole, as any batch the budget cuts (not
+    counted as an attempt).
 
     A batch claimed so comes with its lease, started as soon as the commit's
     reply is read: from then on the driver knows the batch is held, so that a
@@ -95,6 +99,11 @@ class Chain:
     def take(self) -> tuple[Claim | None, Lease | None]:
         claim, lease, self.next, self.lease = self.next, self.lease, None, None
         return claim, lease
+
+    @property
+    def holds_batch(self) -> bool:
+        """Whether a commit claimed a batch that no ``process_batch`` took yet."""
+        return self.next is not None and self.next.batch_index is not None
 
 
 def _lease(
@@ -278,7 +287,10 @@ def _run_claimed(
     # Named once: a commit sent again repeats its claim instead of taking another batch.
     claim_next = (
         NextClaim(worker_id)
-        if chain is not None and deadline is None and not handing_back and not lease.interrupted
+        if chain is not None
+        and not handing_back
+        and not lease.interrupted
+        and (deadline is None or time.monotonic() < deadline)
         else None
     )
     if claim_next is None:

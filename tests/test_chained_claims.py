@@ -42,14 +42,61 @@ def test_a_worker_claims_once_then_each_commit_claims_the_next(make_import: Make
     assert called.count("commitBatch") == 5
 
 
-def test_a_worker_with_a_time_budget_claims_on_its_own(make_import: Make) -> None:
-    """With a time budget, a commit claims nothing: no batch is held when it runs out."""
+def test_a_worker_with_time_to_spare_chains_its_claims(make_import: Make) -> None:
+    """Under a time budget far from spent, commits claim the next batch too."""
     di = make_import(batch_size=4)
     job = di.prepare(records(12)).job_id
     called = failing_scripts(di, "none", [])
     summary = di.run_worker(job, lambda r, c: None, "w", time_budget=60)
     assert (summary.batches, summary.processed, summary.state) == (3, 12, "COMPLETED")
-    assert called.count("claimBatch") == 3 + 1, "one claim per batch, and the one finding none"
+    assert called.count("claimBatch") == 1
+
+
+def test_a_commit_claims_under_a_budget_as_the_worker_would(make_import: Make) -> None:
+    """Under a time budget, a commit claims the next batch while the budget is
+    not spent; the budget then cuts that batch and its rest goes back."""
+    di = make_import(batch_size=4)
+    job = di.prepare(records(12)).job_id
+    called = failing_scripts(di, "none", [])
+
+    def slow(record: dict[str, Any], ctx: Any) -> None:
+        time.sleep(0.1)
+
+    # Batch 0 takes 0.4 s: committed with 0.2 s of budget left, it claims batch 1,
+    # which the budget cuts after a record or two.
+    summary = di.run_worker(job, slow, "w", time_budget=0.6)
+    assert summary.batches == 2 and 4 < summary.processed < 8
+    assert called.count("claimBatch") == 1 and called.count("commitBatch") == 2
+    status = di.status(job)
+    assert status is not None
+    assert status.processed_records == summary.processed
+    assert (status.processing_batches, status.pending_batches) == (0, 2)
+
+
+def test_a_chained_batch_the_budget_overtakes_goes_back_whole(make_import: Make) -> None:
+    """A batch claimed by a commit, the budget spent before it runs (here: in an
+    event handler): handed back at once, not run, its claim not counted as an
+    attempt; the next worker takes it as a first delivery."""
+    di = make_import(batch_size=2)
+    job = di.prepare(records(6)).job_id
+    ran: list[int] = []
+
+    def overrun(event: Any) -> None:
+        time.sleep(0.3)
+
+    di.on("batch:completed", overrun)
+    summary = di.run_worker(job, lambda r, c: ran.append(r["n"]), "w", time_budget=0.2)
+    assert ran == [0, 1], "the chained batch was not run"
+    assert summary.processed == 2
+    status = di.status(job)
+    assert status is not None
+    assert (status.processing_batches, status.pending_batches) == (0, 2)
+    raw = Raw(di)
+    attempts = {}
+    for _ in range(2):
+        claim = raw.claim(job, "next")
+        attempts[claim.batch_index] = claim.attempt
+    assert attempts == {1: 1, 2: 1}, "the batch handed back whole was delivered once"
 
 
 def test_a_single_batch_call_claims_nothing_more(make_import: Make) -> None:
