@@ -35,6 +35,33 @@ def records(n: int) -> IterableSource:
     return IterableSource({"n": i} for i in range(n))
 
 
+def _cancel_at_a_stop_heartbeat(driver: Any, after_commits: int) -> Callable[[], None]:
+    """Makes the async driver cancel its task at the first StopHeartbeat met once
+    ``after_commits`` commits were sent (the cancellation lands in the await of
+    the heartbeat task's end); returns what undoes it."""
+    perform = driver._perform
+    commits: list[bool] = []
+    cancelled: list[bool] = []
+
+    async def cancelling_perform(effect: Any, held: Any) -> Any:
+        if isinstance(effect, StopHeartbeat) and len(commits) == after_commits and not cancelled:
+            cancelled.append(True)
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        reply = await perform(effect, held)
+        if isinstance(effect, ScriptCall) and effect.script.name == "commitBatch":
+            commits.append(True)
+        return reply
+
+    driver._perform = cancelling_perform
+
+    def undo() -> None:
+        driver._perform = perform
+
+    return undo
+
+
 def test_ctrl_c_in_a_batch_completed_handler_gives_back_the_chained_batch(
     client: Any,
 ) -> None:
@@ -71,22 +98,7 @@ def test_a_cancellation_while_the_committed_batch_s_heartbeat_stops_gives_back_t
             async_client_factory(), batch_size=2, stale_batch_timeout=60, namespace=_ns()
         )
         job = (await di.prepare(records(6))).job_id
-        driver = di._driver
-        perform = driver._perform
-        after_commit: list[bool] = []
-
-        async def cancelling_perform(effect: Any, held: Any) -> Any:
-            if isinstance(effect, StopHeartbeat) and after_commit:
-                after_commit.clear()
-                task = asyncio.current_task()
-                assert task is not None
-                task.cancel()  # lands in the await of the heartbeat's end
-            reply = await perform(effect, held)
-            if isinstance(effect, ScriptCall) and effect.script.name == "commitBatch":
-                after_commit.append(True)
-            return reply
-
-        driver._perform = cancelling_perform  # type: ignore[method-assign]
+        _cancel_at_a_stop_heartbeat(di._driver, after_commits=1)
         with pytest.raises(asyncio.CancelledError):
             await di.run_worker(job, lambda r, c: None, "w")
         status = await di.status(job)
@@ -226,25 +238,9 @@ def test_a_cancellation_right_after_the_finalizing_commit_still_reports_the_job_
         job = (await di.prepare(records(4))).job_id
         events: list[Any] = []
         di.on_any(events.append)
-        driver = di._driver
-        perform = driver._perform
-        commits: list[bool] = []
-
-        async def cancelling_perform(effect: Any, held: Any) -> Any:
-            if isinstance(effect, StopHeartbeat) and len(commits) == 2:
-                commits.append(True)
-                task = asyncio.current_task()
-                assert task is not None
-                task.cancel()  # lands in the await of the heartbeat's end
-            reply = await perform(effect, held)
-            if isinstance(effect, ScriptCall) and effect.script.name == "commitBatch":
-                commits.append(True)
-            return reply
-
-        driver._perform = cancelling_perform  # type: ignore[method-assign]
+        _cancel_at_a_stop_heartbeat(di._driver, after_commits=2)
         with pytest.raises(asyncio.CancelledError):
             await di.run_worker(job, lambda r, c: None, "w")
-        assert len(commits) == 3, "cancelled after the second (finalizing) commit"
         status = await di.status(job)
         assert status is not None and status.state == "COMPLETED"
         kinds = [event.type for event in events]
@@ -258,32 +254,22 @@ def test_a_cancellation_right_after_the_finalizing_commit_still_reports_the_job_
 def test_a_cancellation_while_the_heartbeat_stops_before_a_commit_still_commits(
     async_client_factory: Callable[[], Any],
 ) -> None:
-    """The async driver, a worker with a time budget (its commits claim nothing and
-    stop the lease before the call): cancelled while it waits for the heartbeat
-    task to end, the worker still commits the batch it finished, then stops;
-    the batch is neither lost for the stale timeout nor run again."""
+    """The async driver, a single-batch call (its commit claims nothing and stops
+    the lease before the call): cancelled while it waits for the heartbeat task
+    to end, the worker still commits the batch it finished, then stops; the
+    batch is neither lost for the stale timeout nor run again."""
 
     async def scenario() -> None:
         di = AsyncDistributedImport(
             async_client_factory(), batch_size=2, stale_batch_timeout=60, namespace=_ns()
         )
         job = (await di.prepare(records(4))).job_id
-        driver = di._driver
-        perform = driver._perform
-        cancelled: list[bool] = []
-
-        async def cancelling_perform(effect: Any, held: Any) -> Any:
-            if isinstance(effect, StopHeartbeat) and not cancelled:
-                cancelled.append(True)
-                task = asyncio.current_task()
-                assert task is not None
-                task.cancel()  # lands in the await of the heartbeat's end
-            return await perform(effect, held)
-
-        driver._perform = cancelling_perform  # type: ignore[method-assign]
+        undo = _cancel_at_a_stop_heartbeat(di._driver, after_commits=0)
         seen: list[int] = []
         with pytest.raises(asyncio.CancelledError):
-            await di.run_worker(job, lambda r, c: seen.append(r["n"]), "w", time_budget=60)
+            await di.process_worker_batch(
+                job, lambda r, c: seen.append(r["n"]), "w", time_budget=60
+            )
         status = await di.status(job)
         assert status is not None
         assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
@@ -291,7 +277,7 @@ def test_a_cancellation_while_the_heartbeat_stops_before_a_commit_still_commits(
             0,
             1,
         )
-        driver._perform = perform  # type: ignore[method-assign]
+        undo()
         summary = await di.run_worker(job, lambda r, c: seen.append(r["n"]), "w2")
         assert summary.state == "COMPLETED" and sorted(seen) == [0, 1, 2, 3]
         await di.redis.aclose()

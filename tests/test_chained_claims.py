@@ -119,22 +119,7 @@ def test_a_repeated_commit_repeats_its_claim(make_import: Make, client: Any) -> 
     first = raw.claim(job, "w")
     assert first.batch_index == 0 and first.batch is not None
     next_claim = NextClaim("w")
-
-    def commit() -> Any:
-        return raw.run(
-            raw.store.commit(
-                job,
-                0,
-                first.token,
-                processed=2,
-                failed=0,
-                batch_state="COMPLETED",
-                failed_payload=b"",
-                claim_next=next_claim,
-            )
-        )
-
-    once, again = commit(), commit()
+    once, again = (raw.commit(job, first, claim_next=next_claim) for _ in range(2))
     assert once.accepted and again.accepted
     assert once.next_claim is not None and again.next_claim is not None
     assert once.next_claim.batch_index == again.next_claim.batch_index == 1
@@ -158,18 +143,7 @@ def test_a_stale_commit_claims_nothing(make_import: Make) -> None:
     time.sleep(0.1)
     taken = raw.claim(job, "other")
     assert taken.batch_index == lost.batch_index == 0
-    reply = raw.run(
-        raw.store.commit(
-            job,
-            0,
-            lost.token,
-            processed=2,
-            failed=0,
-            batch_state="COMPLETED",
-            failed_payload=b"",
-            claim_next=NextClaim("slow"),
-        )
-    )
+    reply = raw.commit(job, lost, claim_next=NextClaim("slow"))
     assert not reply.accepted and reply.next_claim is None
     status = di.status(job)
     assert status is not None and (status.processing_batches, status.pending_batches) == (1, 2)

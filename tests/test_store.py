@@ -10,7 +10,7 @@ import pytest
 
 from redisbatch import DistributedImport, IterableSource
 from redisbatch._scripts import Reply
-from redisbatch._store import Claim
+from redisbatch._store import Claim, NextClaim
 
 
 def records(n: int) -> IterableSource:
@@ -27,7 +27,15 @@ class Raw:
     def claim(self, job: str, worker: str) -> Claim:
         return self.run(self.store.claim(job, worker))
 
-    def commit(self, job: str, claim: Claim, *, failed: int = 0, state: str = "COMPLETED") -> Any:
+    def commit(
+        self,
+        job: str,
+        claim: Claim,
+        *,
+        failed: int = 0,
+        state: str = "COMPLETED",
+        claim_next: NextClaim | None = None,
+    ) -> Any:
         assert claim.batch_index is not None and claim.batch is not None
         size = len(claim.batch)
         return self.run(
@@ -39,6 +47,7 @@ class Raw:
                 failed=failed,
                 batch_state=state,
                 failed_payload=b"",
+                claim_next=claim_next,
             )
         )
 
