@@ -56,3 +56,43 @@ def test_a_finalizing_chained_claim_is_reported_when_the_budget_runs_out(
     assert [e.batch_index for e in failed] == [0], kinds
     assert [summary.finalized, after.finalized].count(True) == 1, (summary, after)
     assert status.processing_batches == 0
+
+
+def test_serverless_invocations_lose_nothing_and_end_holding_nothing(make_import: Make) -> None:
+    """Many short invocations, each its own facade and worker id, one delivery
+    allowed per batch: commits chain claims while budget is left, event handlers
+    overrun the budget every other invocation (a chained batch then goes back
+    whole). Each invocation returns holding nothing; nothing is dead-lettered,
+    every record counted once, ``job:completed`` fired once."""
+    job = make_import(batch_size=3, max_batch_attempts=1).prepare(records(30)).job_id
+    seen: list[Any] = []
+    done: list[int] = []
+    finalized = 0
+    for invocation in range(200):
+        di = make_import(batch_size=3, max_batch_attempts=1)
+        di.on_any(seen.append)
+        if invocation % 2:
+            di.on("batch:completed", lambda event: time.sleep(0.05))
+            di.on("batch:claimed", lambda event: time.sleep(0.01))
+
+        def work(record: dict[str, Any], ctx: Any) -> None:
+            time.sleep(0.008)
+            done.append(record["n"])
+
+        summary = di.run_worker(job, work, f"fn-{invocation}", time_budget=0.04)
+        finalized += summary.finalized
+        status = di.status(job)
+        assert status is not None
+        assert status.processing_batches == 0, (invocation, status)
+        if status.is_complete:
+            break
+    else:
+        raise AssertionError("the job never completed")
+    assert status.state == "COMPLETED"
+    assert (status.processed_records, status.failed_records) == (30, 0)
+    assert [type(e).__name__ for e in seen].count("JobCompleted") == 1
+    assert not [e for e in seen if type(e).__name__ == "BatchFailed"]
+    assert finalized == 1
+    assert sorted(set(done)) == list(range(30))
+    started = [e.batch_index for e in seen if type(e).__name__ == "BatchStarted"]
+    assert len(started) > 10, "some batch was handed back and delivered again"
