@@ -9,6 +9,7 @@ from typing import Any
 
 from redisbatch import DistributedImport, IterableSource
 
+from .test_failover import failing_scripts
 from .test_store import Raw
 
 Make = Callable[..., DistributedImport]
@@ -96,3 +97,37 @@ def test_serverless_invocations_lose_nothing_and_end_holding_nothing(make_import
     assert sorted(set(done)) == list(range(30))
     started = [e.batch_index for e in seen if type(e).__name__ == "BatchStarted"]
     assert len(started) > 10, "some batch was handed back and delivered again"
+
+
+def test_a_single_batch_call_with_a_budget_claims_nothing_more(make_import: Make) -> None:
+    """process_worker_batch with a time budget to spare: one claim, one commit
+    that claims nothing; the worker holds nothing afterwards."""
+    di = make_import(batch_size=4)
+    job = di.prepare(records(12)).job_id
+    called = failing_scripts(di, "none", [])
+    result = di.process_worker_batch(job, lambda r, c: None, "w", time_budget=60)
+    assert result.accepted and result.processed_count == 4
+    assert called == ["claimBatch", "commitBatch"]
+    status = di.status(job)
+    assert status is not None
+    assert (status.processing_batches, status.pending_batches) == (0, 2)
+
+
+def test_a_chained_claim_into_a_paused_job_ends_the_budgeted_worker(make_import: Make) -> None:
+    """The job is paused during the last record of batch 0; the commit's claim
+    finds it paused and the budget runs out in a handler: the worker returns
+    PAUSED, holding nothing, having committed batch 0 once."""
+    di = make_import(batch_size=2)
+    job = di.prepare(records(6)).job_id
+    other = make_import(batch_size=2)
+
+    def work(record: dict[str, Any], ctx: Any) -> None:
+        if record["n"] == 1:
+            other.pause(job)
+
+    di.on("batch:completed", lambda event: time.sleep(0.3))
+    summary = di.run_worker(job, work, "w", time_budget=0.2)
+    assert (summary.batches, summary.processed, summary.state) == (1, 2, "PAUSED")
+    status = di.status(job)
+    assert status is not None
+    assert (status.processing_batches, status.processed_records) == (0, 2)
