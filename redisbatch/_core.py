@@ -279,13 +279,15 @@ class Core:
         holding: set[int] = set()
         ahead: list[Any] = []
         chain = None if overlap else Chain()
-        # A batch a commit claimed is run even when the budget ran out meanwhile:
-        # the budget then cuts it at once and it is handed back whole.
+        # A claim a commit made is taken even when the budget ran out meanwhile:
+        # its batch, cut at once by the budget, is handed back whole; a claim
+        # that found none still reports what it did (batches it dead-lettered,
+        # the job's finalization: reported by no other call).
         while (
             ahead
             or deadline is None
             or time.monotonic() < deadline
-            or (chain is not None and chain.holds_batch)
+            or (chain is not None and chain.holds_claim)
         ):
             result, claim = yield from self._take(
                 overlap, ahead, job_id, processor, worker_id, deadline, holding, chain

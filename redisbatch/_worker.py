@@ -82,7 +82,8 @@ class Chain:
     claims while the budget is not spent, as the worker would claim after it;
     a claimed batch that finds the budget spent by the time it runs (an event
     handler overran it) is handed back whole, as any batch the budget cuts (not
-    counted as an attempt).
+    counted as an attempt), and a claim that found no batch is taken all the
+    same, for what it reports (dead-lettered batches, the job's finalization).
 
     A batch claimed so comes with its lease, started as soon as the commit's
     reply is read: from then on the driver knows the batch is held, so that a
@@ -101,9 +102,11 @@ class Chain:
         return claim, lease
 
     @property
-    def holds_batch(self) -> bool:
-        """Whether a commit claimed a batch that no ``process_batch`` took yet."""
-        return self.next is not None and self.next.batch_index is not None
+    def holds_claim(self) -> bool:
+        """Whether a commit's claim waits for a ``process_batch`` to take it: a
+        batch, or a reply with none that may still have batches it dead-lettered
+        or the job's finalization to report."""
+        return self.next is not None
 
 
 def _lease(
