@@ -165,9 +165,12 @@ class AsyncDistributedImport(_Facade):
         ``JobNotFoundError``. While the job is PREPARING or PAUSED, or others
         hold its last batches, it keeps polling and reclaims stale batches;
         connection errors are retried with backoff for up to
-        ``stale_batch_timeout``. Cancelled mid-batch, the worker
-        commits the records it finished, hands the rest back at once and
-        lets the cancellation go on. With ``handle_signals=True`` (in the
+        ``stale_batch_timeout``. With ``concurrency`` 1, each commit also
+        claims the worker's next batch (one round trip between two batches)
+        while the budget, if any, is not spent; with more, batches overlap
+        instead (see ``concurrency``). Cancelled mid-batch,
+        the worker commits the records it finished, hands the rest back at once
+        and lets the cancellation go on. With ``handle_signals=True`` (in the
         main thread's event loop) SIGTERM cancels this call the same way,
         which then raises ``SystemExit(143)``."""
         flow = self._core.worker_flow(

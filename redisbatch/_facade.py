@@ -377,7 +377,9 @@ class DistributedImport(_Facade):
         soon as nothing is claimable; ``wait_for_job`` seconds to wait for a
         job that does not exist yet (default 0). Returns a ``WorkerSummary``
         whose ``state`` tells a COMPLETED job from a FAILED or ABORTED one
-        (None if the job was deleted meanwhile).
+        (None if the job was deleted meanwhile). Each commit also claims the
+        worker's next batch (one round trip between two batches) while the
+        budget, if any, is not spent.
 
         A job that does not exist raises ``JobNotFoundError`` once
         ``wait_for_job`` seconds have passed without it appearing.
