@@ -108,6 +108,10 @@ local token = ARGV[3]
 --- @include "includes/dropIdleConsumer"
 --- @include "includes/failOverThreshold"
 --- @include "includes/claimNext"
+--- @include "includes/settledSlot"
+--- @include "includes/claimRecordField"
+--- @include "includes/nowMs"
+--- @include "includes/seenWorker"
 
 local claimFor = ARGV[14] or ""
 
@@ -168,15 +172,8 @@ local counters = {"processed_records", tonumber(job[2] or "0") + processed,
   "failed_records", tonumber(job[3] or "0") + failed,
   "settle_seq", tonumber(job[4] or "0") + 1}
 if processed + failed > 0 then
-  local count = processed + failed
-  if job[5] then
-    local at, n = string.match(job[5], "^(%d+):(%d+)$")
-    if tonumber(at) == second then
-      count = count + tonumber(n)
-    end
-  end
   counters[#counters + 1] = slot
-  counters[#counters + 1] = string.format("%d:%d", second, count)
+  counters[#counters + 1] = settledSlot(job[5], second, processed + failed)
 end
 local settledBatches = 0
 if outcome then
@@ -187,9 +184,7 @@ end
 rcall("HSET", jobKey, unpack(counters))
 local done = {"p:" .. idx, tonumber(batch[6] or "0") + processed,
   "f:" .. idx, tonumber(batch[7] or "0") + failed}
-if holder and holder ~= "" then
-  rcall("ZADD", workersKey, second * 1000 + math.floor(tonumber(clock[2]) / 1000), holder)
-end
+seenWorker(workersKey, holder, nowMs(clock))
 local crossed = 0
 if ARGV[12] ~= "" or ARGV[13] ~= "" or job[7] or job[8] then
   crossed = failOverThreshold(jobKey, KEYS, ARGV[8], token, ARGV[12], ARGV[13])
@@ -218,13 +213,8 @@ rcall("XACK", queueKey, group, batch[3])
 rcall("XDEL", queueKey, batch[3])
 rcall("ZREM", leasesKey, idx)
 local drop = {"o:" .. idx, "d:" .. idx}
-if holder then
-  -- forgetClaim: the holder's claim record, when it names this batch.
-  local record = rcall("HGET", batchesKey, "w:" .. holder)
-  if record and string.match(record, "^[^|]*|([^|]*)|") == idx then
-    drop[#drop + 1] = "w:" .. holder
-  end
-end
+-- The holder's claim record too, when it names this batch (forgetClaim, in the same HDEL).
+drop[#drop + 1] = claimRecordField(batchesKey, holder, idx)
 rcall("HDEL", batchesKey, unpack(drop))
 if ARGV[9] ~= "" and state == "FAILED" then
   -- Kept for a redrive (an ABORTED job has none).

@@ -12,6 +12,10 @@
 --- @include "includes/dropIdleConsumer"
 --- @include "includes/failOverThreshold"
 --- @include "includes/countSettled"
+--- @include "includes/nowMs"
+--- @include "includes/serverTime"
+--- @include "includes/seenWorker"
+--- @include "includes/fencingToken"
 local function claimNext(keys, group, worker, staleText, maxAttempts, retention, request,
     tolCount, tolPct)
   local rcall = redis.call
@@ -66,7 +70,7 @@ local function claimNext(keys, group, worker, staleText, maxAttempts, retention,
   end
 
   local clock = rcall("TIME")
-  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local now = nowMs(clock)
   rcall("ZREMRANGEBYSCORE", workersKey, "-inf", "(" .. (now - staleMs))
   if job[6] ~= staleText then
     rcall("HSET", jobKey, "stale_ms", staleText)
@@ -77,7 +81,7 @@ local function claimNext(keys, group, worker, staleText, maxAttempts, retention,
   local tokenSeq = tonumber(job[5] or "0")
   local function nextToken()
     tokenSeq = tokenSeq + 1
-    return (job[4] or "") .. ":" .. tokenSeq
+    return fencingToken(job[4], tokenSeq)
   end
 
   -- The next batch to hand out: the stalest lease if it ran out, else a new entry.
@@ -148,12 +152,11 @@ local function claimNext(keys, group, worker, staleText, maxAttempts, retention,
         "o:" .. idx, worker, "e:" .. idx, entryId, "a:" .. idx, attempt,
         "w:" .. worker, request .. "|" .. idx .. "|" .. token .. "|" .. table.concat(deadLettered, ","))
       rcall("ZADD", leasesKey, now, idx)
-      rcall("ZADD", workersKey, now, worker)  -- seenWorker
+      seenWorker(workersKey, worker, now)
       if job[7] then
         rcall("HSET", jobKey, "token_seq", tokenSeq)
       else
-        rcall("HSET", jobKey, "token_seq", tokenSeq, "started_at",
-          string.format("%d.%06d", clock[1], clock[2]))  -- serverTime
+        rcall("HSET", jobKey, "token_seq", tokenSeq, "started_at", serverTime(clock))
       end
       return claimed(idx, token, attempt, payload, deadLettered, {batch[3], batch[4]})
     end
