@@ -196,6 +196,22 @@ def make_import(
             runner.run(async_client.aclose())
 
 
+@pytest.fixture
+def make_async(async_client_factory: Any) -> Callable[..., AsyncDistributedImport]:
+    """Builds an AsyncDistributedImport over ``tests._numbered.SCHEMA`` (call it
+    inside the running loop) in a fresh namespace."""
+    from tests._numbered import SCHEMA
+
+    namespace = f"a{uuid.uuid4().hex[:8]}"
+
+    def make(**options: Any) -> AsyncDistributedImport:
+        options.setdefault("namespace", namespace)
+        options.setdefault("retry_delay", 0.0)
+        return AsyncDistributedImport(async_client_factory(), SCHEMA, **options)
+
+    return make
+
+
 def users_csv(count: int, *, invalid_every: int = 0) -> str:
     """A users CSV; every ``invalid_every``-th row has a bad email."""
     lines = ["email,name,age"]

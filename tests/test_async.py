@@ -6,35 +6,16 @@ import asyncio
 import random
 import threading
 import time
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from redisbatch import (
     AsyncDistributedImport,
-    Field,
     Hooks,
     IterableSource,
     ProcessedRecord,
-    Schema,
 )
-
-SCHEMA = Schema([Field("n", "integer", required=True)])
-
-
-@pytest.fixture
-def make_async(async_client_factory: Callable[[], Any]) -> Callable[..., Any]:
-    """Builds an AsyncDistributedImport (inside the running loop) in a fresh namespace."""
-    namespace = f"a{uuid.uuid4().hex[:8]}"
-
-    def make(**options: Any) -> AsyncDistributedImport:
-        options.setdefault("namespace", namespace)
-        options.setdefault("retry_delay", 0.0)
-        return AsyncDistributedImport(async_client_factory(), SCHEMA, **options)
-
-    return make
 
 
 def test_concurrency_keeps_results_and_events_in_source_order(make_async: Any) -> None:

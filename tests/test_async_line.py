@@ -6,36 +6,17 @@ import asyncio
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis.asyncio
 
-from redisbatch import AsyncDistributedImport, Field, IterableSource, Schema
+from redisbatch import AsyncDistributedImport
 from redisbatch._async import _Line
 from redisbatch._scripts import Script, ScriptCall
+from tests._numbered import SCHEMA, numbered
 
 from ._pool import checked_out, count_client_calls
-
-SCHEMA = Schema([Field("n", "integer", required=True)])
-
-
-@pytest.fixture
-def make_async(async_client_factory: Callable[[], Any]) -> Callable[..., Any]:
-    """Builds an AsyncDistributedImport (inside the running loop) in a fresh namespace."""
-    namespace = f"l{uuid.uuid4().hex[:8]}"
-
-    def make(**options: Any) -> AsyncDistributedImport:
-        options.setdefault("namespace", namespace)
-        options.setdefault("retry_delay", 0.0)
-        return AsyncDistributedImport(async_client_factory(), SCHEMA, **options)
-
-    return make
-
-
-def numbered(count: int) -> IterableSource:
-    return IterableSource({"n": str(i)} for i in range(count))
 
 
 def test_a_run_sends_its_scripts_on_one_connection_and_gives_it_back(make_async: Any) -> None:

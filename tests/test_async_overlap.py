@@ -14,28 +14,10 @@ from typing import Any
 import pytest
 import redis
 
-from redisbatch import AsyncDistributedImport, DistributedImport, Field, IterableSource, Schema
+from redisbatch import AsyncDistributedImport, DistributedImport
+from tests._numbered import numbered
 
-SCHEMA = Schema([Field("n", "integer", required=True)])
 STUCK = 30.0  # how long a record waits for something that should come at once
-
-
-@pytest.fixture
-def make_async(async_client_factory: Callable[[], Any]) -> Callable[..., Any]:
-    """Builds an AsyncDistributedImport (inside the running loop) in a fresh namespace."""
-    namespace = f"o{uuid.uuid4().hex[:8]}"
-
-    def make(**options: Any) -> AsyncDistributedImport:
-        options.setdefault("namespace", namespace)
-        options.setdefault("retry_delay", 0.0)
-        options.setdefault("stale_batch_timeout", 60)
-        return AsyncDistributedImport(async_client_factory(), SCHEMA, **options)
-
-    return make
-
-
-def numbered(count: int) -> IterableSource:
-    return IterableSource({"n": str(i)} for i in range(count))
 
 
 def test_the_next_batch_starts_while_the_last_records_run(make_async: Any) -> None:
