@@ -35,7 +35,14 @@ from ._scripts import Reply
 from ._sources import ByteSource, IterableSource, decompressed
 from ._store import FINAL_STATES, Claim, Store
 from ._unique import UniqueKeys
-from ._worker import TRANSIENT_ERRORS, Chain, emit_job_completed, process_batch, riding_out
+from ._worker import (
+    TRANSIENT_ERRORS,
+    Chain,
+    emit_job_completed,
+    give_back_unknown,
+    process_batch,
+    riding_out,
+)
 
 __all__ = ["Core", "default_worker_id", "parse_batch_id"]
 
@@ -405,25 +412,15 @@ class Core:
         worker holds without knowing it (a claim whose reply was lost, or a
         commit's claim of the next batch), so that it waits for no stale timeout."""
         if outage:
-            yield from self._give_back_unknown(job_id, worker_id, " after a lost reply", holding)
+            yield from give_back_unknown(
+                self.store, job_id, worker_id, " after a lost reply", holding
+            )
         stale = self.settings.stale_batch_timeout
         return (
             yield from self._one_batch(
                 job_id, processor, worker_id, deadline, stale, holding, chain
             )
         )
-
-    def _give_back_unknown(
-        self, job_id: str, worker_id: str, why: str, holding: set[int] | None = None
-    ) -> Flow[None]:
-        """Releases the batches ``worker_id`` holds without knowing it (a claim
-        whose reply was lost), so that they wait for no stale timeout; not
-        those in ``holding`` (held knowingly, by a batch running alongside)."""
-        for idx in (yield from self.store.held_by(job_id, worker_id)):
-            if holding and idx in holding:
-                continue
-            log.info("job %s: worker %s gives back batch %d%s", job_id, worker_id, idx, why)
-            yield from self.store.release(job_id, idx, worker_id)
 
     def _look_at_holders(
         self, job_id: str, worker_id: str, state: str | None, holding: set[int] | None = None
@@ -435,8 +432,8 @@ class Core:
         try:
             held = yield from self.store.held_batches(job_id)
             if not holding and any(holder == worker_id for holder, _ in held):
-                yield from self._give_back_unknown(
-                    job_id, worker_id, ", claimed by a request whose reply was lost"
+                yield from give_back_unknown(
+                    self.store, job_id, worker_id, ", claimed by a request whose reply was lost"
                 )
                 return True
         except TRANSIENT_ERRORS:

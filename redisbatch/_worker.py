@@ -31,7 +31,14 @@ from ._pipeline import RecordPipeline, batch_id_of
 from ._results import BatchResult, JobSummary
 from ._store import Claim, CommitReply, NextClaim, Store, dead_letter_reason
 
-__all__ = ["TRANSIENT_ERRORS", "Chain", "emit_job_completed", "process_batch", "riding_out"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "Chain",
+    "emit_job_completed",
+    "give_back_unknown",
+    "process_batch",
+    "riding_out",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("redisbatch")
@@ -119,15 +126,18 @@ def _lease(
     )
 
 
-def _give_back_held(store: Store, job_id: str, worker_id: str) -> Flow[None]:
-    """Releases every batch claimed under ``worker_id`` (a stopping worker's,
-    after a call whose reply it never read); a failure leaves them to go stale."""
-    try:
-        for idx in (yield from store.held_by(job_id, worker_id)):
-            log.info("job %s: worker %s stopped; gives back batch %d", job_id, worker_id, idx)
-            yield from store.release(job_id, idx, worker_id)
-    except redis.exceptions.RedisError as exc:
-        log.warning("job %s: could not give back a batch (it goes stale): %s", job_id, exc)
+def give_back_unknown(
+    store: Store, job_id: str, worker_id: str, why: str, holding: set[int] | None = None
+) -> Flow[None]:
+    """Releases the batches ``worker_id`` holds without knowing it (a claim, or
+    a commit's claim of the next batch, whose reply was lost or never read), so
+    that they wait for no stale timeout; not those in ``holding`` (held
+    knowingly, by a batch running alongside)."""
+    for idx in (yield from store.held_by(job_id, worker_id)):
+        if holding and idx in holding:
+            continue
+        log.info("job %s: worker %s gives back batch %d%s", job_id, worker_id, idx, why)
+        yield from store.release(job_id, idx, worker_id)
 
 
 def _hold_next(
@@ -155,6 +165,15 @@ def _stop_lease(lease: Lease) -> Flow[None]:
         yield StopHeartbeat(lease)
     except Interrupted:
         yield StopHeartbeat(lease)
+
+
+def _give_back_on_stop(store: Store, job_id: str, worker_id: str) -> Flow[None]:
+    """``give_back_unknown`` for a worker being stopped: a failure leaves the
+    batches to go stale and lets the stop go on."""
+    try:
+        yield from give_back_unknown(store, job_id, worker_id, " (stopped during a commit)")
+    except redis.exceptions.RedisError as exc:
+        log.warning("job %s: could not give back a batch (it goes stale): %s", job_id, exc)
 
 
 def _not_claimed(job_id: str, claim: Claim) -> BatchResult:
@@ -325,7 +344,7 @@ def _run_claimed(
         # batch held for this): whether the call landed is unknown, so the batch,
         # if not committed, and the next one, if claimed, go back at once.
         yield StopHeartbeat(lease)
-        yield from _give_back_held(store, job_id, worker_id)
+        yield from _give_back_on_stop(store, job_id, worker_id)
         raise
     except Exception:
         # Failing past the ride-out: the caller gives back what this worker

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from redisbatch import AsyncDistributedImport, DistributedImport
+from redisbatch._worker import give_back_unknown
 from tests._numbered import numbered
 
 STUCK = 30.0  # how long a record waits for something that should come at once
@@ -209,7 +210,7 @@ def test_a_lost_reply_gives_back_only_batches_held_unknowingly(client: redis.Red
     known = driver.run(core.store.claim(job, "w"))
     lost = driver.run(core.store.claim(job, "w"))  # as if its reply never came
     assert (known.batch_index, lost.batch_index) == (0, 1)
-    driver.run(core._give_back_unknown(job, "w", " after a lost reply", {0}))
+    driver.run(give_back_unknown(core.store, job, "w", " after a lost reply", {0}))
     assert driver.run(core.store.held_by(job, "w")) == [0]
     status = di.status(job)
     assert status is not None and (status.processing_batches, status.pending_batches) == (1, 2)
