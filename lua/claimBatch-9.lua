@@ -63,10 +63,13 @@
     ARGV[6] request id (unique per call; a retried send repeats it)
     ARGV[7] tolerated failed records, or "" for no limit
     ARGV[8] tolerated failed records in percent of total_records, or "" for no limit
+    ARGV[9] the longest records (bytes) returned in the reply, or "" for no limit:
+            longer ones are left for the caller to read with a plain HGET
 
   Output:
     {"OK", batch_index, token, attempt, payload, columns, total_records, dead_lettered,
-     duplicates, indexes}  duplicates: the batch's d:<index> JSON from storeBatch, or "";
+     duplicates, indexes}  payload: the batch's records, or their length in bytes
+                           (an integer) when longer than ARGV[9]; duplicates: the batch's d:<index> JSON from storeBatch, or "";
                            indexes: its x:<index> JSON (a redriven batch), or ""
     {"NO_PENDING_BATCHES", state, finalized (0|1), dead_lettered, summary}
     {"JOB_NOT_FOUND"}
@@ -77,4 +80,5 @@
 ]]
 --- @include "includes/claimNext"
 
-return claimNext(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+return claimNext(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],
+  tonumber(ARGV[9]))

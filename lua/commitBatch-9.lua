@@ -76,6 +76,7 @@
     ARGV[15] that claim's request id (claimBatch's ARGV[6])
     ARGV[16] that claim's stale timeout in ms (claimBatch's ARGV[3])
     ARGV[17] that claim's max attempts per batch (claimBatch's ARGV[4])
+    ARGV[18] that claim's longest records returned in the reply (claimBatch's ARGV[9])
 
   Output:
     {"OK", finalized (0|1), state, summary}  summary: the jobSummary include's figures
@@ -119,7 +120,7 @@ local claimFor = ARGV[14] or ""
 local function answer(reply)
   if claimFor ~= "" then
     local claim = claimNext(KEYS, group, claimFor, ARGV[16], ARGV[17], ARGV[8], ARGV[15],
-      ARGV[12], ARGV[13])
+      ARGV[12], ARGV[13], tonumber(ARGV[18]))
     if claim[1] ~= "OK" then
       dropIdleConsumer(queueKey, group, claimFor)  -- kept by the commit for this claim
     end

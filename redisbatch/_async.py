@@ -22,7 +22,7 @@ import inspect
 import logging
 import signal
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import CoroutineType
 from typing import Any, TypeVar
 
@@ -42,6 +42,7 @@ from ._effects import (
     Lease,
     Pipeline,
     ReadItems,
+    Reads,
     Sleep,
     Spawn,
     StartHeartbeat,
@@ -181,6 +182,14 @@ async def _evalsha(client: redis.asyncio.Redis, call: ScriptCall) -> Any:
         return await client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
 
 
+async def _reads(client: redis.asyncio.Redis, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+    """Plain reads in one pipeline through the client (its pool, its retries)."""
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return await pipe.execute()
+
+
 class _Line:
     """The pooled connections one ``run`` sends its flows' script calls on:
     the sync driver's line (``_sync._Line``), taken at the first call and
@@ -204,19 +213,9 @@ class _Line:
         self.ended = False
 
     async def script(self, call: ScriptCall) -> Any:
-        if self.ended:
-            return await _evalsha(self.client, call)
-        if self.idle:
-            connection = self.idle.pop()
-        else:
-            pool = self.client.connection_pool
-            try:
-                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                return await _evalsha(self.client, call)
         script, keys = call.script, call.keys
-        broken = False
-        try:
+
+        async def send(connection: Any) -> Any:
             try:
                 await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
                 return await connection.read_response()
@@ -224,8 +223,47 @@ class _Line:
                 await self.client.script_load(script.source)
                 await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
                 return await connection.read_response()
+
+        return await self._send(send, lambda: _evalsha(self.client, call))
+
+    async def reads(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        async def send(connection: Any) -> list[Any]:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            error: redis.exceptions.ResponseError | None = None
+            for _ in commands:  # all of them, so that the connection stays in step
+                try:
+                    replies.append(await connection.read_response())
+                except redis.exceptions.ResponseError as exc:
+                    error = error or exc
+            if error is not None:
+                raise error
+            return replies
+
+        return await self._send(send, lambda: _reads(self.client, commands))
+
+    async def _send(
+        self,
+        send: Callable[[Any], Awaitable[T]],
+        again: Callable[[], Awaitable[T]],
+    ) -> T:
+        """``send`` on a connection of the line; ``again`` (through the client)
+        after a connection or timeout error, or once the run has ended."""
+        if self.ended:
+            return await again()
+        if self.idle:
+            connection = self.idle.pop()
+        else:
+            pool = self.client.connection_pool
+            try:
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                return await again()
+        broken = False
+        try:
+            return await send(connection)
         except redis.exceptions.ResponseError:
-            raise  # the script's own error: the connection is in step
+            raise  # the command's own error: the connection is in step
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             broken = True
         except BaseException:
@@ -236,7 +274,7 @@ class _Line:
                 await self._give_back(connection, broken)
             else:
                 self.idle.append(connection)
-        return await _evalsha(self.client, call)
+        return await again()
 
     async def end(self) -> None:
         """The run ended: gives its connections back (one in use, when its call ends)."""
@@ -300,6 +338,13 @@ class AsyncDriver:
             if line is not None:
                 return await line.script(call)
         return await _evalsha(self.client, call)
+
+    async def reads(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        if self._lines:
+            line = self._lines.get(asyncio.current_task())  # type: ignore[arg-type]
+            if line is not None:
+                return await line.reads(commands)
+        return await _reads(self.client, commands)
 
     async def pipeline(self, calls: tuple[ScriptCall, ...]) -> list[Any]:
         replies = PipelineReplies(calls)
@@ -477,6 +522,8 @@ class AsyncDriver:
             return await self.pipeline(effect.calls)
         if isinstance(effect, Command):
             return await self.client.execute_command(*effect.args, **(effect.options or {}))  # type: ignore[no-untyped-call]
+        if isinstance(effect, Reads):
+            return await self.reads(effect.commands)
         if isinstance(effect, Background):
             return asyncio.ensure_future(self.pipeline(effect.pipeline.calls))
         if isinstance(effect, Wait):

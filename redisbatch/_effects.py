@@ -36,6 +36,7 @@ __all__ = [
     "Lease",
     "Pipeline",
     "ReadItems",
+    "Reads",
     "Sleep",
     "Spawn",
     "StartHeartbeat",
@@ -165,6 +166,15 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class Reads:
+    """Plain reads of a job's keys, sent together in one round trip on the
+    run's own connection where it has one (as its script calls are); the
+    result is their replies in order, raw (no reply callbacks)."""
+
+    commands: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     """Several script calls in one round trip; the result is their replies in order."""
 
@@ -274,6 +284,7 @@ Effect = (
     | ReadItems
     | Sleep
     | Command
+    | Reads
     | Pipeline
     | ScriptCall
     | StartHeartbeat

@@ -15,7 +15,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from ._effects import (
     Lease,
     Pipeline,
     ReadItems,
+    Reads,
     Sleep,
     StartHeartbeat,
     StopGate,
@@ -163,6 +164,29 @@ def _evalsha(client: redis.Redis, call: ScriptCall) -> Any:
         return client.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
 
 
+def _read_all(connection: Any, count: int) -> list[Any]:
+    """``count`` replies; an error among them is raised once all are read (the
+    connection stays in step)."""
+    replies: list[Any] = []
+    error: redis.exceptions.ResponseError | None = None
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except redis.exceptions.ResponseError as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return replies
+
+
+def _reads(client: redis.Redis, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+    """Plain reads in one pipeline through the client (its pool, its retries)."""
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+    return pipe.execute()
+
+
 class _Line:
     """The pooled connection one ``run`` sends its script calls on, taken at
     its first call and given back when the run ends.
@@ -181,11 +205,9 @@ class _Line:
         self.connection: Any = None
 
     def script(self, call: ScriptCall) -> Any:
-        connection = self.connection
-        if connection is None:
-            connection = self.connection = self.client.connection_pool.get_connection()
         script, keys = call.script, call.keys
-        try:
+
+        def send(connection: Any) -> Any:
             try:
                 connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
                 return connection.read_response()
@@ -195,11 +217,29 @@ class _Line:
                 connection.read_response()
                 connection.send_command("EVALSHA", script.sha, len(keys), *keys, *call.args)
                 return connection.read_response()
+
+        return self._send(send, lambda: _evalsha(self.client, call))
+
+    def reads(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        def send(connection: Any) -> list[Any]:
+            connection.send_packed_command(connection.pack_commands(commands))
+            return _read_all(connection, len(commands))
+
+        return self._send(send, lambda: _reads(self.client, commands))
+
+    def _send(self, send: Callable[[Any], T], again: Callable[[], T]) -> T:
+        """``send`` on the line's connection; ``again`` (through the client)
+        after a connection or timeout error."""
+        connection = self.connection
+        if connection is None:
+            connection = self.connection = self.client.connection_pool.get_connection()
+        try:
+            return send(connection)
         except redis.exceptions.ResponseError:
-            raise  # the script's own error: the connection is in step
+            raise  # the command's own error: the connection is in step
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             self.close(broken=True)
-            return _evalsha(self.client, call)
+            return again()
         except BaseException:
             self.close(broken=True)  # a reply may still be on its way
             raise
@@ -309,6 +349,13 @@ class SyncDriver:
                 return line.script(call)
         return _evalsha(self.client, call)
 
+    def reads(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        if self._lines:
+            line = self._lines.get(threading.get_ident())
+            if line is not None:
+                return line.reads(commands)
+        return _reads(self.client, commands)
+
     def _free_line(self) -> None:
         """Gives the connection of this thread's run back to the pool before an
         effect that takes one of its own (a pipeline, a command), so that the run
@@ -410,6 +457,8 @@ class SyncDriver:
             return self.pipeline(effect.calls)
         if isinstance(effect, Command):
             return self.client.execute_command(*effect.args, **(effect.options or {}))  # type: ignore[no-untyped-call]
+        if isinstance(effect, Reads):
+            return self.reads(effect.commands)
         if isinstance(effect, Background):
             return self.send(effect.pipeline.calls)
         if isinstance(effect, Wait):

@@ -173,8 +173,11 @@ def machine_for(client: redis.Redis) -> type[RuleBasedStateMachine]:
             batch_size=st.integers(min_value=1, max_value=4),
             sizes=st.lists(st.integers(min_value=1, max_value=4), max_size=6),
             seal=st.booleans(),
+            inline=st.sampled_from(["", "0", "16"]),
         )
-        def create(self, batch_size: int, sizes: list[int], seal: bool) -> None:
+        def create(self, batch_size: int, sizes: list[int], seal: bool, inline: str) -> None:
+            # Claims return the records, or leave all or the longer ones for a read.
+            self.store.inline_records = inline
             self._create(batch_size)
             for size in sizes:
                 self.store_batch(size)

@@ -17,13 +17,26 @@
 --- @include "includes/seenWorker"
 --- @include "includes/fencingToken"
 local function claimNext(keys, group, worker, staleText, maxAttempts, retention, request,
-    tolCount, tolPct)
+    tolCount, tolPct, inlineLimit)
   local rcall = redis.call
   local jobKey, queueKey, recordsKey, batchesKey = keys[1], keys[2], keys[3], keys[4]
   local eventsKey, leasesKey, workersKey = keys[6], keys[8], keys[9]
   local staleMs = tonumber(staleText)
   maxAttempts = tonumber(maxAttempts)
   local finalizer = "claim:" .. request
+
+  -- A batch's records, their length when over inlineLimit, or false when the
+  -- batch has none stored.
+  local function records(idx)
+    if not inlineLimit then
+      return rcall("HGET", recordsKey, idx)
+    end
+    local size = rcall("HSTRLEN", recordsKey, idx)
+    if size == 0 then
+      return false
+    end
+    return size > inlineLimit and size or rcall("HGET", recordsKey, idx)
+  end
 
   local function splitList(text)
     local list = {}
@@ -57,7 +70,7 @@ local function claimNext(keys, group, worker, staleText, maxAttempts, retention,
           jobSummary(jobKey)}
       end
       local held = rcall("HMGET", batchesKey, "s:" .. lastIdx, "t:" .. lastIdx, "a:" .. lastIdx)
-      local payload = rcall("HGET", recordsKey, lastIdx)
+      local payload = records(lastIdx)
       if held[1] == "PROCESSING" and held[2] == lastToken and payload then
         return claimed(lastIdx, lastToken, tonumber(held[3]), payload, splitList(lastDead))
       end
@@ -127,7 +140,7 @@ local function claimNext(keys, group, worker, staleText, maxAttempts, retention,
     local batch = rcall("HMGET", batchesKey, "a:" .. idx, "n:" .. idx, "d:" .. idx, "x:" .. idx)
     local attempt = tonumber(batch[1] or "0") + 1
     local token = nextToken()
-    local payload = rcall("HGET", recordsKey, idx)
+    local payload = records(idx)
     if attempt > maxAttempts or not payload then
       local count = tonumber(batch[2] or "0")
       rcall("XACK", queueKey, group, entryId)
