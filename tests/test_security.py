@@ -34,7 +34,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "redisbatch"
 #: caller's ACL too). Kept in step with docs/reliability.md.
 SCRIPT_COMMANDS = (
     "+exists +del +pexpire +persist +pttl +time "
-    "+hget +hmget +hset +hdel +hexists +hgetall +hincrby "
+    "+hget +hmget +hset +hdel +hexists +hgetall +hincrby +hstrlen "
     "+xadd +xack +xdel +xclaim +xpending +xreadgroup +xgroup|create +xgroup|delconsumer "
     "+zadd +zrange +zrangebyscore +zrem +zcount +zremrangebyscore"
 )
