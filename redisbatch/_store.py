@@ -44,11 +44,14 @@ PRUNE_CHUNK: Final = 8
 #: A claimed batch's records longer than this (bytes) are read with a plain
 #: HGET right after the claim instead of coming back in its reply. A value
 #: that redis.call hands a script costs the server ~1.3 us per KB (4 MB, the
-#: largest batch, would hold it ~5 ms); a plain read costs it next to nothing
-#: and the worker one more round trip (~25-30 us of its CPU on loopback), so
-#: past ~32 KB the read costs less in all, and the server, which every worker
-#: shares, far less. A 500-row batch of the benchmarks' users CSV is ~35 KB.
-INLINE_RECORDS: Final = 32 * 1024
+#: largest batch, would hold it ~5 ms); a plain read costs it a few us, and
+#: the worker one more round trip (~25-30 us of its CPU on loopback). From
+#: here on the server, which every worker shares and whose one core caps a
+#: job's rate, saves ~20 us or more per batch for about as much worker CPU;
+#: from ~32 KB on the read also costs less in all. A 500-row batch of the
+#: benchmarks' users CSV is ~30 KB (docs/benchmarks.md: server 0.85x, workers
+#: 1.05x).
+INLINE_RECORDS: Final = 16 * 1024
 _json: Final = msgspec.json.Decoder(list[tuple[int, int, int]])
 _indexes: Final = msgspec.json.Decoder(list[int])
 

@@ -52,7 +52,7 @@ def counted_reads(di: Any) -> list[tuple[Any, ...]]:
 
 
 def test_the_default_limit_keeps_small_batches_inline(make_import: Make) -> None:
-    """Batches under the default limit (32 KiB) come back in their claim's reply:
+    """Batches under the default limit (16 KiB) come back in their claim's reply:
     no read after the claim."""
     di = make_import(batch_size=5)
     assert store_of(di).inline_records == str(INLINE_RECORDS)
