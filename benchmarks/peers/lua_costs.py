@@ -4,8 +4,9 @@ usec_per_call, on a throwaway server).
 
     python benchmarks/peers/lua_costs.py [--payload-bytes 35000] [--calls 2000]
 
-A 500-row batch of the standard job is about 35 KB of msgpack: storeBatch
-receives it as an argument, claimBatch returns it.
+A 500-row batch of the standard job is about 30 KB of msgpack. These costs are
+why the store writes it by a plain HSETNX ahead of storeBatch, and why a claim
+returns records only up to 16 KiB and leaves longer ones to a plain HGET.
 """
 
 from __future__ import annotations
