@@ -49,6 +49,7 @@ from ._effects import (
     StopGate,
     StopHeartbeat,
     Wait,
+    block_ms,
     gate_mode,
     release_held,
 )
@@ -242,6 +243,28 @@ class _Line:
 
         return await self._send(send, lambda: _reads(self.client, commands))
 
+    async def wait_for_entry(self, stream: str, seconds: float) -> bool | None:
+        """Blocks up to ``seconds`` (less where the connection's socket timeout
+        is shorter) for a new entry on ``stream``: True when one came, False
+        when the block timed out, None when it could not block (too short a
+        wait, or a server answering at once, as fakeredis does)."""
+        clock = asyncio.get_running_loop().time
+
+        async def send(connection: Any) -> bool | None:
+            ms = block_ms(seconds, connection.socket_timeout)
+            if ms < 1:
+                return None
+            started = clock()
+            await connection.send_command("XREAD", "BLOCK", ms, "STREAMS", stream, "$")
+            if await connection.read_response():
+                return True
+            return False if clock() - started >= ms / 2000 else None
+
+        async def not_sent() -> bool | None:
+            return None
+
+        return await self._send(send, not_sent)
+
     async def _send(
         self,
         send: Callable[[Any], Awaitable[T]],
@@ -312,6 +335,9 @@ class AsyncDriver:
             and getattr(pool, "max_connections", 0) >= concurrency + _LINE_ROOM
         )
         self._lines: dict[asyncio.Task[Any], _Line] | None = {} if lined else None
+        # Waits for new batches block on the queue stream until the server refuses
+        # the read (an ACL without XREAD): they sleep from then on.
+        self._blocking_waits = True
 
     async def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """User code, plain or ``async def``. Plain code held the loop, and the
@@ -510,6 +536,30 @@ class AsyncDriver:
         finally:
             gate.open = False
 
+    async def _wait(self, effect: Sleep) -> None:
+        """A ``Sleep``: blocked on its stream, where it wakes on one and the run
+        has a line, then asleep for what is left if no entry came and the reads
+        could not block."""
+        clock = asyncio.get_running_loop().time
+        end = clock() + effect.seconds
+        line = None
+        if effect.wake_on is not None and effect.lease is None and self._blocking_waits:
+            line = self._lines.get(asyncio.current_task()) if self._lines else None  # type: ignore[arg-type]
+        while line is not None and effect.wake_on is not None and clock() < end:
+            try:
+                woke = await line.wait_for_entry(effect.wake_on, end - clock())
+            except redis.exceptions.ResponseError as exc:
+                self._blocking_waits = False
+                log.warning("waits for new batches poll instead of blocking: %s", exc)
+                break
+            if woke:
+                return
+            if woke is None:
+                break
+        effect = Sleep(max(0.0, end - clock()), effect.lease)
+        for pause in effect.pauses(clock):
+            await asyncio.sleep(pause)
+
     async def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""
         if isinstance(effect, CallEach):
@@ -531,8 +581,7 @@ class AsyncDriver:
         if isinstance(effect, ReadItems):
             return await asyncio.to_thread(effect.read)
         if isinstance(effect, Sleep):
-            for pause in effect.pauses(asyncio.get_running_loop().time):
-                await asyncio.sleep(pause)
+            await self._wait(effect)
         elif isinstance(effect, StartHeartbeat):
             held.start(effect.lease, self._heartbeat(effect.lease))
         elif isinstance(effect, StopHeartbeat):

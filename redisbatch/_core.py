@@ -309,7 +309,10 @@ class Core:
                     return tally.summary(None)
                 if time.monotonic() >= job_wait_ends:
                     raise JobNotFoundError(job_id, waited=wait_for_job)
-                yield Sleep(min(delay, max(0.0, job_wait_ends - time.monotonic())))
+                yield Sleep(
+                    min(delay, max(0.0, job_wait_ends - time.monotonic())),
+                    wake_on=self._queue(job_id),
+                )
                 delay = min(delay * 2, longest_delay)
                 continue
             seen = True
@@ -330,7 +333,7 @@ class Core:
                     continue
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
-            yield Sleep(delay)
+            yield Sleep(delay, wake_on=self._queue(job_id))
             delay = min(delay * 2, longest_delay)
         yield from self._join_ahead(ahead, tally)
         if state not in FINAL_STATES:
@@ -338,6 +341,11 @@ class Core:
                 lambda: self.store.job_state(job_id), stale, f"job {job_id}: state"
             )
         return tally.summary(state)
+
+    def _queue(self, job_id: str) -> str:
+        """The job's queue stream: a wait between claims ends early once a batch
+        is stored or handed back there (``Sleep.wake_on``)."""
+        return self.store.keys(job_id).queue
 
     def _take(
         self,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import redis.exceptions
 
@@ -43,6 +43,7 @@ __all__ = [
     "StopGate",
     "StopHeartbeat",
     "Wait",
+    "block_ms",
     "gate_mode",
     "release_held",
 ]
@@ -134,10 +135,16 @@ class ReadItems:
 @dataclass(frozen=True, slots=True)
 class Sleep:
     """Wait this many seconds (retry backoff, polling). With a ``lease``, the
-    wait ends early once the lease is stopped (lost, or its worker stopping)."""
+    wait ends early once the lease is stopped (lost, or its worker stopping).
+    With ``wake_on`` (a job's queue stream) and no lease, it also ends as soon
+    as an entry is added to that stream (a batch stored or handed back): a
+    driver with a connection of its own to spare waits there with blocking
+    ``XREAD``s (each within the connection's socket timeout), and otherwise
+    sleeps."""
 
     seconds: float
     lease: Lease | None = None
+    wake_on: str | None = None
 
     def pauses(self, clock: Callable[[], float]) -> Iterator[float]:
         """The driver's waits, one after the other: the whole wait, or, with a
@@ -153,6 +160,21 @@ class Sleep:
             if left <= 0:
                 return
             yield min(left, SLEEP_SLICE)
+
+
+#: A blocking read ends this long (ms) before its connection's socket timeout,
+#: or is not sent.
+_TIMEOUT_ROOM_MS: Final = 250
+
+
+def block_ms(seconds: float, socket_timeout: float | None) -> int:
+    """How long (ms) a blocking read may stand in for ``seconds`` of a wait on
+    a connection with this socket timeout (None: none): within the timeout,
+    with room to spare; 0 when too short to block."""
+    ms = int(seconds * 1000)
+    if socket_timeout is not None:
+        ms = min(ms, int(socket_timeout * 1000) - _TIMEOUT_ROOM_MS)
+    return max(ms, 0)
 
 
 @dataclass(frozen=True, slots=True)

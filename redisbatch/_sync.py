@@ -41,6 +41,7 @@ from ._effects import (
     StopGate,
     StopHeartbeat,
     Wait,
+    block_ms,
     gate_mode,
     release_held,
 )
@@ -227,6 +228,24 @@ class _Line:
 
         return self._send(send, lambda: _reads(self.client, commands))
 
+    def wait_for_entry(self, stream: str, seconds: float) -> bool | None:
+        """Blocks up to ``seconds`` (less where the connection's socket timeout
+        is shorter) for a new entry on ``stream``: True when one came, False
+        when the block timed out, None when it could not block (too short a
+        wait, or a server answering at once, as fakeredis does)."""
+
+        def send(connection: Any) -> bool | None:
+            ms = block_ms(seconds, connection.socket_timeout)
+            if ms < 1:
+                return None
+            started = time.monotonic()
+            connection.send_command("XREAD", "BLOCK", ms, "STREAMS", stream, "$")
+            if connection.read_response():
+                return True
+            return False if time.monotonic() - started >= ms / 2000 else None
+
+        return self._send(send, lambda: None)
+
     def _send(self, send: Callable[[Any], T], again: Callable[[], T]) -> T:
         """``send`` on the line's connection; ``again`` (through the client)
         after a connection or timeout error."""
@@ -339,6 +358,9 @@ class SyncDriver:
         # (which may use the same client) runs or the run sleeps.
         size = getattr(getattr(client, "connection_pool", None), "max_connections", None)
         self._few_connections = isinstance(size, int) and size < _FEW_CONNECTIONS
+        # Waits for new batches block on the queue stream until the server refuses
+        # the read (an ACL without XREAD): they sleep from then on.
+        self._blocking_waits = True
 
     def script(self, call: ScriptCall) -> Any:
         if call.before:
@@ -443,6 +465,30 @@ class SyncDriver:
             return bool(effect.before)
         return self._few_connections and isinstance(effect, Call | CallEach | Sleep)
 
+    def _wait(self, effect: Sleep) -> None:
+        """A ``Sleep``: blocked on its stream, where it wakes on one and the
+        run's line can spare its connection, then asleep for what is left if
+        no entry came and the reads could not block."""
+        end = time.monotonic() + effect.seconds
+        line = None
+        blocking = effect.wake_on is not None and effect.lease is None and self._blocking_waits
+        if blocking and self._lines and not self._few_connections:
+            line = self._lines.get(threading.get_ident())
+        while line is not None and effect.wake_on is not None and time.monotonic() < end:
+            try:
+                woke = line.wait_for_entry(effect.wake_on, end - time.monotonic())
+            except redis.exceptions.ResponseError as exc:
+                self._blocking_waits = False
+                log.warning("waits for new batches poll instead of blocking: %s", exc)
+                break
+            if woke:
+                return
+            if woke is None:
+                break
+        effect = Sleep(max(0.0, end - time.monotonic()), effect.lease)
+        for pause in effect.pauses(time.monotonic):
+            time.sleep(pause)
+
     def _perform(self, effect: Any, held: _Held) -> Any:
         """Performs one effect; returns what the flow is sent back."""
         if self._wants_the_line_free(effect):
@@ -467,8 +513,7 @@ class SyncDriver:
         if isinstance(effect, ReadItems):
             return effect.read()
         if isinstance(effect, Sleep):
-            for pause in effect.pauses(time.monotonic):
-                time.sleep(pause)
+            self._wait(effect)
         elif isinstance(effect, StartHeartbeat):
             held.start(effect.lease)
         elif isinstance(effect, StopHeartbeat):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 import asyncio
 import hashlib
+import logging
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,10 +40,11 @@ SCRIPT_COMMANDS = (
     "+xadd +xack +xdel +xclaim +xpending +xreadgroup +xgroup|create +xgroup|delconsumer "
     "+zadd +zrange +zrangebyscore +zrem +zcount +zremrangebyscore"
 )
-#: A worker: runs the scripts, loads them after a restart, reads a lease's age.
-WORKER_ACL = f"-@all +evalsha +script|load {SCRIPT_COMMANDS}"
+#: A worker: runs the scripts, loads them after a restart, reads a batch's
+#: records after its claim, waits for new batches on the queue (XREAD BLOCK).
+WORKER_ACL = f"-@all +evalsha +script|load +xread {SCRIPT_COMMANDS}"
 #: An orchestrator: a worker's rights and the job index, delete, jobs().
-ORCHESTRATOR_ACL = f"{WORKER_ACL} +hsetnx +zrandmember +zrevrange +unlink +xread +xrevrange"
+ORCHESTRATOR_ACL = f"{WORKER_ACL} +hsetnx +zrandmember +zrevrange +unlink +xrevrange"
 
 #: How Redis and Valkey word a refusal by ACL (directly, or inside a script).
 DENIED = r"(?i)noperm|no permissions|can't run this command|permission"
@@ -94,6 +97,34 @@ def test_a_worker_with_the_minimal_acl_completes_a_job(acl_server: EmbeddedServe
     assert [j.job_id for j in boss.jobs()] == [job]
     assert list(boss.failed_records(job)) == []
     assert boss.delete(job)
+
+
+def test_a_worker_refused_xread_polls_for_batches_instead(
+    acl_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker's ACL from before claims left long records out and waits
+    blocked on the queue (no HSTRLEN, no XREAD): its claims return the records
+    whole, its waits between claims sleep instead, said once in the log, and
+    the job completes."""
+    namespace = f"acl{uuid.uuid4().hex[:6]}"
+    boss_url = add_user(acl_server, "orchestrator", namespace, ORCHESTRATOR_ACL)
+    old_url = add_user(acl_server, "oldworker", namespace, f"{WORKER_ACL} -xread -hstrlen")
+    boss = DistributedImport(redis.Redis.from_url(boss_url), namespace=namespace, batch_size=5)
+    worker = DistributedImport(redis.Redis.from_url(old_url), namespace=namespace)
+    summaries: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: summaries.append(
+            worker.run_worker("soon", lambda r, ctx: None, "w", wait_for_job=30)
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="redisbatch"):
+        thread.start()
+        time.sleep(0.2)  # the worker waits for the job: its first wait is refused
+        boss.prepare(IterableSource({"n": i} for i in range(20)), job_id="soon")
+        thread.join(30)
+    assert summaries and (summaries[0].processed, summaries[0].state) == (20, "COMPLETED")
+    refused = [r for r in caplog.records if "poll instead of blocking" in r.getMessage()]
+    assert len(refused) == 1
 
 
 def test_a_missing_permission_fails_loudly(acl_server: EmbeddedServer) -> None:

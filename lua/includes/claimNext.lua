@@ -26,12 +26,13 @@ local function claimNext(keys, group, worker, staleText, maxAttempts, retention,
   local finalizer = "claim:" .. request
 
   -- A batch's records, their length when over inlineLimit, or false when the
-  -- batch has none stored.
+  -- batch has none stored. A caller whose ACL refuses HSTRLEN (one written
+  -- before the limit) gets the records whole.
   local function records(idx)
-    if not inlineLimit then
+    local size = inlineLimit and redis.pcall("HSTRLEN", recordsKey, idx)
+    if type(size) ~= "number" then
       return rcall("HGET", recordsKey, idx)
     end
-    local size = rcall("HSTRLEN", recordsKey, idx)
     if size == 0 then
       return false
     end

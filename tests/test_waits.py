@@ -1,0 +1,90 @@
+"""A worker waiting for batches (the job not created yet, or being prepared with
+nothing stored yet) starts as soon as a batch is stored: its wait between claims
+blocks on the job's queue stream (XREAD BLOCK) instead of sleeping out its poll
+interval. On a real server, through both facades; with the poll interval made
+30 s, a worker that slept instead would not finish within the tests' bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
+from redisbatch._config import Settings
+from redisbatch._effects import block_ms
+
+
+@pytest.fixture
+def long_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits between claims of 30 s: only a wake-up ends them in time."""
+    monkeypatch.setattr(Settings, "poll_interval", property(lambda self: (30.0, 30.0)))
+
+
+def slow_records(n: int, delay: float) -> Iterator[dict[str, Any]]:
+    """The source of a prepare that stores nothing for ``delay`` seconds."""
+    time.sleep(delay)
+    yield from ({"n": i} for i in range(n))
+
+
+def test_a_sync_worker_started_before_its_job_starts_with_the_first_batch(
+    real_url: str, long_polls: None
+) -> None:
+    """run_worker waiting for a job that does not exist yet, then for the
+    first batch of a prepare that stores nothing for a while: it runs the job
+    as soon as the batches come, both waits cut short."""
+    namespace = f"w{uuid.uuid4().hex[:8]}"
+    worker = DistributedImport(redis.Redis.from_url(real_url), namespace=namespace, batch_size=5)
+    boss = DistributedImport(redis.Redis.from_url(real_url), namespace=namespace, batch_size=5)
+    summaries: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: summaries.append(
+            worker.run_worker("late", lambda r, c: None, "w", wait_for_job=60)
+        )
+    )
+    thread.start()
+    time.sleep(0.3)  # the worker is in its first wait: no job yet
+    boss.prepare(IterableSource(slow_records(20, 0.3)), job_id="late")
+    thread.join(10)
+    assert not thread.is_alive(), "the worker slept out its poll interval"
+    assert (summaries[0].processed, summaries[0].state) == (20, "COMPLETED")
+
+
+def test_an_async_worker_started_before_its_job_starts_with_the_first_batch(
+    real_url: str, long_polls: None
+) -> None:
+    """The same through AsyncDistributedImport."""
+
+    async def scenario() -> None:
+        namespace = f"w{uuid.uuid4().hex[:8]}"
+        client = redis.asyncio.Redis.from_url(real_url)
+        worker = AsyncDistributedImport(client, namespace=namespace, batch_size=5)
+        boss = DistributedImport(redis.Redis.from_url(real_url), namespace=namespace, batch_size=5)
+        running = asyncio.create_task(
+            worker.run_worker("late", lambda r, c: None, "w", wait_for_job=60)
+        )
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(boss.prepare, IterableSource(slow_records(20, 0.3)), job_id="late")
+        summary = await asyncio.wait_for(running, 10)
+        assert (summary.processed, summary.state) == (20, "COMPLETED")
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_blocking_read_stays_within_the_socket_timeout() -> None:
+    """A wait stands in as blocking reads of whole ms, each ending well within
+    the connection's socket timeout (redis-py's default is 5 s): a 30 s wait on
+    such a connection is several reads; a wait under a ms is no read."""
+    assert block_ms(30.0, None) == 30_000
+    assert block_ms(30.0, 5) == 4_750
+    assert block_ms(0.64, 5) == 640
+    assert block_ms(0.0004, None) == 0
+    assert block_ms(1.0, 0.1) == 0
