@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import msgspec
@@ -307,6 +307,7 @@ class Store:
     def claim(self, job_id: str, worker_id: str) -> Flow[Claim]:
         check_worker_id(worker_id)
         keys = self.keys(job_id)
+        dead: tuple[tuple[int, int], ...] = ()
         while True:
             reply = yield self._call(
                 "claimBatch",
@@ -321,21 +322,26 @@ class Store:
                 self.inline_records,
             )
             claim = yield from self._received(keys, reply)
-            if claim is not None:
+            if dead:  # reported by the claim that lost its batch, and by no other
+                claim = replace(claim, dead_lettered=dead + claim.dead_lettered)
+            if claim.reason != Reply.OK or claim.batch is not None:
                 return claim
+            dead = claim.dead_lettered
 
-    def _received(self, keys: JobKeys, reply: Sequence[Any]) -> Flow[Claim | None]:
+    def _received(self, keys: JobKeys, reply: Sequence[Any]) -> Flow[Claim]:
         """``parse_claim``, after reading the records of a claimed batch that the
-        reply left out (their length in their place) with a plain HGET; None when
-        they are gone, or the batch has a token other than the claim's: it was
-        taken from the caller before it read them (only after the stale timeout)."""
+        reply left out (their length in their place) with a plain HGET. When they
+        are gone, or the batch has a token other than the claim's (it was taken
+        from the caller before it read them: only after the stale timeout), an
+        OK claim with no batch: it still carries the batches the claim
+        dead-lettered before it took that one, which no other reply reports."""
         if _text(reply[0]) == Reply.OK and type(reply[4]) is int:
             idx, token = reply[1], reply[2]
             records, held = yield Reads(
                 (("HGET", keys.records, idx), ("HGET", keys.batches, f"t:{idx}"))
             )
             if records is None or held != token:
-                return None
+                return Claim(reason=Reply.OK, dead_lettered=_pairs(reply[7]))
             reply = (*reply[:4], records, *reply[5:])
         return self.parse_claim(reply)
 
@@ -427,8 +433,16 @@ class Store:
         if code != Reply.OK:
             return CommitReply(accepted=False, reason=code)
         # A next batch taken from the worker before it read its records is no
-        # claim of its own: the worker claims anew.
+        # claim of its own: the worker claims anew (after reporting the batches
+        # that claim dead-lettered, if any: a claim with no batch).
         next_claim = (yield from self._received(keys, reply[4])) if len(reply) > 4 else None
+        if (
+            next_claim is not None
+            and next_claim.reason == Reply.OK
+            and next_claim.batch is None
+            and not next_claim.dead_lettered
+        ):
+            next_claim = None
         return CommitReply(
             accepted=True,
             reason=code,

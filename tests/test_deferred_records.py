@@ -237,3 +237,69 @@ def test_a_cut_line_reads_the_records_again_through_the_client(
     status = di.status(job)
     assert status is not None and (status.processed_records, status.completed_batches) == (20, 4)
     assert checked_out(real_client) == 0
+
+
+def test_a_claim_whose_batch_was_taken_before_its_read_still_reports_its_dead_letters() -> None:
+    """The flow fed by hand: the batches a claim dead-lettered before it took
+    the batch that changed hands by its read are reported by the claim made
+    again (their only report: no later claim names them)."""
+    store = Store("ns", stale_timeout=30, max_batch_attempts=3, retention=None)
+    flow = store.claim("job", "w")
+    next(flow)
+    read = flow.send([b"OK", 3, b"1-7", 1, 4000, b"", 8, [0, 3], b"", b""])
+    assert isinstance(read, Reads)
+    flow.send([b"records", b"1-8"])  # taken: claims again
+    with pytest.raises(StopIteration) as done:
+        flow.send([b"NO_PENDING_BATCHES", b"PROCESSING", 0, [], []])
+    assert done.value.value.dead_lettered == ((0, 3),)
+
+
+def test_a_commit_whose_next_batch_was_taken_before_its_read_reports_its_dead_letters() -> None:
+    """The flow fed by hand: a chained claim that dead-lettered a batch and
+    then lost the batch it took before the read still reports the dead letter
+    (as a claim of no batch of the worker's: it claims anew)."""
+    store = Store("ns", stale_timeout=30, max_batch_attempts=3, retention=None)
+    flow = store.commit(
+        "job", 2, "1-5", processed=4, failed=0, batch_state="COMPLETED",
+        failed_payload=b"", claim_next=NextClaim("w"),
+    )  # fmt: skip
+    next(flow)
+    flow.send([b"OK", 0, b"PROCESSING", [], [b"OK", 3, b"1-6", 1, 9000, b"", 8, [1, 3], b"", b""]])
+    with pytest.raises(StopIteration) as done:
+        flow.send([b"records", b"1-7"])
+    commit = done.value.value
+    assert commit.next_claim is not None and commit.next_claim.batch is None
+    assert commit.next_claim.dead_lettered == ((1, 3),)
+
+
+def test_a_dead_letter_is_reported_when_the_claim_that_made_it_loses_its_batch(
+    client: redis.Redis,
+) -> None:
+    """On a server: a claim dead-letters a stale batch past max_batch_attempts,
+    takes the next one, and loses it (stale, taken by another worker) before it
+    reads its records; the worker still emits the dead-lettered batch's
+    ``batch:failed``, once."""
+    di = DistributedImport(client, batch_size=4, stale_batch_timeout=0.2, max_batch_attempts=2)
+    store = store_of(di)
+    store.inline_records = "0"
+    job = di.prepare(records(12)).job_id
+    driver = di._driver
+    for holder in ("gone", "gone too"):  # batch 0, delivered twice, never committed
+        assert driver.run(store.claim(job, holder)).batch_index == 0
+        time.sleep(0.25)
+    failed: list[int] = []
+    di.on("batch:failed", lambda event: failed.append(event.batch_index))
+    original = driver.reads
+    taken: list[Any] = []
+
+    def frozen_first(commands: Any) -> Any:
+        if not taken:
+            taken.append(None)
+            time.sleep(0.3)  # the claim of batch 1 goes stale meanwhile
+            taken[0] = driver.run(store.claim(job, "thief"))
+        return original(commands)
+
+    driver.reads = frozen_first  # type: ignore[method-assign]
+    result = di.process_worker_batch(job, lambda r, c: None, "w")
+    assert taken[0].batch_index == 1 and result.batch_index == 2
+    assert failed == [0]
