@@ -22,7 +22,7 @@ from ._codec import (
     decode_failed,
     iter_raw_records,
 )
-from ._effects import Command, Flow, Pipeline, Reads
+from ._effects import Command, Flow, Interrupted, Pipeline, Reads
 from ._exceptions import JobExistsError
 from ._keys import CONSUMER_GROUP, JobKeys, check_namespace, check_worker_id, jobs_index_key
 from ._results import JobStatus, JobSummary, ProcessedRecord
@@ -112,6 +112,9 @@ class CommitReply:
     reason: Reply
     finalized: JobSummary | None = None
     next_claim: Claim | None = None  # the worker's next claim, when the commit made one
+    # The worker was stopped while the next claim's records were read (the
+    # commit landed): the batch claimed is held, unknown to the caller.
+    next_unread: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +438,14 @@ class Store:
         # A next batch taken from the worker before it read its records is no
         # claim of its own: the worker claims anew (after reporting the batches
         # that claim dead-lettered, if any: a claim with no batch).
-        next_claim = (yield from self._received(keys, reply[4])) if len(reply) > 4 else None
+        next_claim, unread = None, False
+        if len(reply) > 4:
+            try:
+                next_claim = yield from self._received(keys, reply[4])
+            except Interrupted:
+                # Stopped during the read: the commit landed all the same; the
+                # batch claimed is the caller's to give back.
+                unread = True
         if (
             next_claim is not None
             and next_claim.reason == Reply.OK
@@ -448,6 +458,7 @@ class Store:
             reason=code,
             finalized=_summary(reply[3]) if int(reply[1]) else None,
             next_claim=next_claim,
+            next_unread=unread,
         )
 
     def release(self, job_id: str, idx: int, worker_id: str) -> Flow[bool]:

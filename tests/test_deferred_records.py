@@ -6,6 +6,7 @@ anew. On fakeredis and on a real server, through both facades."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from redisbatch import DistributedImport, IterableSource
+from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
 from redisbatch._effects import Reads
 from redisbatch._keys import CONSUMER_GROUP
 from redisbatch._scripts import ScriptCall
@@ -307,3 +308,73 @@ def test_a_dead_letter_is_reported_when_the_claim_that_made_it_loses_its_batch(
     result = di.process_worker_batch(job, lambda r, c: None, "w")
     assert taken[0].batch_index == 1 and result.batch_index == 2
     assert failed == [0]
+
+
+def test_ctrl_c_while_reading_a_chained_claim_reports_the_commit_and_gives_the_batch_back(
+    client: redis.Redis,
+) -> None:
+    """Ctrl-C while the records of the batch a commit claimed are read: the
+    commit landed (its reply was read), so its batch is reported as any
+    commit a stop lets through (``batch:completed``); the next batch is
+    given back at once, not left for the (60 s) stale timeout."""
+    di = DistributedImport(client, batch_size=2, stale_batch_timeout=60)
+    store_of(di).inline_records = "0"
+    job = di.prepare(records(6)).job_id
+    original = di._driver.reads
+    calls: list[int] = []
+
+    def reads(commands: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the first claim riding on a commit
+            raise KeyboardInterrupt
+        return original(commands)
+
+    di._driver.reads = reads  # type: ignore[method-assign]
+    completed: list[int] = []
+    di.on("batch:completed", lambda event: completed.append(event.batch_index))
+    with pytest.raises(KeyboardInterrupt):
+        di.run_worker(job, lambda r, c: None, "w")
+    status = di.status(job)
+    assert status is not None
+    assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+        1, 0, 2,
+    )  # fmt: skip
+    assert completed == [0]
+
+
+def test_a_cancellation_while_reading_a_chained_claim_reports_the_commit(
+    async_client_factory: Callable[[], Any],
+) -> None:
+    """The async driver: the task cancelled while the records of the batch a
+    commit claimed are read. The commit is reported, the next batch given back."""
+
+    async def scenario() -> None:
+        di = AsyncDistributedImport(async_client_factory(), batch_size=2, stale_batch_timeout=60)
+        store_of(di).inline_records = "0"
+        job = (await di.prepare(records(6))).job_id
+        original = di._driver.reads
+        calls: list[int] = []
+
+        async def reads(commands: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:  # the first claim riding on a commit
+                task = asyncio.current_task()
+                assert task is not None
+                asyncio.get_running_loop().call_soon(task.cancel)
+                await asyncio.sleep(1)
+            return await original(commands)
+
+        di._driver.reads = reads  # type: ignore[method-assign]
+        completed: list[int] = []
+        di.on("batch:completed", lambda event: completed.append(event.batch_index))
+        with pytest.raises(asyncio.CancelledError):
+            await di.run_worker(job, lambda r, c: None, "w")
+        status = await di.status(job)
+        assert status is not None
+        assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+            1, 0, 2,
+        )  # fmt: skip
+        assert completed == [0]
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
