@@ -378,3 +378,41 @@ def test_a_cancellation_while_reading_a_chained_claim_reports_the_commit(
         await di.redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_an_async_line_cut_reads_the_records_again_through_the_client(
+    async_client_factory: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The async driver: the run's connection fails as it sends the read of a
+    claim's records; the read goes through the client instead (nothing ridden
+    out) and the job completes once."""
+    import redis.asyncio.connection
+
+    send_packed = redis.asyncio.connection.Connection.send_packed_command
+    cut: list[int] = []
+
+    async def cut_the_second_read(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        if b"HGET" in b"".join(command if isinstance(command, list) else [command]):
+            cut.append(1)
+            if len(cut) == 2:
+                await self.disconnect(nowait=True)
+                raise redis.exceptions.ConnectionError("cut (test)")
+        return await send_packed(self, command, *args, **kwargs)
+
+    async def scenario() -> None:
+        di = AsyncDistributedImport(async_client_factory(), batch_size=5)
+        store_of(di).inline_records = "0"
+        job = (await di.prepare(records(20))).job_id
+        monkeypatch.setattr(
+            redis.asyncio.connection.Connection, "send_packed_command", cut_the_second_read
+        )
+        with caplog.at_level(logging.WARNING, logger="redisbatch"):
+            summary = await di.run_worker(job, lambda r, c: None)
+        assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+    assert len(cut) >= 3, "the line was not cut, or not read again"
+    assert [r.message for r in caplog.records if "retrying" in r.message] == []
