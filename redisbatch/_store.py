@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import msgspec
@@ -22,7 +22,7 @@ from ._codec import (
     decode_failed,
     iter_raw_records,
 )
-from ._effects import Command, Flow, Pipeline, Reads
+from ._effects import Command, Flow, Interrupted, Pipeline, Reads
 from ._exceptions import JobExistsError
 from ._keys import CONSUMER_GROUP, JobKeys, check_namespace, check_worker_id, jobs_index_key
 from ._results import JobStatus, JobSummary, ProcessedRecord
@@ -115,6 +115,9 @@ class CommitReply:
     reason: Reply
     finalized: JobSummary | None = None
     next_claim: Claim | None = None  # the worker's next claim, when the commit made one
+    # The worker was stopped while the next claim's records were read (the
+    # commit landed): the batch claimed is held, unknown to the caller.
+    next_unread: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +313,7 @@ class Store:
     def claim(self, job_id: str, worker_id: str) -> Flow[Claim]:
         check_worker_id(worker_id)
         keys = self.keys(job_id)
+        dead: tuple[tuple[int, int], ...] = ()
         while True:
             reply = yield self._call(
                 "claimBatch",
@@ -324,21 +328,26 @@ class Store:
                 self.inline_records,
             )
             claim = yield from self._received(keys, reply)
-            if claim is not None:
+            if dead:  # reported by the claim that lost its batch, and by no other
+                claim = replace(claim, dead_lettered=dead + claim.dead_lettered)
+            if claim.reason != Reply.OK or claim.batch is not None:
                 return claim
+            dead = claim.dead_lettered
 
-    def _received(self, keys: JobKeys, reply: Sequence[Any]) -> Flow[Claim | None]:
+    def _received(self, keys: JobKeys, reply: Sequence[Any]) -> Flow[Claim]:
         """``parse_claim``, after reading the records of a claimed batch that the
-        reply left out (their length in their place) with a plain HGET; None when
-        they are gone, or the batch has a token other than the claim's: it was
-        taken from the caller before it read them (only after the stale timeout)."""
+        reply left out (their length in their place) with a plain HGET. When they
+        are gone, or the batch has a token other than the claim's (it was taken
+        from the caller before it read them: only after the stale timeout), an
+        OK claim with no batch: it still carries the batches the claim
+        dead-lettered before it took that one, which no other reply reports."""
         if _text(reply[0]) == Reply.OK and type(reply[4]) is int:
             idx, token = reply[1], reply[2]
             records, held = yield Reads(
                 (("HGET", keys.records, idx), ("HGET", keys.batches, f"t:{idx}"))
             )
             if records is None or held != token:
-                return None
+                return Claim(reason=Reply.OK, dead_lettered=_pairs(reply[7]))
             reply = (*reply[:4], records, *reply[5:])
         return self.parse_claim(reply)
 
@@ -430,13 +439,29 @@ class Store:
         if code != Reply.OK:
             return CommitReply(accepted=False, reason=code)
         # A next batch taken from the worker before it read its records is no
-        # claim of its own: the worker claims anew.
-        next_claim = (yield from self._received(keys, reply[4])) if len(reply) > 4 else None
+        # claim of its own: the worker claims anew (after reporting the batches
+        # that claim dead-lettered, if any: a claim with no batch).
+        next_claim, unread = None, False
+        if len(reply) > 4:
+            try:
+                next_claim = yield from self._received(keys, reply[4])
+            except Interrupted:
+                # Stopped during the read: the commit landed all the same; the
+                # batch claimed is the caller's to give back.
+                unread = True
+        if (
+            next_claim is not None
+            and next_claim.reason == Reply.OK
+            and next_claim.batch is None
+            and not next_claim.dead_lettered
+        ):
+            next_claim = None
         return CommitReply(
             accepted=True,
             reason=code,
             finalized=_summary(reply[3]) if int(reply[1]) else None,
             next_claim=next_claim,
+            next_unread=unread,
         )
 
     def release(self, job_id: str, idx: int, worker_id: str) -> Flow[bool]:

@@ -149,7 +149,10 @@ def _hold_next(
     commit: CommitReply,
 ) -> Flow[None]:
     """Keeps the claim a commit made for the next ``process_batch``, its batch
-    held from here on: the driver gives it back if the worker stops first."""
+    held from here on: the driver gives it back if the worker stops first. A
+    worker stopped while the claim's records were read gives the batch back."""
+    if commit.next_unread:
+        yield from _give_back_on_stop(store, job_id, worker_id)
     chain.next = after = commit.next_claim
     if after is not None and after.batch_index is not None and after.batch is not None:
         chain.lease = _lease(store, job_id, worker_id, after.batch_index, after.token, interval)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import redis
+import redis.asyncio
 
-from redisbatch import DistributedImport, Field, IterableSource, Schema
+from redisbatch import AsyncDistributedImport, DistributedImport, Field, IterableSource, Schema
 
 
 def test_jobs_run_end_to_end_on_a_three_master_cluster(cluster_url: str) -> None:
@@ -47,3 +49,28 @@ def test_jobs_run_end_to_end_on_a_three_master_cluster(cluster_url: str) -> None
         assert di.delete(job) and di.status(job) is None
     assert len(slots) > 1, "the jobs should have landed on different slots"
     client.close()
+
+
+def test_records_read_after_their_claims_on_a_cluster(cluster_url: str) -> None:
+    """Records left out of claims' replies (a limit of 0) are read through the
+    cluster client's pipeline, sync and async (no line on a cluster): counts exact."""
+    client = redis.RedisCluster.from_url(cluster_url)
+    di = DistributedImport(client, batch_size=3, namespace=f"c{uuid.uuid4().hex[:6]}")
+    di._core.store.inline_records = "0"
+    job = di.prepare(IterableSource({"n": i} for i in range(10))).job_id
+    summary = di.run_worker(job, lambda r, c: None)
+    assert (summary.processed, summary.batches, summary.state) == (10, 4, "COMPLETED")
+    client.close()
+
+    async def scenario() -> None:
+        aclient = redis.asyncio.RedisCluster.from_url(cluster_url)
+        adi = AsyncDistributedImport(aclient, batch_size=3, namespace=f"c{uuid.uuid4().hex[:6]}")
+        adi._core.store.inline_records = "0"
+        ajob = (await adi.prepare(IterableSource({"n": i} for i in range(10)))).job_id
+        summary = await adi.run_worker(ajob, lambda r, c: None)
+        assert (summary.processed, summary.batches, summary.state) == (10, 4, "COMPLETED")
+        one = await adi.process_worker_batch(ajob, lambda r, c: None, "w")
+        assert not one.claimed
+        await aclient.aclose()
+
+    asyncio.run(scenario())

@@ -6,6 +6,8 @@ anew. On fakeredis and on a real server, through both facades."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from redisbatch import DistributedImport, IterableSource
+from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
 from redisbatch._effects import Reads
 from redisbatch._keys import CONSUMER_GROUP
 from redisbatch._scripts import ScriptCall
@@ -213,10 +215,11 @@ def test_a_raw_claim_over_the_limit_replies_with_the_records_length(client: redi
 
 
 def test_a_cut_line_reads_the_records_again_through_the_client(
-    real_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    real_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The run's connection cut as it sends the read of a claim's records: the
-    read goes through the client instead, and the job completes once."""
+    read goes through the client instead (the flow sees no error: nothing is
+    ridden out), and the job completes once."""
     di = DistributedImport(real_client, batch_size=5)
     store_of(di).inline_records = "0"
     job = di.prepare(records(20)).job_id
@@ -231,9 +234,185 @@ def test_a_cut_line_reads_the_records_again_through_the_client(
         return send_packed(self, command, *args, **kwargs)
 
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", cut_the_second_read)
-    summary = di.run_worker(job, lambda r, c: None)
+    with caplog.at_level(logging.WARNING, logger="redisbatch"):
+        summary = di.run_worker(job, lambda r, c: None)
     assert len(cut) >= 2, "the line was not cut"
+    assert [r.message for r in caplog.records if "retrying" in r.message] == []
     assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
     status = di.status(job)
     assert status is not None and (status.processed_records, status.completed_batches) == (20, 4)
     assert checked_out(real_client) == 0
+
+
+def test_a_claim_whose_batch_was_taken_before_its_read_still_reports_its_dead_letters() -> None:
+    """The flow fed by hand: the batches a claim dead-lettered before it took
+    the batch that changed hands by its read are reported by the claim made
+    again (their only report: no later claim names them)."""
+    store = Store("ns", stale_timeout=30, max_batch_attempts=3, retention=None)
+    flow = store.claim("job", "w")
+    next(flow)
+    read = flow.send([b"OK", 3, b"1-7", 1, 4000, b"", 8, [0, 3], b"", b""])
+    assert isinstance(read, Reads)
+    flow.send([b"records", b"1-8"])  # taken: claims again
+    with pytest.raises(StopIteration) as done:
+        flow.send([b"NO_PENDING_BATCHES", b"PROCESSING", 0, [], []])
+    assert done.value.value.dead_lettered == ((0, 3),)
+
+
+def test_a_commit_whose_next_batch_was_taken_before_its_read_reports_its_dead_letters() -> None:
+    """The flow fed by hand: a chained claim that dead-lettered a batch and
+    then lost the batch it took before the read still reports the dead letter
+    (as a claim of no batch of the worker's: it claims anew)."""
+    store = Store("ns", stale_timeout=30, max_batch_attempts=3, retention=None)
+    flow = store.commit(
+        "job", 2, "1-5", processed=4, failed=0, batch_state="COMPLETED",
+        failed_payload=b"", claim_next=NextClaim("w"),
+    )  # fmt: skip
+    next(flow)
+    flow.send([b"OK", 0, b"PROCESSING", [], [b"OK", 3, b"1-6", 1, 9000, b"", 8, [1, 3], b"", b""]])
+    with pytest.raises(StopIteration) as done:
+        flow.send([b"records", b"1-7"])
+    commit = done.value.value
+    assert commit.next_claim is not None and commit.next_claim.batch is None
+    assert commit.next_claim.dead_lettered == ((1, 3),)
+
+
+def test_a_dead_letter_is_reported_when_the_claim_that_made_it_loses_its_batch(
+    client: redis.Redis,
+) -> None:
+    """On a server: a claim dead-letters a stale batch past max_batch_attempts,
+    takes the next one, and loses it (stale, taken by another worker) before it
+    reads its records; the worker still emits the dead-lettered batch's
+    ``batch:failed``, once."""
+    di = DistributedImport(client, batch_size=4, stale_batch_timeout=0.2, max_batch_attempts=2)
+    store = store_of(di)
+    store.inline_records = "0"
+    job = di.prepare(records(12)).job_id
+    driver = di._driver
+    for holder in ("gone", "gone too"):  # batch 0, delivered twice, never committed
+        assert driver.run(store.claim(job, holder)).batch_index == 0
+        time.sleep(0.25)
+    failed: list[int] = []
+    di.on("batch:failed", lambda event: failed.append(event.batch_index))
+    original = driver.reads
+    taken: list[Any] = []
+
+    def frozen_first(commands: Any) -> Any:
+        if not taken:
+            taken.append(None)
+            time.sleep(0.3)  # the claim of batch 1 goes stale meanwhile
+            taken[0] = driver.run(store.claim(job, "thief"))
+        return original(commands)
+
+    driver.reads = frozen_first  # type: ignore[method-assign]
+    result = di.process_worker_batch(job, lambda r, c: None, "w")
+    assert taken[0].batch_index == 1 and result.batch_index == 2
+    assert failed == [0]
+
+
+def test_ctrl_c_while_reading_a_chained_claim_reports_the_commit_and_gives_the_batch_back(
+    client: redis.Redis,
+) -> None:
+    """Ctrl-C while the records of the batch a commit claimed are read: the
+    commit landed (its reply was read), so its batch is reported as any
+    commit a stop lets through (``batch:completed``); the next batch is
+    given back at once, not left for the (60 s) stale timeout."""
+    di = DistributedImport(client, batch_size=2, stale_batch_timeout=60)
+    store_of(di).inline_records = "0"
+    job = di.prepare(records(6)).job_id
+    original = di._driver.reads
+    calls: list[int] = []
+
+    def reads(commands: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the first claim riding on a commit
+            raise KeyboardInterrupt
+        return original(commands)
+
+    di._driver.reads = reads  # type: ignore[method-assign]
+    completed: list[int] = []
+    di.on("batch:completed", lambda event: completed.append(event.batch_index))
+    with pytest.raises(KeyboardInterrupt):
+        di.run_worker(job, lambda r, c: None, "w")
+    status = di.status(job)
+    assert status is not None
+    assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+        1, 0, 2,
+    )  # fmt: skip
+    assert completed == [0]
+
+
+def test_a_cancellation_while_reading_a_chained_claim_reports_the_commit(
+    async_client_factory: Callable[[], Any],
+) -> None:
+    """The async driver: the task cancelled while the records of the batch a
+    commit claimed are read. The commit is reported, the next batch given back."""
+
+    async def scenario() -> None:
+        di = AsyncDistributedImport(async_client_factory(), batch_size=2, stale_batch_timeout=60)
+        store_of(di).inline_records = "0"
+        job = (await di.prepare(records(6))).job_id
+        original = di._driver.reads
+        calls: list[int] = []
+
+        async def reads(commands: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:  # the first claim riding on a commit
+                task = asyncio.current_task()
+                assert task is not None
+                asyncio.get_running_loop().call_soon(task.cancel)
+                await asyncio.sleep(1)
+            return await original(commands)
+
+        di._driver.reads = reads  # type: ignore[method-assign]
+        completed: list[int] = []
+        di.on("batch:completed", lambda event: completed.append(event.batch_index))
+        with pytest.raises(asyncio.CancelledError):
+            await di.run_worker(job, lambda r, c: None, "w")
+        status = await di.status(job)
+        assert status is not None
+        assert (status.completed_batches, status.processing_batches, status.pending_batches) == (
+            1, 0, 2,
+        )  # fmt: skip
+        assert completed == [0]
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_async_line_cut_reads_the_records_again_through_the_client(
+    async_client_factory: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The async driver: the run's connection fails as it sends the read of a
+    claim's records; the read goes through the client instead (nothing ridden
+    out) and the job completes once."""
+    import redis.asyncio.connection
+
+    send_packed = redis.asyncio.connection.Connection.send_packed_command
+    cut: list[int] = []
+
+    async def cut_the_second_read(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        if b"HGET" in b"".join(command if isinstance(command, list) else [command]):
+            cut.append(1)
+            if len(cut) == 2:
+                await self.disconnect(nowait=True)
+                raise redis.exceptions.ConnectionError("cut (test)")
+        return await send_packed(self, command, *args, **kwargs)
+
+    async def scenario() -> None:
+        di = AsyncDistributedImport(async_client_factory(), batch_size=5)
+        store_of(di).inline_records = "0"
+        job = (await di.prepare(records(20))).job_id
+        monkeypatch.setattr(
+            redis.asyncio.connection.Connection, "send_packed_command", cut_the_second_read
+        )
+        with caplog.at_level(logging.WARNING, logger="redisbatch"):
+            summary = await di.run_worker(job, lambda r, c: None)
+        assert (summary.processed, summary.batches, summary.state) == (20, 4, "COMPLETED")
+        await di.redis.aclose()
+
+    asyncio.run(scenario())
+    assert len(cut) >= 3, "the line was not cut, or not read again"
+    assert [r.message for r in caplog.records if "retrying" in r.message] == []
