@@ -481,6 +481,8 @@ class SyncDriver:
                 self._blocking_waits = False
                 log.warning("waits for new batches poll instead of blocking: %s", exc)
                 break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                break  # no connection to be had (the server down): the next claim rides it out
             if woke:
                 return
             if woke is None:
