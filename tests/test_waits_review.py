@@ -3,16 +3,20 @@ whatever happens to its connection, and a stopped worker leaves its pool clean."
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redisbatch import DistributedImport, IterableSource
+from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
+from redisbatch._config import Settings
 from redisbatch._embedded import EmbeddedServer, find_server_binary
 from redisbatch._store import Store
 
@@ -73,3 +77,62 @@ def test_a_sync_worker_waiting_as_the_server_goes_down_rides_it_out(
     assert errors == []
     assert (summaries[0].processed, summaries[0].state) == (10, "COMPLETED")
     client.close()
+
+
+def _blocked_reads(admin: redis.Redis) -> list[str]:
+    return [c["id"] for c in admin.client_list() if c.get("cmd") == "xread" and "b" in c["flags"]]
+
+
+@pytest.mark.parametrize("facade", ["sync", "async"])
+def test_a_blocking_read_unblocked_by_the_server_keeps_the_waits_blocking(
+    real_url: str, facade: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server ending a worker's blocking read with an error (CLIENT UNBLOCK
+    ... ERROR; a master turned replica answers its blocked clients UNBLOCKED)
+    is no ACL refusing XREAD: the wait ends, and the next one blocks again."""
+    monkeypatch.setattr(Settings, "poll_interval", property(lambda self: (0.5, 0.5)))
+    admin = redis.Redis.from_url(real_url)
+    namespace = f"w{uuid.uuid4().hex[:8]}"
+    boss = DistributedImport(admin, namespace=namespace, batch_size=5)
+    job = boss.prepare(IterableSource({"n": i} for i in range(10))).job_id
+    boss.pause(job)
+    before = set(_blocked_reads(admin))
+    summaries: list[Any] = []
+
+    def work() -> None:
+        if facade == "sync":
+            di = DistributedImport(redis.Redis.from_url(real_url), namespace=namespace)
+            summaries.append(di.run_worker(job, lambda r, c: None, "w"))
+            return
+
+        async def run() -> None:
+            client = redis.asyncio.Redis.from_url(real_url)
+            di = AsyncDistributedImport(client, namespace=namespace)
+            summaries.append(await di.run_worker(job, lambda r, c: None, "w"))
+            await client.aclose()
+
+        asyncio.run(run())
+
+    def blocked() -> list[str]:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = [i for i in _blocked_reads(admin) if i not in before]
+            if found:
+                return found
+            time.sleep(0.01)
+        return []
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    found = blocked()
+    assert found, "the worker's wait blocks"
+    try:
+        admin.execute_command("CLIENT", "UNBLOCK", found[0], "ERROR")
+        time.sleep(0.05)
+        assert blocked(), "the worker's next wait blocks again"
+    finally:
+        boss.resume(job)
+        worker.join(10)
+    assert not worker.is_alive()
+    assert (summaries[0].processed, summaries[0].state) == (10, "COMPLETED")
+    assert "poll instead of blocking" not in caplog.text
