@@ -548,10 +548,12 @@ class AsyncDriver:
         while line is not None and effect.wake_on is not None and clock() < end:
             try:
                 woke = await line.wait_for_entry(effect.wake_on, end - clock())
-            except redis.exceptions.ResponseError as exc:
+            except redis.exceptions.NoPermissionError as exc:
                 self._blocking_waits = False
                 log.warning("waits for new batches poll instead of blocking: %s", exc)
                 break
+            except redis.exceptions.ResponseError:
+                break  # the read ended by the server (UNBLOCKED): this wait sleeps the rest
             if woke:
                 return
             if woke is None:
