@@ -311,7 +311,7 @@ class Core:
                     raise JobNotFoundError(job_id, waited=wait_for_job)
                 yield Sleep(
                     min(delay, max(0.0, job_wait_ends - time.monotonic())),
-                    wake_on=self._queue(job_id),
+                    wake_on=self._queue(job_id, None),
                 )
                 delay = min(delay * 2, longest_delay)
                 continue
@@ -333,7 +333,7 @@ class Core:
                     continue
             if deadline is not None:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
-            yield Sleep(delay, wake_on=self._queue(job_id))
+            yield Sleep(delay, wake_on=self._queue(job_id, state))
             delay = min(delay * 2, longest_delay)
         yield from self._join_ahead(ahead, tally)
         if state not in FINAL_STATES:
@@ -342,10 +342,11 @@ class Core:
             )
         return tally.summary(state)
 
-    def _queue(self, job_id: str) -> str:
+    def _queue(self, job_id: str, state: str | None) -> str | None:
         """The job's queue stream: a wait between claims ends early once a batch
-        is stored or handed back there (``Sleep.wake_on``)."""
-        return self.store.keys(job_id).queue
+        is stored or handed back there (``Sleep.wake_on``); not while the job is
+        paused (a batch stored then is not claimable: the wait goes on)."""
+        return None if state == "PAUSED" else self.store.keys(job_id).queue
 
     def _take(
         self,

@@ -21,6 +21,8 @@ from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
 from redisbatch._config import Settings
 from redisbatch._effects import block_ms
 
+from .test_failover import failing_scripts
+
 
 @pytest.fixture
 def long_polls(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,3 +90,46 @@ def test_a_blocking_read_stays_within_the_socket_timeout() -> None:
     assert block_ms(0.64, 5) == 640
     assert block_ms(0.0004, None) == 0
     assert block_ms(1.0, 0.1) == 0
+
+
+def test_a_worker_waiting_on_a_paused_job_sleeps_through_stored_batches(
+    real_url: str, long_polls: None
+) -> None:
+    """Batches a prepare stores into a paused job are not claimable: they do
+    not wake a worker waiting on it into one claim after another."""
+    namespace = f"w{uuid.uuid4().hex[:8]}"
+    boss = DistributedImport(redis.Redis.from_url(real_url), namespace=namespace, batch_size=5)
+    worker = DistributedImport(redis.Redis.from_url(real_url), namespace=namespace)
+    paused = threading.Event()
+
+    def records() -> Iterator[dict[str, Any]]:
+        yield from ({"n": i} for i in range(5))
+        paused.wait(10)
+        for i in range(5, 30):  # five more batches, stored while the job is paused
+            time.sleep(0.01)
+            yield {"n": i}
+
+    preparing = threading.Thread(
+        target=lambda: boss.prepare(IterableSource(records()), job_id="paused")
+    )
+    preparing.start()
+    deadline = time.monotonic() + 10
+    while boss.status("paused") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert boss.pause("paused")
+    called = failing_scripts(worker, "none", [])
+    summaries: list[Any] = []
+    waiting = threading.Thread(
+        target=lambda: summaries.append(
+            worker.run_worker("paused", lambda r, c: None, "w", time_budget=1.5)
+        )
+    )
+    waiting.start()
+    time.sleep(0.3)  # the worker found the job paused and waits
+    paused.set()
+    preparing.join(10)
+    waiting.join(10)
+    status = boss.status("paused")
+    assert status is not None and (status.state, status.total_batches) == ("PAUSED", 6)
+    assert summaries and summaries[0].processed == 0
+    assert called.count("claimBatch") == 1, called
