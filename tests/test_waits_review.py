@@ -95,7 +95,8 @@ def test_a_blocking_read_unblocked_by_the_server_keeps_the_waits_blocking(
     namespace = f"w{uuid.uuid4().hex[:8]}"
     boss = DistributedImport(admin, namespace=namespace, batch_size=5)
     job = boss.prepare(IterableSource({"n": i} for i in range(10))).job_id
-    boss.pause(job)
+    # Both batches held by another worker: "w" waits for one to come back.
+    held = [boss._driver.run(boss._core.store.claim(job, "other")) for _ in range(2)]
     before = set(_blocked_reads(admin))
     summaries: list[Any] = []
 
@@ -131,7 +132,8 @@ def test_a_blocking_read_unblocked_by_the_server_keeps_the_waits_blocking(
         time.sleep(0.05)
         assert blocked(), "the worker's next wait blocks again"
     finally:
-        boss.resume(job)
+        for claim in held:  # handed back: stored on the queue again, they wake "w"
+            boss.release_batch(job, f"batch-{claim.batch_index}", "other")
         worker.join(10)
     assert not worker.is_alive()
     assert (summaries[0].processed, summaries[0].state) == (10, "COMPLETED")
