@@ -51,6 +51,7 @@ from ._effects import (
     Wait,
     block_ms,
     gate_mode,
+    refuses_blocking,
     release_held,
 )
 from ._scripts import PipelineReplies, ScriptCall
@@ -548,12 +549,10 @@ class AsyncDriver:
         while line is not None and effect.wake_on is not None and clock() < end:
             try:
                 woke = await line.wait_for_entry(effect.wake_on, end - clock())
-            except redis.exceptions.NoPermissionError as exc:
-                self._blocking_waits = False
-                log.warning("waits for new batches poll instead of blocking: %s", exc)
+            except redis.exceptions.RedisError as exc:
+                if refuses_blocking(exc):
+                    self._blocking_waits = False
                 break
-            except redis.exceptions.ResponseError:
-                break  # the read ended by the server (UNBLOCKED): this wait sleeps the rest
             if woke:
                 return
             if woke is None:

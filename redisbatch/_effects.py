@@ -45,6 +45,7 @@ __all__ = [
     "Wait",
     "block_ms",
     "gate_mode",
+    "refuses_blocking",
     "release_held",
 ]
 
@@ -175,6 +176,17 @@ def block_ms(seconds: float, socket_timeout: float | None) -> int:
     if socket_timeout is not None:
         ms = min(ms, int(socket_timeout * 1000) - _TIMEOUT_ROOM_MS)
     return max(ms, 0)
+
+
+def refuses_blocking(exc: redis.exceptions.RedisError) -> bool:
+    """Whether a blocking read's error means that waits sleep from now on: the
+    server refuses XREAD (NOPERM: a worker's ACL from before blocking waits),
+    said in the log. Any other error (a read the server unblocked, a connection
+    lost: the next claim rides that out) ends only the wait it came in."""
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        log.warning("waits for new batches poll instead of blocking: %s", exc)
+        return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from ._effects import (
     Wait,
     block_ms,
     gate_mode,
+    refuses_blocking,
     release_held,
 )
 from ._exceptions import ConfigurationError
@@ -477,14 +478,10 @@ class SyncDriver:
         while line is not None and effect.wake_on is not None and time.monotonic() < end:
             try:
                 woke = line.wait_for_entry(effect.wake_on, end - time.monotonic())
-            except redis.exceptions.NoPermissionError as exc:
-                self._blocking_waits = False
-                log.warning("waits for new batches poll instead of blocking: %s", exc)
+            except redis.exceptions.RedisError as exc:
+                if refuses_blocking(exc):
+                    self._blocking_waits = False
                 break
-            except redis.exceptions.ResponseError:
-                break  # the read ended by the server (UNBLOCKED): this wait sleeps the rest
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                break  # no connection to be had (the server down): the next claim rides it out
             if woke:
                 return
             if woke is None:

@@ -116,6 +116,17 @@ def real_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture
+def durable_server() -> Iterator[EmbeddedServer]:
+    """A server of its own with an append-only file fsynced at every write,
+    for tests that kill and restart it: it comes back with every write."""
+    if find_server_binary() is None:
+        _no_server("no server binary to restart")  # fails under REDISBATCH_REQUIRE_SERVER=1
+    server = EmbeddedServer(args=("--appendonly", "yes", "--appendfsync", "always")).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """A real 3-master Redis Cluster started for this test session."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,9 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from redisbatch import DistributedImport, Field, IterableSource, Schema
-from redisbatch._embedded import EmbeddedServer, find_server_binary
-
-from .conftest import _no_server
+from redisbatch._embedded import EmbeddedServer
 
 Make = Callable[..., DistributedImport]
 
@@ -145,15 +143,6 @@ def test_a_claim_whose_reply_was_lost_does_not_wait_for_the_stale_timeout(
     summary = di.run_worker(job, lambda r, c: None, "w")
     assert time.monotonic() - started < 10
     assert (summary.processed, summary.state) == (10, "COMPLETED")
-
-
-@pytest.fixture
-def durable_server() -> Iterator[EmbeddedServer]:
-    if find_server_binary() is None:
-        _no_server("no server binary to restart")  # fails under REDISBATCH_REQUIRE_SERVER=1
-    server = EmbeddedServer(args=("--appendonly", "yes", "--appendfsync", "always")).start()
-    yield server
-    server.stop()
 
 
 def test_run_worker_rides_out_a_server_restart(durable_server: EmbeddedServer) -> None:

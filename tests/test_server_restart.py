@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-import pytest
 import redis
 
 from redisbatch import DistributedImport, Field, IterableSource, Schema
-from redisbatch._embedded import EmbeddedServer, find_server_binary
-
-from .conftest import _no_server
-
-
-@pytest.fixture
-def durable_server() -> Any:
-    if find_server_binary() is None:
-        _no_server("no server binary to restart")  # fails under REDISBATCH_REQUIRE_SERVER=1
-    server = EmbeddedServer(args=("--appendonly", "yes", "--appendfsync", "always")).start()
-    yield server
-    server.stop()
+from redisbatch._embedded import EmbeddedServer
 
 
 def test_a_server_crash_and_restart_counts_nothing_twice(durable_server: EmbeddedServer) -> None:

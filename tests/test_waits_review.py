@@ -17,19 +17,8 @@ from redis.retry import Retry
 
 from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
 from redisbatch._config import Settings
-from redisbatch._embedded import EmbeddedServer, find_server_binary
+from redisbatch._embedded import EmbeddedServer
 from redisbatch._store import Store
-
-from .conftest import _no_server
-
-
-@pytest.fixture
-def durable_server() -> Any:
-    if find_server_binary() is None:
-        _no_server("no server binary to restart")  # fails under REDISBATCH_REQUIRE_SERVER=1
-    server = EmbeddedServer(args=("--appendonly", "yes", "--appendfsync", "always")).start()
-    yield server
-    server.stop()
 
 
 def test_a_sync_worker_waiting_as_the_server_goes_down_rides_it_out(
