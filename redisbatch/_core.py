@@ -309,10 +309,7 @@ class Core:
                     return tally.summary(None)
                 if time.monotonic() >= job_wait_ends:
                     raise JobNotFoundError(job_id, waited=wait_for_job)
-                yield Sleep(
-                    min(delay, max(0.0, job_wait_ends - time.monotonic())),
-                    wake_on=self._queue(job_id, None),
-                )
+                yield self._wait_for_job(job_id, delay, job_wait_ends, deadline)
                 delay = min(delay * 2, longest_delay)
                 continue
             seen = True
@@ -341,6 +338,18 @@ class Core:
                 lambda: self.store.job_state(job_id), stale, f"job {job_id}: state"
             )
         return tally.summary(state)
+
+    def _wait_for_job(
+        self, job_id: str, delay: float, ends: float, deadline: float | None
+    ) -> Sleep:
+        """The wait before looking again for a job not created yet: the poll
+        delay, cut at the end of ``wait_for_job`` and of the time budget; it
+        ends early once the job's first batch is stored."""
+        if deadline is not None:
+            ends = min(ends, deadline)
+        return Sleep(
+            min(delay, max(0.0, ends - time.monotonic())), wake_on=self._queue(job_id, None)
+        )
 
     def _queue(self, job_id: str, state: str | None) -> str | None:
         """The job's queue stream: a wait between claims ends early once a batch

@@ -133,3 +133,15 @@ def test_a_worker_waiting_on_a_paused_job_sleeps_through_stored_batches(
     assert status is not None and (status.state, status.total_batches) == ("PAUSED", 6)
     assert summaries and summaries[0].processed == 0
     assert called.count("claimBatch") == 1, called
+
+
+def test_a_worker_waiting_for_its_job_stops_when_its_time_budget_is_spent(
+    make_import: Any, long_polls: None
+) -> None:
+    """A job that never comes: the worker's wait for it ends with its time
+    budget, not with its poll interval or wait_for_job."""
+    worker = make_import()
+    started = time.monotonic()
+    summary = worker.run_worker("never", lambda r, c: None, "w", wait_for_job=20, time_budget=0.3)
+    assert time.monotonic() - started < 5
+    assert (summary.batches, summary.state) == (0, None)
