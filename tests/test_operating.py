@@ -166,12 +166,14 @@ def test_watch_wakes_on_a_commit_not_on_the_interval(client: Any) -> None:
     watching: Iterator[Any] = di.watch(job, interval=30.0)
     first = next(watching)
     assert first.processed_records == 0
-    threading.Timer(0.2, di.process_worker_batch, args=(job, nothing, "w")).start()
+    worker = threading.Timer(0.2, di.process_worker_batch, args=(job, nothing, "w"))
+    worker.start()
     started = time.monotonic()
     second = next(watching)
     assert second.processed_records == 10
     assert time.monotonic() - started < 20  # well before the 30 s interval
     watching.close()  # type: ignore[attr-defined]
+    worker.join(10)  # the watch woke on the commit's event, maybe before its reply came
 
 
 # ---------------------------------------------------------------- eviction policy
@@ -287,7 +289,9 @@ def test_watch_blocks_less_than_the_clients_read_timeout(real_url: str) -> None:
     job = di.prepare(numbered(20)).job_id
     watching = di.watch(job, interval=5.0)
     assert next(watching).processed_records == 0
-    threading.Timer(1.5, di.process_worker_batch, args=(job, nothing, "w")).start()
+    worker = threading.Timer(1.5, di.process_worker_batch, args=(job, nothing, "w"))
+    worker.start()
     assert next(watching).processed_records == 10  # waited through blocks of 0.25 s
     watching.close()  # type: ignore[attr-defined]
+    worker.join(10)  # its commit's reply may still be on its way: then close the client
     client.close()
