@@ -69,7 +69,8 @@
   Output:
     {"OK", batch_index, token, attempt, payload, columns, total_records, dead_lettered,
      duplicates, indexes}  payload: the batch's records, or their length in bytes
-                           (an integer) when longer than ARGV[9]; duplicates: the batch's d:<index> JSON from storeBatch, or "";
+                           (an integer) when longer than ARGV[9];
+                           duplicates: the batch's d:<index> JSON from storeBatch, or "";
                            indexes: its x:<index> JSON (a redriven batch), or ""
     {"NO_PENDING_BATCHES", state, finalized (0|1), dead_lettered, summary}
     {"JOB_NOT_FOUND"}

@@ -50,6 +50,7 @@ from ._effects import (
     StopHeartbeat,
     Wait,
     block_ms,
+    block_outcome,
     gate_mode,
     refuses_blocking,
     release_held,
@@ -257,9 +258,7 @@ class _Line:
                 return None
             started = clock()
             await connection.send_command("XREAD", "BLOCK", ms, "STREAMS", stream, "$")
-            if await connection.read_response():
-                return True
-            return False if clock() - started >= ms / 2000 else None
+            return block_outcome(await connection.read_response(), clock() - started, ms)
 
         async def not_sent() -> bool | None:
             return None

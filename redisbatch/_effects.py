@@ -44,6 +44,7 @@ __all__ = [
     "StopHeartbeat",
     "Wait",
     "block_ms",
+    "block_outcome",
     "gate_mode",
     "refuses_blocking",
     "release_held",
@@ -176,6 +177,16 @@ def block_ms(seconds: float, socket_timeout: float | None) -> int:
     if socket_timeout is not None:
         ms = min(ms, int(socket_timeout * 1000) - _TIMEOUT_ROOM_MS)
     return max(ms, 0)
+
+
+def block_outcome(reply: Any, elapsed: float, ms: int) -> bool | None:
+    """What a blocking read of ``ms`` ms that answered ``reply`` after
+    ``elapsed`` seconds says: True when an entry came, False when the block
+    timed out, None when the server answered at once without blocking (as
+    fakeredis's raw connection does): the wait cannot block there."""
+    if reply:
+        return True
+    return False if elapsed >= ms / 2000 else None
 
 
 def refuses_blocking(exc: redis.exceptions.RedisError) -> bool:

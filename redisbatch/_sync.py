@@ -42,6 +42,7 @@ from ._effects import (
     StopHeartbeat,
     Wait,
     block_ms,
+    block_outcome,
     gate_mode,
     refuses_blocking,
     release_held,
@@ -241,9 +242,7 @@ class _Line:
                 return None
             started = time.monotonic()
             connection.send_command("XREAD", "BLOCK", ms, "STREAMS", stream, "$")
-            if connection.read_response():
-                return True
-            return False if time.monotonic() - started >= ms / 2000 else None
+            return block_outcome(connection.read_response(), time.monotonic() - started, ms)
 
         return self._send(send, lambda: None)
 

@@ -19,7 +19,7 @@ import redis.asyncio
 
 from redisbatch import AsyncDistributedImport, DistributedImport, IterableSource
 from redisbatch._config import Settings
-from redisbatch._effects import block_ms
+from redisbatch._effects import block_ms, block_outcome
 
 from .test_failover import failing_scripts
 
@@ -90,6 +90,15 @@ def test_a_blocking_read_stays_within_the_socket_timeout() -> None:
     assert block_ms(0.64, 5) == 640
     assert block_ms(0.0004, None) == 0
     assert block_ms(1.0, 0.1) == 0
+
+
+def test_a_blocking_read_that_answers_at_once_cannot_block() -> None:
+    """An entry ends the wait; an empty answer after the block timed out lets
+    the wait block again; an empty answer long before it (fakeredis's raw
+    connection does not block) means the wait sleeps instead."""
+    assert block_outcome([[b"q", [(b"1-0", {})]]], 0.001, 640) is True
+    assert block_outcome(None, 0.64, 640) is False
+    assert block_outcome(None, 0.0, 640) is None
 
 
 def test_a_worker_waiting_on_a_paused_job_sleeps_through_stored_batches(
